@@ -1,0 +1,100 @@
+"""The `otweb` command: serve (everything), web, worker, demo, train."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .settings import Settings
+
+workspace_option = click.option("--workspace", type=click.Path(path_type=Path), default=None,
+                                help="Where runs, the database and the demo live (env OTWEB_WORKSPACE).")
+config_dir_option = click.option("--config-dir", type=click.Path(path_type=Path), default=None,
+                                 help="The configs folder (env OTWEB_CONFIG_DIR).")
+
+
+def _settings(workspace=None, config_dir=None) -> Settings:
+    return Settings.from_env(workspace=workspace, config_dir=config_dir)
+
+
+@click.group()
+def main():
+    """OneTrainer Web: train diffusion models from the browser."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-demo", is_flag=True, help="Do not build the demo model on first start.")
+@workspace_option
+@config_dir_option
+def serve(host, port, no_demo, workspace, config_dir):
+    """Everything on this machine: Redis (embedded unless REDIS_URL), a worker and the web app."""
+    from .standalone import Standalone
+    sys.exit(Standalone(_settings(workspace, config_dir), host, port).run(with_demo=not no_demo))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="gunicorn worker processes.")
+@workspace_option
+@config_dir_option
+def web(host, port, workers, workspace, config_dir):
+    """Only the web app (gunicorn + gevent), against REDIS_URL."""
+    from .standalone import gunicorn_command
+    settings = _settings(workspace, config_dir)
+    if not settings.redis_url:
+        raise click.UsageError("set REDIS_URL (or use `otweb serve`, which embeds Redis)")
+    command = gunicorn_command(host, port, workers)
+    os.execve(command[0], command, settings.export_env())
+
+
+@main.command()
+@workspace_option
+def worker(workspace):
+    """Only a worker (one per GPU), against REDIS_URL."""
+    from .worker.main import Worker
+    settings = _settings(workspace)
+    if not settings.redis_url:
+        raise click.UsageError("set REDIS_URL (or use `otweb serve`, which embeds Redis)")
+    Worker(settings).serve_forever()
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Build again even if it exists.")
+@workspace_option
+@config_dir_option
+def demo(force, workspace, config_dir):
+    """Build the tiny demo model, dataset and configs/demo.json (offline, < 1 minute)."""
+    from .trainer.demo import build_demo
+    settings = _settings(workspace, config_dir)
+    path = build_demo(settings.workspace, settings.config_dir, force=force)
+    click.echo(f"demo config: {path}")
+
+
+@main.command()
+@click.argument("config")
+@click.option("--quiet", is_flag=True, help="No progress bar and no callbacks (a baseline for benchmarks).")
+@workspace_option
+@config_dir_option
+def train(config, quiet, workspace, config_dir):
+    """Train one CONFIG (a path or a name in the configs folder) in this terminal."""
+    from .configlib import config_path
+    from .terminal import train_in_terminal
+    settings = _settings(workspace, config_dir)
+    path = Path(config)
+    if not path.exists():
+        path = config_path(settings.config_dir, config)
+    if not path.exists():
+        raise click.BadParameter(f"no config file {config} (nor {path})", param_hint="CONFIG")
+    run_dir = train_in_terminal(path, settings.workspace, quiet=quiet)
+    click.echo(f"run folder: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Settings from the environment, one place for the web, the worker and the CLI."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+EVENTS_CHANNEL = "otweb:events"          # Redis pub/sub: every numbered event, as JSON
+WAKE_KEY = "otweb:wake"                  # Redis list: a nudge for idle workers
+HEARTBEAT_TTL_S = 5                      # a worker whose key is older is gone
+
+
+def heartbeat_key(worker: str) -> str:
+    return f"otweb:worker:{worker}"
+
+
+def commands_key(run_id: int) -> str:
+    return f"otweb:run:{run_id}:commands"
+
+
+@dataclass
+class Settings:
+    workspace: Path
+    config_dir: Path
+    redis_url: str | None
+    worker_name: str
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        values = dict(
+            workspace=Path(env.get("OTWEB_WORKSPACE", "workspace")),
+            config_dir=Path(env.get("OTWEB_CONFIG_DIR", "configs")),
+            redis_url=env.get("REDIS_URL") or None,
+            worker_name=env.get("OTWEB_WORKER_NAME") or f"{socket.gethostname()}-gpu0",
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.workspace = Path(settings.workspace).resolve()
+        settings.config_dir = Path(settings.config_dir).resolve()
+        return settings
+
+    @property
+    def database(self) -> Path:
+        return self.workspace / "otweb.sqlite3"
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.workspace / "runs" / str(run_id)
+
+    def export_env(self) -> dict:
+        """The environment a child process (worker, gunicorn) needs to see the same settings."""
+        env = dict(os.environ, OTWEB_WORKSPACE=str(self.workspace), OTWEB_CONFIG_DIR=str(self.config_dir),
+                   OTWEB_WORKER_NAME=self.worker_name)
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        return env

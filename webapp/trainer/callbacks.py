@@ -1,0 +1,53 @@
+"""Callbacks out of a trainer (OneTrainer's shape, our names).
+
+A backend calls these; they turn into protocol events. ``QueueCallbacks`` puts them on the
+worker's multiprocessing queue with ``put_nowait`` (an unbounded queue: never blocks a step).
+``TrainCallbacks`` itself does nothing, so a backend can always call it (``otweb train``
+and benchmarks use it, or a subclass that prints).
+"""
+from __future__ import annotations
+
+from .protocol import Event, make_event
+
+
+class TrainCallbacks:
+    """The interface. Every method is optional for a caller to care about; all are cheap."""
+
+    def emit(self, event: Event, **data) -> None:
+        pass
+
+    def progress(self, *, global_step: int, max_step: int, epoch: int, max_epoch: int,
+                 epoch_step: int, epoch_length: int, loss: float | None = None,
+                 lr: float | None = None) -> None:
+        self.emit(Event.PROGRESS, global_step=global_step, max_step=max_step, epoch=epoch,
+                  max_epoch=max_epoch, epoch_step=epoch_step, epoch_length=epoch_length,
+                  loss=loss, lr=lr)
+
+    def status(self, text: str) -> None:
+        self.emit(Event.STATUS, text=text)
+
+    def sample(self, kind: Event, **sample) -> None:
+        """kind is Event.SAMPLE_DEFAULT or Event.SAMPLE_CUSTOM; sample holds path (relative
+        to the run folder), prompt, negative_prompt, seed, steps, cfg_scale, width, height,
+        global_step, epoch."""
+        self.emit(kind, **sample)
+
+    def sample_progress(self, step: int, max_step: int) -> None:
+        self.emit(Event.SAMPLE_PROGRESS, step=step, max_step=max_step)
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.emit(Event.LOG, text=text, level=level)
+
+    def error(self, message: str, traceback: str = "") -> None:
+        self.emit(Event.ERROR, message=message, traceback=traceback)
+
+    def finished(self, *, stopped: bool, output: str | None) -> None:
+        self.emit(Event.FINISHED, stopped=stopped, output=output)
+
+
+class QueueCallbacks(TrainCallbacks):
+    def __init__(self, events_queue):
+        self._queue = events_queue
+
+    def emit(self, event: Event, **data) -> None:
+        self._queue.put_nowait(make_event(event, **data))

@@ -1,0 +1,67 @@
+"""Commands into a trainer (OneTrainer's shape): flags the trainer polls once per step.
+
+``poll()`` drains the multiprocessing queue without blocking and sets the flags; the trainer
+then reads ``stop_requested`` (sticky) and takes the one-shot requests with ``take_*``.
+"""
+from __future__ import annotations
+
+import queue as queue_module
+
+from .protocol import Command
+
+
+class TrainCommands:
+    def __init__(self, commands_queue=None):
+        self._queue = commands_queue
+        self.stop_requested = False
+        self._sample_default = False
+        self._backup = False
+        self._save = False
+        self._custom_samples: list[dict] = []
+
+    # -- producer side (the queue, or a direct caller such as a terminal's Ctrl-C) --
+    def apply(self, message: dict) -> None:
+        name = Command(message["command"])
+        if name is Command.STOP:
+            self.stop_requested = True
+        elif name is Command.SAMPLE_DEFAULT:
+            self._sample_default = True
+        elif name is Command.SAMPLE_CUSTOM:
+            self._custom_samples.append(dict(message.get("sample") or {}))
+        elif name is Command.BACKUP:
+            self._backup = True
+        elif name is Command.SAVE:
+            self._save = True
+
+    def stop(self) -> None:
+        self.apply({"command": Command.STOP.value})
+
+    def poll(self) -> None:
+        if self._queue is None:
+            return
+        while True:
+            try:
+                message = self._queue.get_nowait()
+            except queue_module.Empty:
+                return
+            except (EOFError, OSError):  # the worker went away: stop cleanly
+                self.stop_requested = True
+                return
+            self.apply(message)
+
+    # -- consumer side (the trainer) --
+    def take_sample_default(self) -> bool:
+        requested, self._sample_default = self._sample_default, False
+        return requested
+
+    def take_custom_samples(self) -> list[dict]:
+        samples, self._custom_samples = self._custom_samples, []
+        return samples
+
+    def take_backup(self) -> bool:
+        requested, self._backup = self._backup, False
+        return requested
+
+    def take_save(self) -> bool:
+        requested, self._save = self._save, False
+        return requested

@@ -1,0 +1,67 @@
+"""The trainer process: spawned by the worker, hosts one backend, talks only through two queues.
+
+It is the only process that imports torch and the model libraries (through the backend).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from .callbacks import QueueCallbacks
+from .commands import TrainCommands
+
+LOG_NAME = "trainer.log"
+
+
+def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int) -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the worker decides how to stop us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    run_path = Path(run_dir)
+    _log_to_file(run_path / LOG_NAME)
+    _exit_with_parent(parent_pid)
+    callbacks = QueueCallbacks(events_queue)
+    commands = TrainCommands(commands_queue)
+    exit_code = 0
+    try:
+        from .backends import make_backend
+        backend = make_backend(config, callbacks, commands, run_dir=run_path, base_dir=Path(base_dir))
+        try:
+            backend.start()
+            backend.train()
+        finally:
+            backend.end()
+    except BaseException as exc:  # noqa: BLE001 - everything is reported, then the process ends
+        trace = traceback.format_exc()
+        print(trace, file=sys.stderr, flush=True)
+        callbacks.error(message=f"{type(exc).__name__}: {exc}", traceback=trace)
+        exit_code = 1
+    # make sure every event reached the pipe before the process goes
+    events_queue.close()
+    events_queue.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
+
+
+def _log_to_file(path: Path) -> None:
+    """stdout and stderr (ours and native libraries') go to the run's log file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """If the worker dies (even by SIGKILL), the trainer must not live on as an orphan."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(3)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -1,0 +1,1 @@
+"""Blueprints, one per area. Nothing here imports torch or a model library."""

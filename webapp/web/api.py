@@ -1,0 +1,120 @@
+"""The JSON API for scripts (the seed's endpoint names). Errors: {"error", "detail"} with a 4xx."""
+from __future__ import annotations
+
+import time
+
+import redis
+from flask import Blueprint, current_app, jsonify, request, send_file
+
+from .. import store
+from ..extensions import get_db, get_redis
+from ..trainer.protocol import Command
+from . import training
+from .errors import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def json_body() -> dict:
+    body = request.get_json(silent=True)
+    if body is None:
+        if request.get_data():
+            raise ApiError(400, "malformed JSON", "the request body is not valid JSON")
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "malformed JSON", "the request body must be a JSON object")
+    return body
+
+
+def optional_run_id(body: dict) -> int | None:
+    run_id = body.get("run_id")
+    if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int)):
+        raise ApiError(400, "invalid field", [{"field": "run_id", "message": "must be a whole number"}])
+    return run_id
+
+
+@bp.get("/health")
+def health():
+    checks = {"database": True, "redis": True}
+    try:
+        get_db().execute("SELECT 1")
+    except Exception:  # noqa: BLE001 - reported, not raised
+        checks["database"] = False
+    try:
+        get_redis().ping()
+    except redis.RedisError:
+        checks["redis"] = False
+    ok = all(checks.values())
+    return jsonify(status="ok" if ok else "degraded", time=time.time(), **checks), 200 if ok else 503
+
+
+@bp.get("/training/status")
+def training_status():
+    run = training.current_run()
+    queued = sum(1 for r in store.active_runs(get_db()) if r["state"] == "queued")
+    return jsonify(run=run, queued=queued)
+
+
+@bp.post("/training/start")
+def training_start():
+    body = json_body()
+    name = body.get("config_name")
+    if name is not None and not isinstance(name, str):
+        raise ApiError(400, "invalid field", [{"field": "config_name", "message": "must be a string"}])
+    run_id = training.start_run(config_name=name, config=body.get("config"))
+    return jsonify(run_id=run_id, state="queued"), 202
+
+
+def _command_route(command: Command):
+    def handler():
+        run = training.send_command(command, optional_run_id(json_body()))
+        return jsonify(run_id=run["id"], command=command.value, accepted=True), 202
+    handler.__name__ = f"training_{command.value}"
+    return handler
+
+
+for _command, _path in ((Command.STOP, "stop"), (Command.BACKUP, "backup"),
+                        (Command.SAVE, "save"), (Command.SAMPLE_DEFAULT, "sample")):
+    bp.add_url_rule(f"/training/{_path}", view_func=_command_route(_command), methods=["POST"])
+
+
+@bp.get("/training/progress")
+def training_progress():
+    run = training.current_run()
+    if run is None:
+        raise ApiError(404, "no runs yet", "start a run first")
+    return jsonify(run_id=run["id"], state=run["state"], status=run["status_text"],
+                   progress=run["progress"])
+
+
+@bp.post("/samples/custom")
+def samples_custom():
+    body = json_body()
+    sample = training.parse_custom_sample(body)
+    run = training.send_command(Command.SAMPLE_CUSTOM, optional_run_id(body), sample=sample)
+    return jsonify(run_id=run["id"], command="sample_custom", sample=sample, accepted=True), 202
+
+
+@bp.get("/samples/<int:sample_id>")
+def sample_metadata(sample_id: int):
+    return jsonify(_sample_or_404(sample_id))
+
+
+@bp.get("/samples/<int:sample_id>/image")
+def sample_image(sample_id: int):
+    """Only through the id: the path comes from our record, never from the request."""
+    sample = _sample_or_404(sample_id)
+    run_dir = current_app.config["SETTINGS"].run_dir(sample["run_id"]).resolve()
+    path = (run_dir / sample["path"]).resolve()
+    if run_dir not in path.parents or not path.is_file():
+        raise ApiError(404, "image missing", f"sample {sample_id} has no image file any more")
+    response = send_file(path, mimetype="image/png", conditional=True, etag=True, max_age=86400)
+    response.headers["Cache-Control"] = "private, max-age=86400, immutable"
+    return response
+
+
+def _sample_or_404(sample_id: int) -> dict:
+    sample = store.get_sample(get_db(), sample_id)
+    if sample is None:
+        raise ApiError(404, "unknown sample", f"no sample with id {sample_id}")
+    return sample

@@ -1,0 +1,57 @@
+"""The dashboard: the page, and the form actions its buttons post (answered with a flash)."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template, request
+
+from .. import configlib, store
+from ..extensions import get_db
+from ..trainer.protocol import Command
+from . import training
+from .fragments import render_progress
+
+bp = Blueprint("dashboard", __name__)
+
+FORM_COMMANDS = {"stop": Command.STOP, "save": Command.SAVE, "backup": Command.BACKUP,
+                 "sample": Command.SAMPLE_DEFAULT}
+
+
+@bp.get("/")
+def index():
+    conn = get_db()
+    run = training.current_run()
+    return render_template(
+        "dashboard/index.html", run=run, last_seq=store.last_seq(conn),
+        configs=configlib.list_configs(current_app.config["CONFIG_DIR"]),
+        progress_html=render_progress(run["id"] if run else None, run["progress"] if run else None),
+        samples=store.list_samples(conn, run["id"], limit=24) if run else [],
+        log_events=store.recent_events(conn, run["id"], "log") if run else [])
+
+
+@bp.post("/runs/start")
+def start():
+    run_id = training.start_run(config_name=request.form.get("config_name"))
+    return flash(f"Run #{run_id} queued.")
+
+
+@bp.post("/runs/command/<name>")
+def command(name: str):
+    if name not in FORM_COMMANDS:
+        return flash(f"Unknown command {name!r}.", 404)
+    run = training.send_command(FORM_COMMANDS[name], _form_run_id())
+    return flash(f"{name.capitalize()} sent to run #{run['id']}.")
+
+
+@bp.post("/runs/sample")
+def custom_sample():
+    sample = training.parse_custom_sample(request.form)
+    run = training.send_command(Command.SAMPLE_CUSTOM, _form_run_id(), sample=sample)
+    return flash(f"Sample queued for run #{run['id']}: “{sample['prompt']}”.")
+
+
+def _form_run_id() -> int | None:
+    raw = request.form.get("run_id", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def flash(message: str, status: int = 200):
+    return render_template("_flash.html", message=message, level="info" if status < 400 else "error"), status

@@ -1,0 +1,40 @@
+"""HTML for the live stream: which partials an event re-renders, for htmx-ext-sse to swap.
+
+Called once per event per web process (the SSE broker caches the result for all its clients),
+so what is rendered here is read from SQLite once, not once per browser.
+"""
+from __future__ import annotations
+
+from flask import render_template
+
+from .. import store
+from ..extensions import get_db
+from ..trainer.protocol import SAMPLE_EVENTS, Event
+from . import training
+from .charts import loss_sparkline
+
+STATE_EVENTS = {Event.STATUS, Event.RUN, Event.FINISHED, Event.ERROR}
+
+
+def render_event_fragments(event: dict) -> list[tuple[str, str]]:
+    name = event["event"]
+    if name == Event.PROGRESS:
+        return [("progress", render_progress(event["run_id"], event["data"]))]
+    if name in STATE_EVENTS:
+        run = training.current_run()
+        return [("state", render_template("dashboard/_state.html", run=run)),
+                ("controls", render_template("dashboard/_controls.html", run=run))]
+    if name in SAMPLE_EVENTS:
+        sample = store.get_sample(get_db(), event["data"].get("sample_id", -1))
+        return [("sample", render_template("dashboard/_sample.html", sample=sample))] if sample else []
+    if name == Event.SAMPLE_PROGRESS:
+        return [("sample_progress", render_template("dashboard/_sample_progress.html", **event["data"]))]
+    if name == Event.LOG:
+        return [("log", render_template("dashboard/_log_line.html", event=event))]
+    return []
+
+
+def render_progress(run_id: int | None, progress: dict | None) -> str:
+    points = store.run_metrics(get_db(), run_id)[-300:] if run_id else []
+    return render_template("dashboard/_progress.html", progress=progress,
+                           sparkline=loss_sparkline([p["loss"] for p in points if p["loss"] is not None]))

@@ -1,0 +1,139 @@
+"""Hosts one run in a spawned trainer process and follows it to the end.
+
+The main loop moves events (queue → bridge → sink); a relay thread moves commands
+(Redis list → command queue). When the process ends, the run's final state comes from what
+it said (finished, error) and how it exited (code, signal), with the tail of its log.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from ..settings import commands_key
+from ..trainer import process as trainer_process
+from ..trainer.protocol import Command, Event, RunState, make_command, make_event
+from .bridge import EventBridge
+
+log = logging.getLogger(__name__)
+LOG_TAIL_LINES = 20
+EXIT_DRAIN_S = 2.0
+
+
+class TrainerHost:
+    def __init__(self, run: dict, config: dict, run_dir: Path, base_dir: Path, sink, redis_client):
+        self.run, self.config = run, config
+        self.run_id = run["id"]
+        self.run_dir, self.base_dir = run_dir, base_dir
+        self.sink, self.redis = sink, redis_client
+        self.bridge = EventBridge(sink, self.run_id)
+        context = multiprocessing.get_context("spawn")
+        self.events = context.Queue()
+        self.commands = context.Queue()
+        self.process = context.Process(
+            target=trainer_process.main, name=f"otweb-trainer-{self.run_id}",
+            args=(config, str(run_dir), str(base_dir), self.events, self.commands, os.getpid()))
+        self.done = threading.Event()
+        self.shutdown_requested = False
+
+    def run_to_end(self) -> RunState:
+        self.process.start()
+        self.sink.emit(self.run_id, make_event(Event.RUN, state=RunState.RUNNING.value, pid=self.process.pid))
+        relay = threading.Thread(target=self._relay_commands, name="command-relay", daemon=True)
+        relay.start()
+        try:
+            self._pump_events()
+        finally:
+            self.done.set()
+            relay.join(timeout=3)
+        state, reason = self._final_state()
+        self.sink.emit(self.run_id, make_event(Event.RUN, state=state.value, reason=reason,
+                                               exit_code=self.process.exitcode))
+        self.process.close()
+        return state
+
+    def request_stop(self) -> None:
+        """Graceful: the trainer finishes its step, saves, and ends."""
+        self.shutdown_requested = True
+        self.send(make_command(Command.STOP))
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+
+    def send(self, command: dict) -> None:
+        try:
+            self.commands.put_nowait(command)
+        except (ValueError, OSError):  # queue closed: the trainer is gone already
+            pass
+
+    def _pump_events(self) -> None:
+        while self.process.is_alive():
+            self._move_events(timeout=0.1)
+            self.bridge.tick()
+        # the process is gone: take what it left in the pipe, briefly
+        deadline = time.monotonic() + EXIT_DRAIN_S
+        while time.monotonic() < deadline and self._move_events(timeout=0.05):
+            pass
+        self.bridge.flush()
+
+    def _move_events(self, timeout: float) -> bool:
+        try:
+            event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        except (EOFError, OSError, ValueError):  # a half-written message from a killed process
+            return False
+        self.bridge.handle(event)
+        return True
+
+    def _relay_commands(self) -> None:
+        key = commands_key(self.run_id)
+        while not self.done.is_set():
+            try:
+                item = self.redis.blpop([key], timeout=1)
+            except redis.RedisError as exc:
+                log.warning("command relay: %s", exc)
+                time.sleep(1)
+                continue
+            if item:
+                self.send(json.loads(item[1]))
+
+    def _final_state(self) -> tuple[RunState, str | None]:
+        code = self.process.exitcode
+        finished = self.bridge.finished
+        if code == 0 and finished is not None:
+            return (RunState.STOPPED if finished.get("stopped") else RunState.COMPLETED), None
+        if self.bridge.last_error:
+            reason = self.bridge.last_error.get("message") or "the trainer failed"
+        elif code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+            reason = f"the trainer process was killed by {name}{hint}"
+        else:
+            reason = f"the trainer process exited with code {code} before finishing"
+        tail = self._log_tail()
+        if tail:
+            reason += "\n--- last lines of trainer.log ---\n" + tail
+        if self.shutdown_requested and not self.bridge.last_error:
+            return RunState.INTERRUPTED, "the worker shut down before the trainer finished"
+        return RunState.FAILED, reason
+
+    def _log_tail(self) -> str:
+        path = self.run_dir / trainer_process.LOG_NAME
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 16384))
+                lines = fh.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-LOG_TAIL_LINES:])
