@@ -50,3 +50,24 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory):
+    """The tiny demo model and dataset, built once (without the shape pre-training, for speed)."""
+    from webapp.trainer.demo import build_demo
+    root = tmp_path_factory.mktemp("demo")
+    workspace, config_dir = root / "workspace", root / "configs"
+    build_demo(workspace, config_dir, pretrain=False)
+    return workspace, config_dir
+
+
+@pytest.fixture(scope="session")
+def demo_config(demo_workspace):
+    import json
+    return json.loads((demo_workspace[1] / "demo.json").read_text())
+
+
+def short_run(demo_config: dict, **overrides) -> dict:
+    """The demo config cut to a few steps; 24 images at batch 4 = 6 steps an epoch."""
+    return {**demo_config, "epochs": 2, "sample_after": 0, "sample_after_unit": "NEVER", **overrides}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -98,11 +99,25 @@ def test_unknown_api_route_answers_json(client):
     assert answer.status_code == 404 and answer.json["error"] == "Not Found"
 
 
-def test_web_side_never_imports_torch(client, config_dir, workspace):
+NO_TORCH_SCRIPT = """
+import json, sys
+from webapp import create_app
+app = create_app({"TESTING": True, "WORKSPACE": sys.argv[1], "CONFIG_DIR": sys.argv[2], "REDIS_URL": sys.argv[3]})
+client = app.test_client()
+codes = [client.get(p).status_code for p in ("/", "/api/health", "/api/training/status")]
+codes.append(client.post("/api/training/start", json={"config_name": "tiny"}).status_code)
+codes.append(client.get("/").status_code)
+heavy = sorted({"torch", "diffusers", "transformers", "peft"} & set(sys.modules))
+print(json.dumps({"codes": codes, "heavy": heavy}))
+"""
+
+
+def test_web_side_never_imports_torch(config_dir, workspace, redis_url):
+    # a fresh interpreter: this test process may have imported torch for other tests
     write_config(config_dir, workspace)
-    for path in ("/", "/api/health", "/api/training/status"):
-        assert client.get(path).status_code == 200
-    client.post("/api/training/start", json={"config_name": "tiny"})
-    client.get("/")
-    heavy = {"torch", "diffusers", "transformers", "peft"} & set(sys.modules)
-    assert not heavy, f"the web side imported {heavy}"
+    result = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT, str(workspace), str(config_dir), redis_url],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["codes"] == [200, 200, 200, 202, 200]
+    assert answer["heavy"] == [], f"the web side imported {answer['heavy']}"

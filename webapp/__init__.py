@@ -13,21 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    settings = Settings.from_env(**{k.lower(): v for k, v in (test_config or {}).items()
-                                    if k in ("WORKSPACE", "CONFIG_DIR", "REDIS_URL")})
-    app.config.from_mapping(
-        SECRET_KEY="dev",
-        SETTINGS=settings,
-        WORKSPACE=settings.workspace,
-        CONFIG_DIR=settings.config_dir,
-        DATABASE=settings.database,
-        REDIS_URL=settings.redis_url,
-        SSE_HEARTBEAT_S=15,
-        SSE_RETRY_MS=2000,
-    )
-    app.config.from_prefixed_env("OTWEB")
-    if test_config:
-        app.config.update(test_config)
+    test_config = dict(test_config or {})
+    # paths and Redis go through Settings, so the web, the worker and the CLI read them alike
+    settings = Settings.from_env(**{key.lower(): test_config.pop(key) for key in
+                                    ("WORKSPACE", "CONFIG_DIR", "REDIS_URL") if key in test_config})
+    app.config.from_mapping(SECRET_KEY="dev", SSE_HEARTBEAT_S=15, SSE_RETRY_MS=2000)
+    app.config.from_prefixed_env("OTWEB")  # e.g. OTWEB_SECRET_KEY, OTWEB_SSE_HEARTBEAT_S=1 (parsed as JSON)
+    app.config.update(test_config)
+    # set last: OTWEB_WORKSPACE etc. arrive above as plain strings, Settings owns them
+    app.config.from_mapping(SETTINGS=settings, WORKSPACE=settings.workspace, CONFIG_DIR=settings.config_dir,
+                            DATABASE=settings.database, REDIS_URL=settings.redis_url)
     if not app.config["REDIS_URL"]:
         raise RuntimeError("REDIS_URL is not set: start the app with `otweb serve` (embedded Redis) "
                            "or point REDIS_URL at a Redis server")

@@ -122,10 +122,6 @@ def claim_next_run(conn, worker: str) -> dict | None:
     return get_run(conn, row["id"])
 
 
-def set_run_pid(conn, run_id: int, pid: int | None) -> None:
-    conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (pid, run_id))
-
-
 def mark_stop_requested(conn, run_id: int) -> None:
     conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
 
@@ -175,6 +171,8 @@ def _fold_into_run(conn, run_id: int, name: str, data: dict, at: float) -> None:
     elif name == Event.RUN:
         state = RunState(data["state"])
         finished_at = None if state.is_active else at
+        if data.get("pid"):
+            conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (data["pid"], run_id))
         conn.execute("UPDATE runs SET state = ?, reason = COALESCE(?, reason), finished_at = ?,"
                      " status_text = CASE WHEN ? THEN status_text ELSE ? END WHERE id = ?",
                      (state.value, data.get("reason"), finished_at, state.is_active, state.value, run_id))

@@ -10,15 +10,9 @@ import logging
 import redis
 
 from .. import store
-from ..settings import EVENTS_CHANNEL
-from ..trainer.protocol import dumps
+from ..web.sse import publish_event  # the live feed's wire format, in one place
 
 log = logging.getLogger(__name__)
-
-
-def publish(redis_client, numbered_event: dict) -> None:
-    """The live feed's wire format, in one place (the web's own events use it too)."""
-    redis_client.publish(EVENTS_CHANNEL, dumps(numbered_event))
 
 
 class EventSink:
@@ -28,7 +22,7 @@ class EventSink:
     def emit(self, run_id: int, event: dict) -> dict:
         numbered = store.append_event(self.conn, run_id, event)
         try:
-            publish(self.redis, numbered)
+            publish_event(self.redis, numbered)
         except redis.RedisError as exc:
             # the record has it; browsers catch up from SQLite when they reconnect
             log.warning("could not publish event %s: %s", numbered["seq"], exc)

@@ -1,0 +1,101 @@
+"""The whole product for end-to-end tests: a real worker process and the web under gunicorn +
+gevent, on a real Redis, over a workspace holding the tiny demo model. Plus an SSE reader."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from servers import ROOT, serve_web
+
+
+@contextmanager
+def run_worker(env: dict):
+    log = open(Path(env["OTWEB_WORKSPACE"]) / f"worker-{uuid.uuid4().hex[:6]}.log", "w+b")
+    proc = subprocess.Popen([sys.executable, "-m", "webapp.cli", "worker"], cwd=ROOT, env={**os.environ, **env},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+class Stack:
+    def __init__(self, url: str, env: dict, worker):
+        self.url, self.env, self.worker = url, env, worker
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, self.url + path, timeout=30, **kwargs)
+
+    def start(self, config: dict) -> int:
+        answer = self.api("POST", "/api/training/start", json={"config": config})
+        assert answer.status_code == 202, answer.text
+        return answer.json()["run_id"]
+
+    def status(self) -> dict:
+        return self.api("GET", "/api/training/status").json()["run"]
+
+    def wait_for(self, predicate, timeout: float = 180, every: float = 0.2):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(every)
+        raise TimeoutError("condition not met in time")
+
+    def run_state(self, run_id: int) -> dict:
+        run = self.status()
+        return run if run and run["id"] == run_id else None
+
+    def wait_until_ended(self, run_id: int, timeout: float = 240) -> dict:
+        def ended():
+            run = self.run_state(run_id)
+            return run if run and run["state"] not in ("queued", "running") else None
+        return self.wait_for(ended, timeout)
+
+
+def read_sse(url: str, until, timeout: float = 180, headers: dict | None = None, max_events: int | None = None):
+    """Read SSE frames {event, id, data} until until(frame) is true; returns them all."""
+    frames, frame = [], {}
+    deadline = time.monotonic() + timeout
+    with requests.get(url, stream=True, timeout=(5, 30), headers=headers or {}) as response:
+        assert response.status_code == 200, response.text
+        for line in response.iter_lines(decode_unicode=True):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"SSE: condition not met; got {[f.get('event') for f in frames][-20:]}")
+            if line is None or line.startswith(":"):
+                continue
+            if line == "":
+                if "data" in frame:
+                    frames.append(frame)
+                    if until(frame) or (max_events and len(frames) >= max_events):
+                        return frames
+                frame = {}
+                continue
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "data":
+                frame["data"] = frame["data"] + "\n" + value if "data" in frame else value
+            elif field in ("event", "id"):
+                frame[field] = value
+    return frames
+
+
+def json_frames(frames):
+    return [json.loads(f["data"]) for f in frames]

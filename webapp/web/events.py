@@ -1,0 +1,73 @@
+"""The live stream: /events (HTML partials for htmx-ext-sse) and /api/events (JSON for scripts).
+
+Both are the same numbered events from one broker; only the framing differs. ``id:`` is the
+event's seq, so a browser that reconnects sends Last-Event-ID and replays what it missed.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request, stream_with_context
+
+from . import sse
+from .errors import ApiError
+
+bp = Blueprint("events", __name__)
+
+
+@bp.record_once
+def _install_broker(state) -> None:
+    sse.init_app(state.app)
+
+
+@bp.get("/events")
+def html_events():
+    broker = sse.get_broker()
+    return _event_stream(lambda live: html_messages(broker, live))
+
+
+@bp.get("/api/events")
+def json_events():
+    return _event_stream(json_messages)
+
+
+@bp.get("/api/events/stats")
+def stats():
+    """This process's broker: its client count and whether its one subscription is live."""
+    return jsonify(sse.get_broker().stats())
+
+
+def html_messages(broker: sse.EventBroker, live: sse.LiveEvent) -> list[sse.Message]:
+    frames = broker.html_frames(live)
+    if not frames:  # nothing to swap, but the browser's Last-Event-ID still moves past it
+        return [sse.Message(None, id=live.seq)]
+    messages = [sse.Message(html, type=name) for name, html in frames]
+    messages[-1].id = live.seq  # on the last frame: a reconnect mid-event replays the whole event
+    return messages
+
+
+def json_messages(live: sse.LiveEvent) -> list[sse.Message]:
+    return [sse.Message(live.wire, type=live.name, id=live.seq)]
+
+
+def _event_stream(to_messages):
+    after, run_id = stream_position()
+    config = current_app.config
+    body = sse.stream(sse.get_broker(), to_messages, after=after, run_id=run_id,
+                      heartbeat_s=float(config["SSE_HEARTBEAT_S"]), retry_ms=int(config["SSE_RETRY_MS"]))
+    return current_app.response_class(
+        stream_with_context(body), content_type="text/event-stream",
+        # no-cache: never a stored stream; X-Accel-Buffering: nginx passes frames on as they come
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def stream_position() -> tuple[int | None, int | None]:
+    """(after, run_id): Last-Event-ID, else ?after= (neither: live only); and ?run=."""
+    raw_after = request.headers.get("Last-Event-ID") or request.args.get("after")
+    raw_run = request.args.get("run")
+    try:
+        after = None if raw_after in (None, "") else int(raw_after)
+        run_id = None if raw_run in (None, "") else int(raw_run)
+    except ValueError:
+        raise ApiError(400, "invalid stream position", "Last-Event-ID, after and run must be whole numbers")
+    if (after is not None and after < 0) or (run_id is not None and run_id < 1):
+        raise ApiError(400, "invalid stream position", "after must be 0 or more, run 1 or more")
+    return after, run_id

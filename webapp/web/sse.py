@@ -1,0 +1,289 @@
+"""Server-Sent Events: flask-sse's message format, made safe, and one Redis subscription per process.
+
+flask-sse opens one subscription per client and ignores Last-Event-ID; here each web process holds
+ONE subscription (the ``EventBroker``) and fans events out to its clients' queues, and ``stream``
+replays what a reconnecting client missed from SQLite (the record) before going live.
+``publish_event`` / ``decode_event`` are the wire format; the worker imports them, so they need no app.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from contextlib import closing
+from typing import Callable, Iterator
+
+import flask_sse
+import redis
+from flask import Flask, current_app, has_request_context, request
+
+from .. import store
+from ..settings import EVENTS_CHANNEL
+from ..trainer.protocol import dumps
+
+log = logging.getLogger(__name__)
+HEARTBEAT = ": keep-alive\n\n"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the only line ends SSE knows (str.splitlines knows more)
+
+
+class Message(flask_sse.Message):
+    """flask-sse's Message, fixed: CR/LF (and NUL) refused in ``event``/``id`` because they would
+    end the field and let data forge frames; ``id`` 0 kept; multi-line and empty data framed right."""
+
+    # checked on every assignment, including flask-sse's own __init__
+    type = property(lambda self: self._type, lambda self, v: setattr(self, "_type", _field("event", v)))
+    id = property(lambda self: self._id, lambda self, v: setattr(self, "_id", _field("id", v)))
+
+    def to_dict(self):
+        fields = {"data": self.data, "type": self.type, "id": self.id, "retry": self.retry}
+        return {k: v for k, v in fields.items() if v is not None or k == "data"}
+
+    def __str__(self):
+        lines = [] if self.type is None else [f"event: {self.type}"]
+        if self.data is not None:  # None: an id-only frame (moves Last-Event-ID, fires no event)
+            data = self.data if isinstance(self.data, str) else dumps(self.data)
+            # "data: " with the space: a parser strips one space, so data that starts with one survives
+            lines += [f"data: {line}" for line in _LINE_BREAK.split(data)]
+        if self.id is not None:
+            lines.append(f"id: {self.id}")
+        if self.retry is not None:
+            lines.append(f"retry: {int(self.retry)}")
+        return "\n".join(lines) + "\n\n"
+
+
+def _field(name: str, value):
+    if value is not None and any(c in str(value) for c in "\r\n\0"):
+        raise ValueError(f"SSE {name} must not contain CR, LF or NUL: {value!r}")
+    return value
+
+
+# -- wire format: the worker publishes with these, the broker reads with these ------------------
+
+def encode_event(event: dict) -> str:
+    if not isinstance(event.get("seq"), int):
+        raise ValueError(f"a published event needs an int seq: {event!r}")
+    _field("event", event["event"])
+    return dumps(event)
+
+
+def decode_event(text: str) -> dict:
+    event = json.loads(text)
+    if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
+        raise ValueError(f"not a numbered event: {text[:200]!r}")
+    return event
+
+
+def publish_event(redis_client: redis.Redis, event: dict) -> int:
+    """Publish one numbered event (already appended to SQLite). Returns how many processes got it."""
+    return redis_client.publish(EVENTS_CHANNEL, encode_event(event))
+
+
+# -- the broker: one subscription per process, fanned out to client queues ---------------------
+
+class LiveEvent:
+    """One numbered event as this process hands it out; its frames are made once, not per client."""
+
+    def __init__(self, event: dict, wire: str | None = None):
+        self.event, self.wire = event, wire or dumps(event)
+        self.seq, self.run_id, self.name = event["seq"], event["run_id"], event["event"]
+        self._frames: dict[str, list] = {}
+        self._lock = threading.Lock()
+
+    def frames(self, key: str, render: Callable[[dict], list]) -> list:
+        with self._lock:
+            if key not in self._frames:
+                self._frames[key] = render(self.event)
+            return self._frames[key]
+
+
+class Client:
+    def __init__(self, run_id: int | None, maxsize: int):
+        self.run_id, self.queue, self.dropped = run_id, queue.Queue(maxsize=maxsize), False
+
+
+class EventBroker:
+    def __init__(self, app: Flask, channel: str = EVENTS_CHANNEL, queue_size: int = 1000,
+                 backoff_s: tuple[float, float] = (0.5, 10.0)):
+        self.app, self.channel, self.queue_size, self.backoff_s = app, channel, queue_size, backoff_s
+        self._clients: set[Client] = set()
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff = backoff_s[0]
+        self.last_seq: int | None = None  # the newest seq fanned out; later ones are checked for gaps
+
+    client_count = property(lambda self: len(self._clients))
+
+    def stats(self) -> dict:
+        return {"pid": os.getpid(), "clients": self.client_count, "subscribed": self._subscribed.is_set(),
+                "last_seq": self.last_seq}
+
+    def register(self, run_id: int | None = None, wait_s: float = 5.0) -> Client:
+        client = Client(run_id, self.queue_size)
+        with self._lock:
+            self._clients.add(client)
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping.clear()
+                self._thread = threading.Thread(target=self._run, name="sse-broker", daemon=True)
+                self._thread.start()
+        # a replay must start after the subscription is live, else an event could fall between
+        self._subscribed.wait(wait_s)
+        return client
+
+    def unregister(self, client: Client) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def html_frames(self, live: LiveEvent) -> list[tuple[str, str]]:
+        # keyed by the sub-path: frames hold url_for URLs, and two proxies may mount us differently
+        return live.frames(request.script_root if has_request_context() else "", self._render)
+
+    def _render(self, event: dict) -> list[tuple[str, str]]:
+        from .fragments import render_event_fragments  # lazily: fragments imports templates' helpers
+        try:
+            if has_request_context():
+                return list(render_event_fragments(event))
+            with self.app.app_context():
+                return list(render_event_fragments(event))
+        except Exception:  # one bad event must not end every stream that carries it
+            self.app.logger.exception("rendering SSE fragments for event %s failed", event.get("seq"))
+            return []
+
+    def log_head(self) -> int:
+        with closing(store.connect(self.app.config["DATABASE"])) as conn:
+            return store.last_seq(conn)
+
+    def replay(self, after: int, run_id: int | None = None, page: int = 1000) -> Iterator[LiveEvent]:
+        with closing(store.connect(self.app.config["DATABASE"])) as conn:
+            while events := store.events_since(conn, after, run_id, limit=page):
+                for event in events:
+                    yield LiveEvent(event)
+                after = events[-1]["seq"]
+
+    def _run(self) -> None:
+        with closing(store.connect(self.app.config["DATABASE"])) as conn:
+            if self.last_seq is None:
+                self.last_seq = store.last_seq(conn)
+            while not self._stopping.is_set():
+                try:
+                    self._listen(conn)
+                except (redis.RedisError, OSError) as exc:
+                    log.warning("SSE broker lost Redis (%s); retrying in %.1f s", exc, self._backoff)
+                except Exception:  # keep serving: a dead broker would silence every open stream
+                    log.exception("SSE broker failed; retrying in %.1f s", self._backoff)
+                finally:
+                    self._subscribed.clear()
+                self._stopping.wait(self._backoff)
+                self._backoff = min(self._backoff * 2, self.backoff_s[1])
+
+    def _listen(self, conn) -> None:
+        pubsub = self.app.extensions["redis"].pubsub()
+        with closing(pubsub):
+            pubsub.subscribe(self.channel)
+            while not self._stopping.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    # events published while we were not subscribed are in SQLite: fetch them now
+                    self._fill_gap(conn, None)
+                    self._subscribed.set()
+                    self._backoff = self.backoff_s[0]
+                elif message["type"] == "message":
+                    self._accept(conn, message["data"])
+
+    def _accept(self, conn, wire: str) -> None:
+        try:
+            event = decode_event(wire)
+        except ValueError:
+            log.warning("SSE broker ignored a malformed message: %.200r", wire)
+            return
+        if event["seq"] <= self.last_seq:
+            return  # already handed out, from SQLite when it came late
+        if event["seq"] > self.last_seq + 1:
+            # two workers may publish out of order; SQLite already holds the lower seqs
+            self._fill_gap(conn, event["seq"])
+        self._fan_out(LiveEvent(event, wire))
+
+    def _fill_gap(self, conn, before: int | None) -> None:
+        while events := store.events_since(conn, self.last_seq, limit=1000):
+            for event in events:
+                if before is not None and event["seq"] >= before:
+                    return
+                self._fan_out(LiveEvent(event))
+
+    def _fan_out(self, live: LiveEvent) -> None:
+        self.last_seq = live.seq
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            if client.run_id is not None and client.run_id != live.run_id:
+                continue
+            try:
+                client.queue.put_nowait(live)
+            except queue.Full:
+                # a client this far behind reconnects with Last-Event-ID and replays from SQLite
+                client.dropped = True
+                self.unregister(client)
+
+
+def init_app(app: Flask) -> EventBroker:
+    return app.extensions.setdefault("sse_broker", EventBroker(app))
+
+
+def get_broker() -> EventBroker:
+    return current_app.extensions["sse_broker"]
+
+
+# -- one client's stream ------------------------------------------------------------------------
+
+def stream(broker: EventBroker, to_messages: Callable[[LiveEvent], list[Message]], *,
+           after: int | None = None, run_id: int | None = None,
+           heartbeat_s: float = 15, retry_ms: int = 2000) -> Iterator[str]:
+    """Replay after ``after`` (None: live only), then live events: each seq once, in order."""
+    client = broker.register(run_id)  # first: anything published from now on reaches the queue
+    try:
+        yield str(Message(None, retry=retry_ms))
+        # a Last-Event-ID beyond the log (a reset workspace) would hide every new event
+        last = None if after is None else min(after, broker.log_head())
+        if last is not None:
+            for live in broker.replay(last, run_id):
+                yield _frames_text(to_messages, live)
+                last = live.seq
+        yield from _live(client, to_messages, last, heartbeat_s)
+    finally:
+        broker.unregister(client)
+
+
+def _live(client: Client, to_messages, last: int | None, heartbeat_s: float) -> Iterator[str]:
+    sent_at = time.monotonic()
+    while not client.dropped:  # dropped: end the response; the browser reconnects and replays
+        try:
+            live = client.queue.get(timeout=max(0.0, sent_at + heartbeat_s - time.monotonic()))
+        except queue.Empty:
+            live = None
+        if live is not None and (last is None or live.seq > last):
+            yield _frames_text(to_messages, live)
+            last, sent_at = live.seq, time.monotonic()
+        elif time.monotonic() - sent_at >= heartbeat_s:
+            yield HEARTBEAT  # keeps proxies (nginx: 60 s) from closing, and finds gone clients
+            sent_at = time.monotonic()
+
+
+def _frames_text(to_messages, live: LiveEvent) -> str:
+    try:
+        return "".join(str(m) for m in to_messages(live))
+    except ValueError:  # e.g. an event name with a line break: skip it, but move the client past it
+        log.warning("SSE event %s cannot be framed; sent as id only", live.seq, exc_info=True)
+        return str(Message(None, id=live.seq))
+
