@@ -83,7 +83,7 @@ class Worker:
             host = self.host
             beat = {"pid": os.getpid(), "time": time.time(),
                     "run_id": host.run_id if host else None,
-                    "trainer_pid": host.process.pid if host and host.process._popen else None}
+                    "trainer_pid": host.pid if host else None}
             try:
                 self.redis.set(key, dumps(beat), ex=HEARTBEAT_TTL_S)
             except redis.RedisError as exc:

@@ -43,10 +43,12 @@ class TrainerHost:
             args=(config, str(run_dir), str(base_dir), self.events, self.commands, os.getpid()))
         self.done = threading.Event()
         self.shutdown_requested = False
+        self.pid: int | None = None
 
     def run_to_end(self) -> RunState:
         self.process.start()
-        self.sink.emit(self.run_id, make_event(Event.RUN, state=RunState.RUNNING.value, pid=self.process.pid))
+        self.pid = self.process.pid
+        self.sink.emit(self.run_id, make_event(Event.RUN, state=RunState.RUNNING.value, pid=self.pid))
         relay = threading.Thread(target=self._relay_commands, name="command-relay", daemon=True)
         relay.start()
         try:
