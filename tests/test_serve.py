@@ -37,9 +37,9 @@ def test_serve_starts_everything_and_sigterm_leaves_no_orphans(demo_workspace, d
         run_id = requests.post(url + "/api/training/start", timeout=10,
                                json={"config": short_run(demo_config, epochs=200)}).json()["run_id"]
         _wait(lambda: (requests.get(url + "/api/training/status", timeout=10).json()["run"] or {}).get("progress"), 120)
-        family = psutil.Process(serve.pid).children(recursive=True)
+        family = psutil.Process(serve.pid).children(recursive=True) + _embedded_redis(log)
         names = " ".join(" ".join(p.cmdline()) for p in family)
-        assert "gunicorn" in names and "worker" in names and "redis-server" in names
+        assert "gunicorn" in names and "webapp.cli worker" in names and "redis-server" in names
         assert any("multiprocessing" in " ".join(p.cmdline()) for p in family), "no trainer process"
 
         serve.send_signal(signal.SIGTERM)
@@ -57,6 +57,14 @@ def test_serve_starts_everything_and_sigterm_leaves_no_orphans(demo_workspace, d
     from webapp import store
     run = store.get_run(store.connect(workspace / "otweb.sqlite3"), run_id)
     assert run["state"] in ("stopped", "interrupted"), output[-3000:]
+
+
+def _embedded_redis(log) -> list:
+    """redis-server daemonises (its parent is init), so find it by the socket serve printed."""
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    socket_path = text.split("embedded Redis at unix://", 1)[1].split()[0]
+    return [p for p in psutil.process_iter(["cmdline"]) if socket_path in " ".join(p.info["cmdline"] or [])]
 
 
 def _answers(url):
