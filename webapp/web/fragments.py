@@ -9,7 +9,7 @@ from flask import render_template
 
 from .. import store
 from ..extensions import get_db
-from ..trainer.protocol import SAMPLE_EVENTS, Event
+from ..trainer.protocol import SAMPLE_EVENTS, Event, RunState
 from . import training
 from .charts import loss_sparkline
 
@@ -22,8 +22,13 @@ def render_event_fragments(event: dict) -> list[tuple[str, str]]:
         return [("progress", render_progress(event["run_id"], event["data"]))]
     if name in STATE_EVENTS:
         run = training.current_run()
-        return [("state", render_template("dashboard/_state.html", run=run)),
-                ("controls", render_template("dashboard/_controls.html", run=run))]
+        frames = [("state", render_template("dashboard/_state.html", run=run)),
+                  ("controls", render_template("dashboard/_controls.html", run=run))]
+        if name == Event.RUN and event["data"].get("state") == RunState.RUNNING.value:
+            # a new run begins: the gallery and the log start empty
+            frames += [("samples_reset", render_template("dashboard/_samples.html", samples=[])),
+                       ("log_reset", render_template("dashboard/_log.html", log_events=[]))]
+        return frames
     if name in SAMPLE_EVENTS:
         sample = store.get_sample(get_db(), event["data"].get("sample_id", -1))
         return [("sample", render_template("dashboard/_sample.html", sample=sample))] if sample else []
