@@ -38,4 +38,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(events.bp)
+    from .web import configs
+    configs.init_app(app)
     return app

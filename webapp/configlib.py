@@ -1,49 +1,29 @@
-"""The config library on disk (the configs folder): list and load by name, nothing outside it.
+"""The config library as the rest of the app calls it: list and load by name.
 
-Only what a run needs today; the full library (save, rename, import, export) comes with the
-config editor.
+The library itself lives in ``webapp/config/library.py``; these functions keep the callers that
+only need a run's config (the dashboard, the start API, ``otweb train``) short. Names of shipped
+presets read ``presets/<name>``.
 """
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
-
-
-class ConfigNotFound(LookupError):
-    pass
-
-
-class InvalidConfigName(ValueError):
-    pass
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
-        raise InvalidConfigName(f"{name!r} is not a config name (letters, digits, space, _ . -)")
-    return name
+from .config.library import (NAME_PATTERN, ConfigLibrary, ConfigNotFound,  # noqa: F401 - re-exported
+                             InvalidConfigName, check_name)
+from .config.migrate import migrate
 
 
 def config_path(config_dir: Path, name: str) -> Path:
-    return Path(config_dir) / f"{check_name(name)}.json"
+    return ConfigLibrary(config_dir).path(name)
 
 
 def list_configs(config_dir: Path) -> list[str]:
-    folder = Path(config_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.json") if NAME_PATTERN.match(p.stem))
+    """The user's configs, then the presets."""
+    return ConfigLibrary(config_dir).names()
 
 
 def load_config(config_dir: Path, name: str) -> dict:
-    path = config_path(config_dir, name)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigNotFound(f"no config named {name!r} in {config_dir}") from None
-    config = json.loads(text)
-    if not isinstance(config, dict):
-        raise ValueError(f"{path.name} does not hold a JSON object")
+    """The config as its file holds it, with renamed fields of older versions migrated; unknown
+    keys kept. ConfigNotFound, InvalidConfigName, or ValueError for a file that is no config."""
+    config, _ = migrate(ConfigLibrary(config_dir).read(name).raw)
     return config

@@ -1,0 +1,94 @@
+"""The config editor in a real browser (headless Chromium through Selenium) against the app under
+gunicorn + gevent: a field is checked as it is typed, without a reload, and a save sticks."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from servers import serve_web
+from webapp.config.library import PRESETS_DIR
+
+pytestmark = pytest.mark.slow
+
+NAME = "browser-edit"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, redis_url, redis_server):
+    root = tmp_path_factory.mktemp("config-browser")
+    workspace, config_dir = root / "workspace", root / "configs"
+    workspace.mkdir()
+    config_dir.mkdir()
+    shutil.copy(PRESETS_DIR / "demo.json", config_dir / f"{NAME}.json")
+    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url}
+    with serve_web(env) as url:
+        yield url, config_dir
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    os.environ["SE_OFFLINE"] = "true"  # else Selenium Manager tries the network first
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1400",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    browser.set_page_load_timeout(30)
+    yield browser
+    browser.quit()
+
+
+def wait(driver, condition, message: str, timeout: float = 15):
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda _: condition(), message)
+
+
+def text_of(driver, css: str) -> str:
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null",
+                                 css)
+
+
+def test_type_an_invalid_learning_rate_fix_it_save_and_reload(driver, server):
+    url, config_dir = server
+    driver.get(f"{url}/configs/{NAME}/edit")
+    wait(driver, lambda: driver.execute_script("return !!(window.htmx && document.querySelector('#editor'))"),
+         "the editor did not load with htmx")
+    driver.find_element(By.CSS_SELECTOR, "label[for=tab-training]").click()
+    field = driver.find_element(By.ID, "f-learning_rate")
+    preset_rate = json.loads((PRESETS_DIR / "demo.json").read_text())["learning_rate"]
+    assert field.is_displayed() and field.get_attribute("value") == repr(preset_rate)
+    driver.execute_script("window.notReloaded = true")
+
+    field.clear()
+    field.send_keys("-0.5")
+    error = "#f-learning_rate-error"
+    wait(driver, lambda: text_of(driver, error) == "must be greater than 0",
+         f"no error next to the field; it reads {text_of(driver, error)!r}")
+    assert driver.execute_script("return window.notReloaded === true"), "the page reloaded"
+
+    field = driver.find_element(By.ID, "f-learning_rate")
+    field.clear()
+    field.send_keys("0.0005")
+    wait(driver, lambda: text_of(driver, error) == "", f"the error stayed: {text_of(driver, error)!r}")
+
+    driver.find_element(By.CSS_SELECTOR, "[data-action=save]").click()
+    wait(driver, lambda: "Saved." in (text_of(driver, "#editor-messages") or ""),
+         f"no 'Saved.'; messages: {text_of(driver, '#editor-messages')!r}")
+    assert driver.execute_script("return window.notReloaded === true")
+    assert json.loads((config_dir / f"{NAME}.json").read_text())["learning_rate"] == 0.0005
+
+    driver.refresh()
+    wait(driver, lambda: driver.execute_script("return window.notReloaded === undefined"), "no reload")
+    assert driver.find_element(By.ID, "f-learning_rate").get_attribute("value") == "0.0005"
+    severe = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"
+              and "/favicon.ico" not in entry["message"]]
+    assert not severe, severe

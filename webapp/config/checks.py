@@ -1,0 +1,52 @@
+"""Validation of a whole config: errors (the file is wrong), warnings (a backend cannot honour a
+setting), and notes (what a migration changed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import model
+from .backends import builtin_warnings
+from .loading import ConfigFormatError, normalise, pack
+
+
+@dataclass
+class Report:
+    config: dict | None                      # whole and migrated; None when it was no config at all
+    errors: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def as_json(self) -> dict:
+        return {"valid": self.valid, "errors": self.errors, "warnings": self.warnings, "notes": self.notes}
+
+
+def validate(raw, base_dir: Path, backends: bool = True) -> Report:
+    """Check a config as a user wrote it (full or partial, any version). ``base_dir`` is where
+    relative file names resolve (the workspace)."""
+    try:
+        config, notes = normalise(raw)
+    except ConfigFormatError as exc:
+        return Report(None, exc.errors)
+    report = Report(config, model.check(config), notes=notes)
+    packed, report.warnings = pack(config, base_dir)
+    # lists read from concept/sample files: their errors are this config's errors too
+    for name in ("concepts", "samples"):
+        if config.get(name) is None and packed.get(name) is not None:
+            report.errors += model.TRAIN_CONFIG.fields[name].check(packed[name], name)
+    if backends and report.valid:
+        warned = {item["field"] for item in report.warnings}
+        report.warnings += [item for item in builtin_warnings(packed, base_dir) if item["field"] not in warned]
+    return report
+
+
+def errors_by_field(items: list[dict]) -> dict[str, str]:
+    """The first message for each field, for a form to show next to its input."""
+    found: dict[str, str] = {}
+    for item in items:
+        found.setdefault(item["field"], item["message"])
+    return found

@@ -1,0 +1,71 @@
+"""What the editor's templates read: each input's label, text, options, error and warning."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .datasets import FolderStats, folder_stats
+from .forms import get_at
+from .model import field_at, label_for
+
+def input_id(path: str) -> str:
+    return "f-" + re.sub(r"[^A-Za-z0-9_-]", "-", path)
+
+
+def label(path: str, own: str) -> str:
+    """A nested setting's label names its object ("UNet: learning rate"); a list row's does not,
+    the row is its context."""
+    parent = path.split(".")[0]
+    if "." not in path or "[" in parent:
+        return own
+    outer = label_for(parent)
+    return own if outer == own else f"{outer}: {own[:1].lower()}{own[1:]}"
+
+
+def display(value) -> str:
+    if value is None or isinstance(value, bool):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+class EditorView:
+    def __init__(self, config: dict, errors: dict[str, str], texts: dict[str, str],
+                 warnings: dict[str, str], base_dir: Path, saved: dict | None = None):
+        self.config, self.errors, self.texts, self.warnings = config, errors, texts, warnings
+        self.base_dir, self.saved = Path(base_dir), saved or {}
+
+    def field(self, path: str) -> dict:
+        spec = field_at(path)
+        value = get_at(self.config, path)
+        view = {"path": path, "id": input_id(path), "label": label(path, spec.label), "help": spec.help, "kind": spec.kind,
+                "nullable": spec.nullable,
+                "text": self.texts.get(path, display(value)), "checked": value is True,
+                "error": self.errors.get(path, ""), "warning": self.warnings.get(path, ""), "options": []}
+        if spec.kind == "enum":
+            view["options"] = list(spec.enum.names) + ([value] if isinstance(value, str) and value
+                                                       not in spec.enum.names else [])
+        return view
+
+    def rows(self, name: str) -> list[int]:
+        items = self.config.get(name)
+        return list(range(len(items))) if isinstance(items, list) else []
+
+    def row_json(self, name: str, index: int) -> str:
+        return json.dumps(self.config[name][index], ensure_ascii=False)
+
+    def row_label(self, name: str, index: int) -> str:
+        item = self.config[name][index]
+        text = item.get("name") or item.get("path") or item.get("prompt") if isinstance(item, dict) else ""
+        return str(text or f"#{index + 1}")[:80]
+
+    def stats(self, index: int) -> FolderStats:
+        concept = self.config["concepts"][index]
+        return folder_stats(concept if isinstance(concept, dict) else {}, self.base_dir)
+
+    def thumbnails_saved(self, index: int) -> bool:
+        """Thumbnails are served from the saved config: only when this row is the saved one's."""
+        saved = self.saved.get("concepts")
+        current = self.config["concepts"][index]
+        return (isinstance(saved, list) and index < len(saved) and isinstance(saved[index], dict)
+                and isinstance(current, dict) and saved[index].get("path") == current.get("path"))

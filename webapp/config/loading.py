@@ -1,0 +1,125 @@
+"""From a file or a request body to a whole config, and back out as a packed config.
+
+- ``parse_json``: JSON text to a value, refusing what OneTrainer could not read back (NaN,
+  Infinity) and junk nested deeper than any config is.
+- ``normalise``: migrate, then lay the user's keys over OneTrainer's defaults. Partial presets
+  become whole configs; the user's keys and values, unknown ones included, are kept as they are.
+- ``pack``: concepts and samples read from ``concept_file_name`` / ``sample_definition_file_name``
+  and written inline, so that the config travels as one file (OneTrainer reads the inline lists
+  first). Relative file names resolve against the workspace, as the trainer resolves them.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from .migrate import migrate, migrate_concept
+from .model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
+
+MAX_DEPTH = 32                  # a TrainConfig nests 4 deep; anything far deeper is junk
+MAX_FILE_BYTES = 4 * 1024 * 1024
+LIST_FILES = (("concepts", "concept_file_name", CONCEPT), ("samples", "sample_definition_file_name", SAMPLE))
+
+
+class ConfigFormatError(ValueError):
+    """Input that is not a config at all; ``errors`` is a list of {field, message}."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.errors = [{"field": field, "message": message}]
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str | bytes):
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ConfigFormatError("the JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigFormatError(f"not valid JSON: {exc}") from None
+    check_depth(value)
+    return value
+
+
+def check_depth(value) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigFormatError(f"nested more than {MAX_DEPTH} levels deep")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
+def overlay(spec: ObjectSpec, base: dict, user: dict) -> dict:
+    """``base`` with ``user``'s keys laid over it; nested objects and list items merge by spec."""
+    result = copy.deepcopy(base)
+    for key, value in user.items():
+        found = spec.fields.get(key)
+        nested = found.spec if found is not None else None
+        if nested is not None and found.kind == "object" and isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = overlay(nested, result[key], value)
+        elif nested is not None and found.kind == "array" and isinstance(value, list):
+            result[key] = [overlay(nested, nested.defaults, item) if isinstance(item, dict) else copy.deepcopy(item)
+                           for item in value]
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def normalise(raw) -> tuple[dict, list[str]]:
+    """A whole, current-version config from a full or partial one, and the migration notes."""
+    if not isinstance(raw, dict):
+        raise ConfigFormatError("a config is a JSON object")
+    check_depth(raw)
+    migrated, notes = migrate(raw)
+    return overlay(TRAIN_CONFIG, TRAIN_CONFIG.defaults, migrated), notes
+
+
+def resolve(path_text: str, base_dir: Path) -> Path:
+    path = Path(path_text).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def read_list_file(path_text, base_dir: Path) -> tuple[list | None, str | None]:
+    """The list of objects in a concepts or samples file, or None and why not."""
+    if not isinstance(path_text, str) or "\x00" in path_text or not path_text.endswith(".json"):
+        return None, "must name a .json file"
+    path = resolve(path_text, base_dir)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return None, f"{path_text} is larger than {MAX_FILE_BYTES // 2**20} MiB"
+        items = parse_json(path.read_bytes())
+    except OSError as exc:
+        return None, f"cannot read {path_text}: {exc.strerror or exc}"
+    except ConfigFormatError as exc:
+        return None, f"{path_text}: {exc}"
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        return None, f"{path_text} does not hold a list of objects"
+    return items, None
+
+
+def pack(config: dict, base_dir: Path) -> tuple[dict, list[dict]]:
+    """The config with concepts and samples inline; warnings for list files that cannot be read
+    (their inline list then stays as it was)."""
+    packed, warnings = copy.deepcopy(config), []
+    for inline, file_key, spec in LIST_FILES:
+        if packed.get(inline) is not None or not packed.get(file_key):
+            continue
+        items, problem = read_list_file(packed[file_key], base_dir)
+        if problem:
+            warnings.append({"field": file_key, "message": problem})
+            continue
+        if inline == "concepts":
+            items = [migrate_concept(item, [], f"{file_key}[{index}]") for index, item in enumerate(items)]
+        packed[inline] = [overlay(spec, spec.defaults, item) for item in items]
+    return packed, warnings
+
+
+def dumps(config: dict) -> str:
+    """As OneTrainer writes its configs: indented by 4, keys in order."""
+    return json.dumps(config, indent=4, ensure_ascii=False, allow_nan=False) + "\n"
