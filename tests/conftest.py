@@ -54,11 +54,11 @@ def runner(app):
 
 @pytest.fixture(scope="session")
 def demo_workspace(tmp_path_factory):
-    """The tiny demo model and dataset, built once (without the shape pre-training, for speed)."""
+    """The tiny demo model and dataset, built once."""
     from webapp.trainer.demo import build_demo
     root = tmp_path_factory.mktemp("demo")
     workspace, config_dir = root / "workspace", root / "configs"
-    build_demo(workspace, config_dir, pretrain=False)
+    build_demo(workspace, config_dir)
     return workspace, config_dir
 
 

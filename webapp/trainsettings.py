@@ -66,6 +66,7 @@ class TrainSettings:
     backup_after_unit: str = "MINUTE"
     backup_before_save: bool = True
     train_device: str = ""  # "" = cuda when available, else cpu
+    train_dtype: str = "FLOAT_16"  # mixed precision on CUDA (FLOAT_16, BFLOAT_16); the CPU uses float32
 
     @classmethod
     def from_config(cls, config: dict, base_dir: Path | str = ".") -> "TrainSettings":
@@ -92,6 +93,7 @@ class TrainSettings:
             backup_after_unit=reader.choice("backup_after_unit", "MINUTE", TIME_UNITS),
             backup_before_save=bool(config.get("backup_before_save", True)),
             train_device=str(config.get("train_device") or ""),
+            train_dtype=str(config.get("train_dtype") or "FLOAT_16"),
         )
         optimizer = (config.get("optimizer") or {}).get("optimizer", "ADAMW") if isinstance(config.get("optimizer"), dict) else "ADAMW"
         if optimizer != "ADAMW":

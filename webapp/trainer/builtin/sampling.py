@@ -1,0 +1,131 @@
+"""Sampling images with the model being trained (LoRA active) through diffusers' pipeline.
+
+A sample request is a plain dict: prompt, negative_prompt, seed (None or -1 = random), steps,
+cfg_scale, width, height. Images go to ``run_dir/samples/<kind>/<global_step>-<n>.png``
+(temp file, then renamed); the event carries that path relative to the run folder. Sampling
+leaves the training RNG state as it found it and puts the UNet back in train mode.
+"""
+from __future__ import annotations
+
+import os
+import random
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+from ..protocol import Event
+
+FOLDERS = {Event.SAMPLE_DEFAULT: "default", Event.SAMPLE_CUSTOM: "custom"}
+MAX_SIDE, MAX_STEPS = 2048, 500
+
+
+def spec_request(spec) -> dict:
+    """A config sample (trainsettings.SampleSpec) as a request dict."""
+    return {"prompt": spec.prompt, "negative_prompt": spec.negative_prompt,
+            "seed": None if spec.random_seed else spec.seed, "steps": spec.steps,
+            "cfg_scale": spec.cfg_scale, "width": spec.width, "height": spec.height}
+
+
+def normalise_request(raw: dict, resolution: int) -> dict:
+    """Clean values for the pipeline (sides rounded down to multiples of 8, steps and sides
+    bounded); ValueError/TypeError for values that are not numbers."""
+    def number(key, default, kind):
+        value = raw.get(key)
+        return kind(default if value is None or value == "" else value)
+
+    def side(key):
+        return min(MAX_SIDE, max(8, number(key, resolution, int) // 8 * 8))
+
+    seed = raw.get("seed")
+    seed = None if seed is None or seed == "" or int(seed) == -1 else int(seed)
+    return {"prompt": str(raw.get("prompt") or ""),
+            "negative_prompt": str(raw.get("negative_prompt") or ""),
+            "seed": seed, "steps": min(MAX_STEPS, max(1, number("steps", 20, int))),
+            "cfg_scale": number("cfg_scale", 7.0, float),
+            "width": side("width"), "height": side("height")}
+
+
+@contextmanager
+def preserved_rng(device: torch.device):
+    cpu_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+class Sampler:
+    def __init__(self, parts, device: torch.device, run_dir: Path, callbacks, resolution: int):
+        self.parts, self.device, self.run_dir = parts, device, Path(run_dir)
+        self.callbacks, self.resolution = callbacks, resolution
+        self._pipeline = None
+
+    def pipeline(self) -> StableDiffusionPipeline:
+        if self._pipeline is None:
+            parts = self.parts
+            self._pipeline = StableDiffusionPipeline(
+                vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
+                unet=parts.unet, scheduler=DDIMScheduler.from_config(parts.scheduler.config),
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            self._pipeline.set_progress_bar_config(disable=True)
+        return self._pipeline
+
+    def sample_all(self, kind: Event, requests: list[dict], global_step: int, epoch: int) -> None:
+        """Each request in turn; a request with unusable values is logged and skipped."""
+        for raw in requests:
+            try:
+                request = normalise_request(raw, self.resolution)
+            except (TypeError, ValueError) as exc:
+                self.callbacks.log(f"sample request skipped ({exc}): {raw!r}", "error")
+                continue
+            self.sample(kind, request, global_step, epoch)
+
+    def sample(self, kind: Event, request: dict, global_step: int, epoch: int) -> Path:
+        seed = request["seed"]
+        if seed is None:
+            seed = random.SystemRandom().randrange(2 ** 31)  # no effect on torch's RNG
+        image = self._generate(request, seed)
+        path = self._write(image, kind, global_step)
+        self.callbacks.sample(kind, path=path.relative_to(self.run_dir).as_posix(),
+                              prompt=request["prompt"], negative_prompt=request["negative_prompt"],
+                              seed=seed, steps=request["steps"], cfg_scale=request["cfg_scale"],
+                              width=request["width"], height=request["height"],
+                              global_step=global_step, epoch=epoch)
+        return path
+
+    def _generate(self, request: dict, seed: int):
+        steps = request["steps"]
+
+        def on_step_end(pipeline, step, timestep, kwargs):
+            self.callbacks.sample_progress(step + 1, steps)
+            return kwargs
+
+        unet = self.parts.unet
+        unet.eval()
+        try:
+            with preserved_rng(self.device):
+                return self.pipeline()(
+                    prompt=request["prompt"], negative_prompt=request["negative_prompt"] or None,
+                    num_inference_steps=steps, guidance_scale=request["cfg_scale"],
+                    width=request["width"], height=request["height"],
+                    generator=torch.Generator("cpu").manual_seed(seed),
+                    callback_on_step_end=on_step_end).images[0]
+        finally:
+            unet.train()
+
+    def _write(self, image, kind: Event, global_step: int) -> Path:
+        folder = self.run_dir / "samples" / FOLDERS[Event(kind)]
+        folder.mkdir(parents=True, exist_ok=True)
+        index = 0
+        while (folder / f"{global_step}-{index}.png").exists():
+            index += 1
+        path = folder / f"{global_step}-{index}.png"
+        temp = folder / f".{path.name}.tmp"
+        image.save(temp, format="PNG")
+        os.replace(temp, path)
+        return path
