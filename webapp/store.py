@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS runs (
     reason TEXT,
     output_path TEXT,
     stop_requested INTEGER NOT NULL DEFAULT 0,
+    resume_requested INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL
@@ -72,6 +73,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 def init_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+    # columns added after a workspace was first made
+    columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+    if "resume_requested" not in columns:
+        conn.execute("ALTER TABLE runs ADD COLUMN resume_requested INTEGER NOT NULL DEFAULT 0")
 
 
 # -- runs ---------------------------------------------------------------------------------
@@ -122,6 +127,16 @@ def claim_next_run(conn, worker: str) -> dict | None:
     return get_run(conn, row["id"])
 
 
+def requeue_for_resume(conn, run_id: int) -> bool:
+    """Put an ended run back in the queue to continue from its newest backup (same id, same folder).
+    A run still marked running counts as ended only when the caller has checked its worker is gone."""
+    cur = conn.execute(
+        "UPDATE runs SET state = 'queued', resume_requested = 1, stop_requested = 0, reason = NULL,"
+        " finished_at = NULL, pid = NULL, status_text = 'queued to resume'"
+        " WHERE id = ? AND state IN ('failed', 'stopped', 'interrupted', 'running')", (run_id,))
+    return cur.rowcount == 1
+
+
 def mark_stop_requested(conn, run_id: int) -> None:
     conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
 
@@ -135,6 +150,7 @@ def _run_dict(row) -> dict:
     run = dict(row)
     run["progress"] = json.loads(run.pop("progress_json") or "null")
     run["stop_requested"] = bool(run["stop_requested"])
+    run["resume_requested"] = bool(run.get("resume_requested"))
     return run
 
 

@@ -41,6 +41,12 @@ def command(name: str):
     return flash(f"{name.capitalize()} sent to run #{run['id']}.")
 
 
+@bp.post("/runs/<int:run_id>/resume")
+def resume(run_id: int):
+    training.resume_run(run_id)
+    return flash(f"Run #{run_id} queued to resume from its newest backup.")
+
+
 @bp.post("/runs/sample")
 def custom_sample():
     sample = training.parse_custom_sample(request.form)

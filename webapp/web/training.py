@@ -18,6 +18,7 @@ from ..trainsettings import ConfigError, TrainSettings
 from ..worker.sink import EventSink
 from .errors import ApiError
 
+RESUMABLE_STATES = (RunState.FAILED.value, RunState.STOPPED.value, RunState.INTERRUPTED.value)
 CUSTOM_SAMPLE_FIELDS = {  # name: (type, minimum, maximum)
     "seed": (int, -1, 2**32 - 1),
     "steps": (int, 1, 500),
@@ -73,6 +74,21 @@ def start_run(config_name=None, config=None) -> int:
     return run_id
 
 
+def resume_run(run_id: int) -> dict:
+    """Queue an ended run again, same id and folder: the trainer continues from its newest backup."""
+    run = run_view(store.get_run(get_db(), run_id))
+    if run is None:
+        raise ApiError(404, "unknown run", f"no run with id {run_id}")
+    if run["state"] not in RESUMABLE_STATES:
+        raise ApiError(409, "run cannot be resumed", f"run {run_id} is {run['state']}; "
+                       "only failed, stopped or interrupted runs resume")
+    if not store.requeue_for_resume(get_db(), run_id):
+        raise ApiError(409, "run cannot be resumed", f"run {run_id} changed state meanwhile")
+    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, resumed=True))
+    _nudge_workers()
+    return run
+
+
 def _nudge_workers() -> None:
     try:
         get_redis().lpush(WAKE_KEY, 1)
@@ -102,7 +118,8 @@ def run_view(run: dict | None) -> dict | None:
     view["state"] = state
     running = state == RunState.RUNNING.value
     view["can"] = {"start": not running, "stop": running and not run["stop_requested"],
-                   "save": running, "backup": running, "sample": running}
+                   "save": running, "backup": running, "sample": running,
+                   "resume": state in RESUMABLE_STATES}
     return view
 
 

@@ -54,6 +54,8 @@ class Worker:
         run_dir = self.settings.run_dir(run["id"])
         run_dir.mkdir(parents=True, exist_ok=True)
         config = store.run_config(run)
+        if run["resume_requested"]:
+            config = {**config, "continue_last_backup": True}  # the trainer picks the newest backup
         _write_atomic(run_dir / "config.json", json.dumps(config, indent=2))
         self.host = TrainerHost(run, config, run_dir, self.settings.workspace, self.sink, self.redis)
         try:

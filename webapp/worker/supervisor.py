@@ -26,6 +26,7 @@ from .bridge import EventBridge
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20
 EXIT_DRAIN_S = 2.0
+STOP_GRACE_S = 1.5  # a stop before training begins takes effect within 2 s
 
 
 class TrainerHost:
@@ -44,6 +45,7 @@ class TrainerHost:
         self.done = threading.Event()
         self.shutdown_requested = False
         self.pid: int | None = None
+        self.stopped_before_training = False
 
     def run_to_end(self) -> RunState:
         self.process.start()
@@ -66,6 +68,7 @@ class TrainerHost:
         """Graceful: the trainer finishes its step, saves, and ends."""
         self.shutdown_requested = True
         self.send(make_command(Command.STOP))
+        self._stop_soon_if_not_training()
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -107,13 +110,29 @@ class TrainerHost:
                 time.sleep(1)
                 continue
             if item:
-                self.send(json.loads(item[1]))
+                command = json.loads(item[1])
+                self.send(command)
+                if command.get("command") == Command.STOP.value:
+                    self._stop_soon_if_not_training()
+
+    def _stop_soon_if_not_training(self) -> None:
+        """Model loading is one blocking call that polls nothing: if the trainer has not begun
+        training within STOP_GRACE_S of a stop, end it (there is nothing to save yet)."""
+        def end_if_still_starting():
+            if Event.PROGRESS.value not in self.bridge.seen and self.process.is_alive():
+                self.stopped_before_training = True
+                self.process.terminate()
+        timer = threading.Timer(STOP_GRACE_S, end_if_still_starting)
+        timer.daemon = True
+        timer.start()
 
     def _final_state(self) -> tuple[RunState, str | None]:
         code = self.process.exitcode
         finished = self.bridge.finished
         if code == 0 and finished is not None:
             return (RunState.STOPPED if finished.get("stopped") else RunState.COMPLETED), None
+        if self.stopped_before_training:
+            return RunState.STOPPED, "stopped before training began"
         if self.bridge.last_error:
             reason = self.bridge.last_error.get("message") or "the trainer failed"
         elif code is not None and code < 0:
