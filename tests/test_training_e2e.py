@@ -106,3 +106,13 @@ def test_reconnect_with_last_event_id_gets_every_missed_event_once(stack, demo_c
     assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
     everything = read_sse(url, until=lambda f: f.get("event") == "run" and '"completed"' in f["data"])
     assert seqs == [int(f["id"]) for f in everything]
+
+
+def test_stop_while_the_model_loads_takes_effect_quickly(stack, demo_config):
+    run_id = stack.start(short_run(demo_config, epochs=50))
+    stack.wait_for(lambda: (r := stack.run_state(run_id)) and r["state"] == "running", 60, every=0.05)
+    assert stack.api("POST", "/api/training/stop", json={}).status_code == 202
+    stopped_at = time.monotonic()
+    run = stack.wait_until_ended(run_id, timeout=30)
+    assert run["state"] == "stopped"
+    assert time.monotonic() - stopped_at < 5  # 2 s by design, plus polling on a busy machine

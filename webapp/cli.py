@@ -56,13 +56,35 @@ def web(host, port, workers, workspace, config_dir):
 
 @main.command()
 @workspace_option
-def worker(workspace):
+@click.option("--check", is_flag=True,
+              help="Report whether OneTrainer (ONETRAINER_DIR) imports here, and its commit; then exit.")
+def worker(workspace, check):
     """Only a worker (one per GPU), against REDIS_URL."""
+    if check:
+        sys.exit(_check_worker_host())
     from .worker.main import Worker
     settings = _settings(workspace)
     if not settings.redis_url:
         raise click.UsageError("set REDIS_URL (or use `otweb serve`, which embeds Redis)")
     Worker(settings).serve_forever()
+
+
+def _check_worker_host() -> int:
+    from .trainer.backend_choice import ENV_VAR, INSTALL_HINT, onetrainer_dir
+    from .trainer.onetrainer import check_installation
+    directory = onetrainer_dir()
+    if directory is None:
+        click.echo(f"OneTrainer: not set up ({ENV_VAR} is not set); the built-in trainer only. "
+                   f"To use it: {INSTALL_HINT}")
+        return 0
+    info = check_installation(Path(directory))
+    click.echo(f"OneTrainer: {ENV_VAR}={info['dir']}")
+    click.echo(f"OneTrainer: commit {info['commit'] or 'unknown (not a git checkout)'}")
+    if info["ok"]:
+        click.echo("OneTrainer: imports OK")
+        return 0
+    click.echo(f"OneTrainer: does not import: {info['error']}")
+    return 1
 
 
 @main.command()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..trainer.backend_choice import BUILTIN, INSTALL_HINT, ONETRAINER, BackendChoice, choose_backend, onetrainer_dir
 from ..trainsettings import ConfigError, TrainSettings
 from .model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
 
-BUILTIN = "builtin"
 COSMETIC = {"__version", "concepts[*].name"}  # no effect on training: never worth a warning
 INDEX = re.compile(r"\[\d+\]")
 
@@ -46,6 +46,22 @@ def _wrap(value, path: str, seen: set):
     if isinstance(value, list):
         return [_wrap(item, f"{path}[*]", seen) for item in value]
     return value
+
+
+def backend_warnings(config: dict, base_dir: Path) -> tuple[BackendChoice, list[dict]]:
+    """Which backend the config will run on (OneTrainer's availability read from this process's
+    environment: see ``backend_choice``), and what that backend cannot honour."""
+    choice = choose_backend(config, onetrainer_dir())
+    if choice.backend == ONETRAINER:
+        return choice, []  # OneTrainer reads every setting of its own format
+    if choice.backend is None:
+        return choice, [{"field": "backend", "message": choice.reason, "backend": ONETRAINER, "blocking": True}]
+    warnings = builtin_warnings(config, base_dir)
+    if not choice.builtin_supported and not choice.onetrainer_available:
+        for warning in warnings:
+            if warning["blocking"] and warning["field"] in ("model_type", "training_method"):
+                warning["message"] += f"; OneTrainer trains it: {INSTALL_HINT}"
+    return choice, warnings
 
 
 def builtin_warnings(config: dict, base_dir: Path) -> list[dict]:

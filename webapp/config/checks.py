@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import model
-from .backends import builtin_warnings
+from .backends import backend_warnings
 from .loading import ConfigFormatError, normalise, pack
 
 
@@ -16,13 +16,15 @@ class Report:
     errors: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    backend: dict | None = None              # which backend runs it, and why (backend_choice)
 
     @property
     def valid(self) -> bool:
         return not self.errors
 
     def as_json(self) -> dict:
-        return {"valid": self.valid, "errors": self.errors, "warnings": self.warnings, "notes": self.notes}
+        return {"valid": self.valid, "errors": self.errors, "warnings": self.warnings, "notes": self.notes,
+                "backend": self.backend}
 
 
 def validate(raw, base_dir: Path, backends: bool = True) -> Report:
@@ -40,7 +42,9 @@ def validate(raw, base_dir: Path, backends: bool = True) -> Report:
             report.errors += model.TRAIN_CONFIG.fields[name].check(packed[name], name)
     if backends and report.valid:
         warned = {item["field"] for item in report.warnings}
-        report.warnings += [item for item in builtin_warnings(packed, base_dir) if item["field"] not in warned]
+        choice, warnings = backend_warnings(packed, base_dir)
+        report.backend = choice.as_json()
+        report.warnings += [item for item in warnings if item["field"] not in warned]
     return report
 
 

@@ -143,7 +143,7 @@ def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_e
     template = "configs/_editor.html" if is_htmx() else "configs/editor.html"
     return render_template(template, stored=stored, name=stored.name, view=view, tabs=TABS, tab=tab,
                            errors=all_errors, warnings=report.warnings, notes=list(notes) + report.notes,
-                           message=message, detail=detail, level="error" if status >= 400 else "info",
+                           backend=report.backend, message=message, detail=detail, level="error" if status >= 400 else "info",
                            input_id=input_id), status
 
 

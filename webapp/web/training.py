@@ -14,6 +14,7 @@ from .. import configlib, store
 from ..extensions import get_db, get_redis
 from ..settings import WAKE_KEY, commands_key, heartbeat_key
 from ..trainer.protocol import Command, Event, RunState, make_command, make_event
+from ..trainer.backend_choice import ONETRAINER, choose_backend, onetrainer_dir
 from ..trainsettings import ConfigError, TrainSettings
 from ..worker.sink import EventSink
 from .errors import ApiError
@@ -49,8 +50,13 @@ def resolve_config(config_name=None, config=None) -> tuple[str, dict]:
         raise ApiError(400, "unreadable config", str(exc)) from None
 
 
-def check_config(config: dict) -> TrainSettings:
+def check_config(config: dict) -> TrainSettings | None:
     """Refuse what the trainer would fail on, before it is queued."""
+    choice = choose_backend(config, onetrainer_dir())
+    if choice.backend is None:
+        raise ApiError(400, "invalid config", [{"field": "backend", "message": choice.reason}])
+    if choice.backend == ONETRAINER:
+        return None  # OneTrainer checks its own config; its errors end the run as failed
     try:
         settings = TrainSettings.from_config(config, current_app.config["WORKSPACE"])
     except ConfigError as exc:

@@ -1,0 +1,7 @@
+from enum import Enum
+
+
+class FileType(Enum):
+    IMAGE = "IMAGE"
+    VIDEO = "VIDEO"
+    AUDIO = "AUDIO"
