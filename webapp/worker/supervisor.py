@@ -82,7 +82,8 @@ class TrainerHost:
 
     def _pump_events(self) -> None:
         while self.process.is_alive():
-            self._move_events(timeout=0.1)
+            # wake often while a progress event is held, so it goes out on time
+            self._move_events(timeout=0.01 if self.bridge.pending_progress else 0.1)
             self.bridge.tick()
         # the process is gone: take what it left in the pipe, briefly
         deadline = time.monotonic() + EXIT_DRAIN_S
