@@ -13,6 +13,10 @@ from pathlib import Path
 TIME_UNITS = ("EPOCH", "STEP", "SECOND", "MINUTE", "HOUR", "NEVER", "ALWAYS")
 SUPPORTED_MODEL_TYPES = ("STABLE_DIFFUSION_15",)
 SUPPORTED_METHODS = ("LORA",)
+SUPPORTED_LR_SCHEDULERS = ("CONSTANT", "LINEAR", "COSINE")
+SUPPORTED_PROMPT_SOURCES = ("sample", "concept", "filename")
+SUPPORTED_BALANCING = ("REPEATS", "SAMPLES")
+SUPPORTED_TAG_DROPOUT_MODES = ("FULL", "RANDOM", "RANDOM WEIGHTED")
 
 
 class ConfigError(ValueError):
@@ -45,6 +49,30 @@ class SampleSpec:
 
 
 @dataclass
+class ConceptSpec:
+    """One enabled concept (OneTrainer's ConceptConfig): a folder and how its items are used."""
+    path: str
+    name: str = ""
+    include_subdirectories: bool = False
+    balancing: float = 1.0
+    balancing_strategy: str = "REPEATS"
+    loss_weight: float = 1.0
+    seed: int = 0
+    image_variations: int = 1
+    text_variations: int = 1
+    random_flip: bool = False
+    crop_jitter: bool = True
+    prompt_source: str = "sample"
+    prompt_path: str = ""
+    tag_shuffling: bool = False
+    tag_delimiter: str = ","
+    keep_tags_count: int = 1
+    tag_dropout: bool = False
+    tag_dropout_mode: str = "FULL"
+    tag_dropout_probability: float = 0.0
+
+
+@dataclass
 class TrainSettings:
     base_model_name: str
     output_model_destination: str
@@ -67,6 +95,23 @@ class TrainSettings:
     backup_before_save: bool = True
     train_device: str = ""  # "" = cuda when available, else cpu
     train_dtype: str = "FLOAT_16"  # mixed precision on CUDA (FLOAT_16, BFLOAT_16); the CPU uses float32
+    concepts: list[ConceptSpec] = field(default_factory=list)
+    resolutions: list[int] = field(default_factory=lambda: [512])
+    aspect_ratio_bucketing: bool = True
+    latent_caching: bool = True
+    cache_dir: str = "workspace-cache/run"
+    clear_cache_before_training: bool = True
+    caption_dropout: float = 0.0  # text_encoder.dropout_probability: the whole caption dropped
+    learning_rate_scheduler: str = "CONSTANT"
+    learning_rate_warmup_steps: int = 200
+    rolling_backup: bool = False
+    rolling_backup_count: int = 3
+    save_every: float = 0
+    save_every_unit: str = "NEVER"
+    save_skip_first: int = 0
+    save_filename_prefix: str = ""
+    continue_last_backup: bool = False
+    tensorboard: bool = False
 
     @classmethod
     def from_config(cls, config: dict, base_dir: Path | str = ".") -> "TrainSettings":
@@ -95,6 +140,8 @@ class TrainSettings:
             train_device=str(config.get("train_device") or ""),
             train_dtype=str(config.get("train_dtype") or "FLOAT_16"),
         )
+        _read_data_path(reader, settings)
+        _read_durability(reader, settings)
         optimizer = (config.get("optimizer") or {}).get("optimizer", "ADAMW") if isinstance(config.get("optimizer"), dict) else "ADAMW"
         if optimizer != "ADAMW":
             reader.fail("optimizer.optimizer", f"the built-in trainer supports ADAMW for now, not {optimizer}")
@@ -103,6 +150,34 @@ class TrainSettings:
         if reader.errors:
             raise ConfigError(reader.errors)
         return settings
+
+
+def _read_data_path(reader: "_Reader", settings: TrainSettings) -> None:
+    config = reader.config
+    settings.concepts = reader.concepts()
+    settings.resolutions = reader.resolutions()
+    settings.aspect_ratio_bucketing = reader.flag("aspect_ratio_bucketing", True)
+    settings.latent_caching = reader.flag("latent_caching", True)
+    settings.cache_dir = reader.resolve(reader.text("cache_dir", "workspace-cache/run") or "workspace-cache/run")
+    settings.clear_cache_before_training = reader.flag("clear_cache_before_training", True)
+    text_encoder = config.get("text_encoder")
+    if isinstance(text_encoder, dict):
+        settings.caption_dropout = float(_Reader(text_encoder, reader.base_dir).number(
+            "dropout_probability", 0.0, minimum=0))
+    settings.learning_rate_scheduler = reader.choice("learning_rate_scheduler", "CONSTANT",
+                                                     SUPPORTED_LR_SCHEDULERS)
+    settings.learning_rate_warmup_steps = int(reader.number("learning_rate_warmup_steps", 200, minimum=0))
+
+
+def _read_durability(reader: "_Reader", settings: TrainSettings) -> None:
+    settings.rolling_backup = reader.flag("rolling_backup", False)
+    settings.rolling_backup_count = int(reader.number("rolling_backup_count", 3, minimum=1, integer=True))
+    settings.save_every = reader.number("save_every", 0, minimum=0)
+    settings.save_every_unit = reader.choice("save_every_unit", "NEVER", TIME_UNITS)
+    settings.save_skip_first = int(reader.number("save_skip_first", 0, minimum=0, integer=True))
+    settings.save_filename_prefix = reader.text("save_filename_prefix", "")
+    settings.continue_last_backup = reader.flag("continue_last_backup", False)
+    settings.tensorboard = reader.flag("tensorboard", False)
 
 
 class _Reader:
@@ -142,6 +217,13 @@ class _Reader:
             return default
         return value
 
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.config.get(name, default)
+        if not isinstance(value, bool):
+            self.fail(name, "must be true or false")
+            return default
+        return value
+
     def choice(self, name: str, default: str, allowed) -> str:
         value = self.config.get(name, default)
         if value not in allowed:
@@ -150,11 +232,16 @@ class _Reader:
         return value
 
     def resolution(self) -> int:
-        value = str(self.config.get("resolution", "512")).strip()
-        if not value.isdigit() or int(value) < 8 or int(value) % 8:
-            self.fail("resolution", "the built-in trainer needs one square size, a multiple of 8, e.g. \"512\"")
-            return 512
-        return int(value)
+        return self.resolutions()[0]
+
+    def resolutions(self) -> list[int]:
+        """"512" or "512,768": each a multiple of 8."""
+        values = [v.strip() for v in str(self.config.get("resolution", "512")).split(",")]
+        if not all(v.isdigit() and int(v) >= 8 and int(v) % 8 == 0 for v in values):
+            self.fail("resolution", "the built-in trainer needs sizes that are multiples of 8, "
+                      "e.g. \"512\" or \"512,768\"")
+            return [512]
+        return list(dict.fromkeys(int(v) for v in values))
 
     def _list_or_file(self, inline_key: str, file_key: str) -> list:
         items = self.config.get(inline_key)
@@ -172,15 +259,52 @@ class _Reader:
         return items
 
     def concept_paths(self) -> list[str]:
-        paths = []
-        for index, concept in enumerate(self._list_or_file("concepts", "concept_file_name")):
-            if concept.get("enabled", True) is False:
-                continue
-            if not isinstance(concept.get("path"), str) or not concept["path"]:
-                self.fail(f"concepts[{index}].path", "is required")
-                continue
-            paths.append(self.resolve(concept["path"]))
-        return paths
+        return [concept.path for concept in self.concepts()]
+
+    def concepts(self) -> list[ConceptSpec]:
+        if not hasattr(self, "_concepts"):
+            self._concepts = [spec for index, raw in
+                              enumerate(self._list_or_file("concepts", "concept_file_name"))
+                              if (spec := self._concept(index, raw)) is not None]
+        return self._concepts
+
+    def _concept(self, index: int, raw: dict) -> ConceptSpec | None:
+        if raw.get("enabled", True) is False:
+            return None
+        if not isinstance(raw.get("path"), str) or not raw["path"]:
+            self.fail(f"concepts[{index}].path", "is required")
+            return None
+        at = f"concepts[{index}]."
+        sub = _Reader(raw, self.base_dir)
+        image = _Reader(raw.get("image") if isinstance(raw.get("image"), dict) else {}, self.base_dir)
+        text = _Reader(raw.get("text") if isinstance(raw.get("text"), dict) else {}, self.base_dir)
+        spec = ConceptSpec(
+            path=self.resolve(raw["path"]), name=str(raw.get("name") or ""),
+            include_subdirectories=sub.flag("include_subdirectories", False),
+            balancing=sub.number("balancing", 1.0, minimum=0, exclusive=True),
+            balancing_strategy=sub.choice("balancing_strategy", "REPEATS", SUPPORTED_BALANCING),
+            loss_weight=sub.number("loss_weight", 1.0, minimum=0),
+            seed=int(sub.number("seed", 0, integer=True)),
+            image_variations=int(sub.number("image_variations", 1, minimum=1, integer=True)),
+            text_variations=int(sub.number("text_variations", 1, minimum=1, integer=True)),
+            random_flip=image.flag("enable_random_flip", False),
+            crop_jitter=image.flag("enable_crop_jitter", True),
+            prompt_source=text.choice("prompt_source", "sample", SUPPORTED_PROMPT_SOURCES),
+            prompt_path=text.text("prompt_path", ""),
+            tag_shuffling=text.flag("enable_tag_shuffling", False),
+            tag_delimiter=text.text("tag_delimiter", ",") or ",",
+            keep_tags_count=int(text.number("keep_tags_count", 1, minimum=0, integer=True)),
+            tag_dropout=text.flag("tag_dropout_enable", False),
+            tag_dropout_mode=text.choice("tag_dropout_mode", "FULL", SUPPORTED_TAG_DROPOUT_MODES),
+            tag_dropout_probability=text.number("tag_dropout_probability", 0.0, minimum=0))
+        if spec.prompt_source == "concept":
+            if not spec.prompt_path:
+                text.fail("prompt_path", "is required when prompt_source is \"concept\"")
+            else:
+                spec.prompt_path = self.resolve(spec.prompt_path)
+        for reader, prefix in ((sub, at), (image, at + "image."), (text, at + "text.")):
+            self.errors += [{**e, "field": prefix + e["field"]} for e in reader.errors]
+        return spec
 
     def samples(self) -> list[SampleSpec]:
         specs = []

@@ -1,25 +1,35 @@
 """The built-in trainer: a LoRA on a Stable Diffusion 1.x UNet, with OneTrainer's life cycle.
 
-``start()`` loads the model and caches the data, ``train()`` runs the loop, ``end()`` frees
+``start()`` loads the model, finds the concepts' images, fills the latent cache and, with
+``continue_last_backup``, restores the newest backup; ``train()`` runs the loop, ``end()`` frees
 memory. Once per step the loop polls the commands (stop, sample, backup, save), trains one
-batch, reports progress, then runs what the sample and backup schedules say is due.
+batch, reports progress, then runs what the sample, backup and save schedules say is due.
 """
 from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ...trainsettings import TrainSettings
 from ..protocol import Event
-from . import checkpoint, dataset
+from . import checkpoint, concepts, resume
+from .cache import DiskCache
+from .data import TrainingData
+from .lr_schedule import make_lr_scheduler
 from .model import add_lora, autocast_dtype, load_model, pick_device
 from .sampling import Sampler, spec_request
 from .schedule import Schedule
+from .tensorboard import LossBoard
+
+NAN_HINT = ("lower the learning_rate, or train in FLOAT_32 (train_dtype) if mixed precision "
+            "overflows")
+OOM_HINT = ("CUDA ran out of memory: lower batch_size or the resolution, or turn on "
+            "gradient_checkpointing")
 
 
 class BuiltinBackend:
@@ -31,11 +41,14 @@ class BuiltinBackend:
         self.amp_dtype = autocast_dtype(self.device, self.settings.train_dtype)
         self.output_path = checkpoint.resolve_output(self.settings.output_model_destination,
                                                      self.run_dir)
-        self.parts = self.data = self.optimizer = self.sampler = None
-        self.global_step = self.epoch = self.epoch_step = 0
+        self.parts = self.data = self.optimizer = self.sampler = self.lr_scheduler = None
+        self.board = None
+        self.global_step = self.epoch = self.epoch_step = self.samples_seen = 0
+        self.epoch_lengths: list[int] = []
+        self.scaler = None
         self._in_loop = False
 
-    # -- start: model, LoRA, data --
+    # -- start: model, LoRA, data, cache, resume --
     def start(self) -> None:
         settings = self.settings
         if self._device_note:
@@ -47,24 +60,63 @@ class BuiltinBackend:
         params = add_lora(self.parts.unet, settings.lora_rank, settings.lora_alpha, settings.seed)
         self.parts.unet.train()
         self.callbacks.status("preparing data")
-        items = dataset.find_items(settings.concept_paths, self.callbacks.log)
-        loaded = dataset.load_images(items, settings.resolution, self.callbacks.log,
-                                     self._stop_requested)
-        if loaded is None:
+        data = self._prepare_data()
+        if data is None:
             return
-        items, pixels = loaded
-        if not items:
-            raise ValueError(f"no usable images in {', '.join(settings.concept_paths)}")
-        self.data = dataset.encode_dataset(self.parts, items, pixels, self.device,
-                                           self._stop_requested)
-        if self.data is None:
-            return
+        self.epoch_lengths = [len(data.epoch_batches(e)) for e in range(settings.epochs)]
         self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
+        self.lr_scheduler = make_lr_scheduler(self.optimizer, settings.learning_rate_scheduler,
+                                              settings.learning_rate_warmup_steps, self.max_step)
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        if settings.continue_last_backup:
+            self._restore()
+        self.data = data
         self.sampler = Sampler(self.parts, self.device, self.run_dir, self.callbacks,
-                               settings.resolution)
-        self.callbacks.log(f"{len(items)} images, {self.steps_per_epoch} steps per epoch, "
-                           f"{self.max_step} steps on {self.device}; "
-                           f"{sum(p.numel() for p in params)} LoRA parameters")
+                               settings.resolutions[0])
+        self.callbacks.log(f"{len(data.items)} images, {len(data.samples)} samples in "
+                           f"{len({s.bucket for s in data.samples})} bucket(s), "
+                           f"{self.steps_per_epoch} steps per epoch, {self.max_step} steps on "
+                           f"{self.device}; {sum(p.numel() for p in params)} LoRA parameters")
+
+    def _prepare_data(self) -> TrainingData | None:
+        settings = self.settings
+        items = concepts.find_items(settings.concepts, min(settings.resolutions),
+                                    self.callbacks.log, self._stop_requested)
+        if items is None:
+            return None
+        if not items:
+            raise ValueError(f"no usable images in {', '.join(c.path for c in settings.concepts)}")
+        cache = None
+        if settings.latent_caching:
+            cache = DiskCache(Path(settings.cache_dir), Path(settings.base_model_name))
+            if settings.clear_cache_before_training:
+                cache.clear()
+        data = TrainingData(settings, items, self.parts, self.device, cache)
+        if cache is not None:
+            if not data.fill_cache(self.callbacks.status, self._stop_requested):
+                return None
+            self.callbacks.log(f"cache: {cache.computed} computed, {cache.reused} reused "
+                               f"({settings.cache_dir})")
+        return data
+
+    def _restore(self) -> None:
+        backup = resume.newest_backup(self.run_dir)
+        if backup is None:
+            self.callbacks.log("continue_last_backup is set but this run has no backup yet: "
+                               "starting from the beginning", "warning")
+            return
+        resume.check_matches(backup, self.config)
+        checkpoint.load_lora(self.parts.unet, backup / checkpoint.LORA_FILE)
+        resume.load_training_state(backup, self.optimizer, self.lr_scheduler, self.scaler,
+                                   self.noise_rng)
+        progress = resume.read_progress(backup)
+        self.epoch, self.epoch_step = int(progress["epoch"]), int(progress["epoch_step"])
+        self.global_step = int(progress["global_step"])
+        self.samples_seen = int(progress.get("samples_seen", 0))
+        self.callbacks.log(f"resuming from backup {backup.name} at step {self.global_step} "
+                           f"(epoch {self.epoch + 1}, step {self.epoch_step} of it)")
+        self.callbacks.status(f"resuming at step {self.global_step}")
 
     def _stop_requested(self) -> bool:
         self.commands.poll()
@@ -72,11 +124,11 @@ class BuiltinBackend:
 
     @property
     def steps_per_epoch(self) -> int:
-        return dataset.steps_per_epoch(len(self.data), self.settings.batch_size)
+        return self.epoch_lengths[0] if self.epoch_lengths else 1
 
     @property
     def max_step(self) -> int:
-        return self.settings.epochs * self.steps_per_epoch
+        return sum(self.epoch_lengths)
 
     # -- train: the loop, then the final backup and save --
     def train(self) -> None:
@@ -84,10 +136,14 @@ class BuiltinBackend:
             self.callbacks.status("done")
             self.callbacks.finished(stopped=True, output=None)
             return
+        self.board = LossBoard(self.run_dir, self.settings.tensorboard, self.callbacks.log)
         self.callbacks.status("training")
         self._in_loop = True
-        stopped = self._loop()
-        self._in_loop = False
+        try:
+            stopped = self._loop()
+        finally:
+            self._in_loop = False
+            self.board.close()
         if self.settings.backup_before_save:
             self._backup()
         self.callbacks.status("saving")
@@ -95,50 +151,67 @@ class BuiltinBackend:
         self.callbacks.status("done")
         self.callbacks.finished(stopped=stopped, output=str(output))
 
+    def _schedules(self) -> tuple[Schedule, Schedule, Schedule]:
+        settings, now, per_epoch = self.settings, time.monotonic(), self.steps_per_epoch
+        return (Schedule(settings.sample_after, settings.sample_after_unit, per_epoch,
+                         settings.sample_skip_first, now),
+                Schedule(settings.backup_after, settings.backup_after_unit, per_epoch, 0, now),
+                Schedule(settings.save_every, settings.save_every_unit, per_epoch,
+                         settings.save_skip_first, now))
+
     def _loop(self) -> bool:
         """True when a stop command ended it early."""
-        settings, now = self.settings, time.monotonic()
-        schedules = (
-            Schedule(settings.sample_after, settings.sample_after_unit, self.steps_per_epoch,
-                     settings.sample_skip_first, now),
-            Schedule(settings.backup_after, settings.backup_after_unit, self.steps_per_epoch, 0, now))
-        data_rng = torch.Generator().manual_seed(settings.seed)
-        noise_rng = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
-        scaler = self._grad_scaler()
-        for self.epoch in range(settings.epochs):
-            self.epoch_step = 0
-            batches = dataset.epoch_batches(len(self.data), settings.batch_size, data_rng)
-            for index in batches:
+        schedules = self._schedules()
+        first_epoch, skip = self.epoch, self.epoch_step
+        for self.epoch in range(first_epoch, self.settings.epochs):
+            batches = self.data.epoch_batches(self.epoch)
+            self.epoch_step = skip if self.epoch == first_epoch else 0
+            for indices in batches[self.epoch_step:]:
                 if self._stop_requested():
                     return True
                 self._run_commands()
-                loss = self._train_step(index, noise_rng, scaler)
+                loss = self._train_step(indices)
                 self.global_step += 1
                 self.epoch_step += 1
+                self.samples_seen += len(indices)
                 self._report(loss, len(batches))
                 self._run_schedules(*schedules)
         self.commands.poll()
         self._run_commands()  # requests that came in during the last step
         return False
 
-    def _train_step(self, index: torch.Tensor, noise_rng: torch.Generator, scaler) -> float:
+    def _train_step(self, indices: list[int]) -> float:
+        try:
+            loss = self._forward_backward(indices)
+        except torch.cuda.OutOfMemoryError as exc:
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            raise RuntimeError(f"{OOM_HINT} (at step {self.global_step + 1})") from exc
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss} at step {self.global_step + 1} "
+                                     f"(epoch {self.epoch + 1}): {NAN_HINT}")
+        return loss
+
+    def _forward_backward(self, indices: list[int]) -> float:
         unet, scheduler = self.parts.unet, self.parts.scheduler
-        latents, conditions = self.data.latents[index], self.data.embeddings[index]
-        noise = torch.randn(latents.shape, generator=noise_rng, device=self.device)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(index),),
-                                  generator=noise_rng, device=self.device)
+        latents, conditions, weights = self.data.batch(indices, self.epoch)
+        noise = torch.randn(latents.shape, generator=self.noise_rng, device=self.device)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(indices),),
+                                  generator=self.noise_rng, device=self.device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         with self._autocast():
             prediction = unet(noisy, timesteps, conditions).sample
-        loss = F.mse_loss(prediction.float(), noise)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(self.optimizer)
-            scaler.update()
+        per_sample = (prediction.float() - noise).pow(2).flatten(1).mean(1)
+        loss = (per_sample * weights).mean()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         else:
             loss.backward()
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.lr_scheduler.step()
         return loss.item()  # the one sync per step
 
     def _autocast(self):
@@ -146,14 +219,13 @@ class BuiltinBackend:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _grad_scaler(self):
-        return torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
-
     def _report(self, loss: float, epoch_length: int) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
         self.callbacks.progress(
             global_step=self.global_step, max_step=self.max_step, epoch=self.epoch,
             max_epoch=self.settings.epochs, epoch_step=self.epoch_step,
-            epoch_length=epoch_length, loss=loss, lr=self.optimizer.param_groups[0]["lr"])
+            epoch_length=epoch_length, loss=loss, lr=lr)
+        self.board.step(self.global_step, loss, lr, self.epoch)
 
     # -- commands and schedules --
     def _run_commands(self) -> None:
@@ -167,12 +239,15 @@ class BuiltinBackend:
         if self.commands.take_save():
             self._save_intermediate()
 
-    def _run_schedules(self, sample_schedule: Schedule, backup_schedule: Schedule) -> None:
+    def _run_schedules(self, sample_schedule: Schedule, backup_schedule: Schedule,
+                       save_schedule: Schedule) -> None:
         now = time.monotonic()
         if sample_schedule.due(self.global_step, now):
             self._sample_default()
         if backup_schedule.due(self.global_step, now):
             self._backup()
+        if save_schedule.due(self.global_step, now):
+            self._save_intermediate()
 
     def _sample_default(self) -> None:
         requests = [spec_request(spec) for spec in self.settings.samples]
@@ -189,16 +264,20 @@ class BuiltinBackend:
     def _backup(self) -> None:
         self.callbacks.status("creating backup")
         progress = {"epoch": self.epoch, "epoch_step": self.epoch_step,
-                    "global_step": self.global_step, "max_step": self.max_step,
-                    "max_epoch": self.settings.epochs}
-        folder = checkpoint.write_backup(self.run_dir, self.parts.unet, self.optimizer,
-                                         progress, self.config)
+                    "global_step": self.global_step, "samples_seen": self.samples_seen,
+                    "max_step": self.max_step, "max_epoch": self.settings.epochs}
+        state = resume.training_state(self.optimizer, self.lr_scheduler, self.scaler, self.noise_rng)
+        folder = checkpoint.write_backup(self.run_dir, self.parts.unet, state, progress, self.config)
         self.callbacks.log(f"backup written: {folder.relative_to(self.run_dir).as_posix()}")
+        if self.settings.rolling_backup:
+            for old in checkpoint.prune_backups(self.run_dir, self.settings.rolling_backup_count):
+                self.callbacks.log(f"rolling backup: removed {old.name}")
         self._resume_status()
 
     def _save_intermediate(self) -> None:
         self.callbacks.status("saving")
-        name = f"{checkpoint.timestamp()}-step{self.global_step}{self.output_path.suffix}"
+        name = (f"{self.settings.save_filename_prefix}{checkpoint.timestamp()}"
+                f"-step{self.global_step}{self.output_path.suffix}")
         path = checkpoint.save_lora(self.parts.unet, self.run_dir / "saves" / name)
         self.callbacks.log(f"saved: {path.relative_to(self.run_dir).as_posix()}")
         self._resume_status()
@@ -209,7 +288,9 @@ class BuiltinBackend:
 
     # -- end --
     def end(self) -> None:
-        self.parts = self.data = self.optimizer = self.sampler = None
+        if self.board is not None:
+            self.board.close()
+        self.parts = self.data = self.optimizer = self.sampler = self.lr_scheduler = None
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

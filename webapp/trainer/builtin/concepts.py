@@ -1,0 +1,102 @@
+"""Concept folders → items, and how many times each item appears in an epoch (balancing).
+
+An item is one image of one enabled concept, with its caption candidates and its size (read
+from the header only). Images that cannot be read, or whose short side is under a quarter of the
+smallest resolution, are skipped with a warning naming the file.
+
+Balancing (OneTrainer's): REPEATS r = every item r times an epoch (the fraction of r as that
+share of the items, drawn anew each epoch); SAMPLES n = n items an epoch from the concept,
+cycling through it in a fresh random order.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from .captions import read_caption, read_text_lines
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MAX_UPSCALE = 4
+
+
+@dataclass
+class Item:
+    image_path: Path
+    concept_index: int
+    captions: list[str]
+    width: int
+    height: int
+    mtime_ns: int
+    file_size: int
+
+    @property
+    def caption(self) -> str:
+        return self.captions[0]
+
+
+def image_files(folder: Path, recursive: bool) -> list[Path]:
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def probe(path: Path, min_side: int) -> tuple[int, int]:
+    """The image's size; OSError/ValueError when unreadable or tiny."""
+    with Image.open(path) as image:
+        width, height = image.size
+        image.verify()
+    if min(width, height) * MAX_UPSCALE < min_side:
+        raise ValueError(f"{width}x{height} px is too small for resolution {min_side}")
+    return width, height
+
+
+def find_items(concepts: list, min_resolution: int, log: Callable[..., None],
+               should_stop: Callable[[], bool] = lambda: False) -> list[Item] | None:
+    """Items of every concept, in a stable order; None when ``should_stop()`` turns true."""
+    items = []
+    for index, concept in enumerate(concepts):
+        folder = Path(concept.path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"concept folder not found: {folder}")
+        lines = read_text_lines(Path(concept.prompt_path)) if concept.prompt_source == "concept" else None
+        for count, path in enumerate(image_files(folder, concept.include_subdirectories)):
+            if count % 32 == 31 and should_stop():
+                return None
+            try:
+                width, height = probe(path, min_resolution)
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                log(f"skipped {path}: {exc}", "warning")
+                continue
+            stat = path.stat()
+            items.append(Item(path, index, read_caption(path, concept, lines), width, height,
+                              stat.st_mtime_ns, stat.st_size))
+    return items
+
+
+def epoch_items(items: list[Item], concepts: list, rng: random.Random) -> list[int]:
+    """Indices into ``items`` for one epoch after balancing (not yet shuffled into batches)."""
+    chosen: list[int] = []
+    for index, concept in enumerate(concepts):
+        members = [i for i, item in enumerate(items) if item.concept_index == index]
+        if not members:
+            continue
+        if concept.balancing_strategy == "SAMPLES":
+            chosen += _cycle(members, int(round(concept.balancing)), rng)
+        else:
+            whole, fraction = math.modf(concept.balancing)[::-1]
+            chosen += members * int(whole)
+            chosen += rng.sample(members, int(round(fraction * len(members))))
+    return chosen
+
+
+def _cycle(members: list[int], count: int, rng: random.Random) -> list[int]:
+    picked: list[int] = []
+    while len(picked) < count:
+        order = members[:]
+        rng.shuffle(order)
+        picked += order[:count - len(picked)]
+    return picked

@@ -1,0 +1,52 @@
+"""An image as training pixels for one bucket: resized to cover it, cropped, maybe flipped.
+
+Which crop and flip is a pure function of a ``random.Random`` the caller seeds, so a variant of
+an image is the same pixels every time (the latent cache relies on it).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+JITTER = 0.1  # crop jitter zooms in by up to 10 % and moves the crop anywhere in the overflow
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip: bool = False
+    zoom: float = 1.0
+    x: float = 0.5  # where the crop sits in the overflow: 0 = left/top, 1 = right/bottom
+    y: float = 0.5
+
+    def key(self) -> str:
+        return f"f{int(self.flip)}z{self.zoom:.6f}x{self.x:.6f}y{self.y:.6f}"
+
+
+def draw_augment(concept, rng: random.Random) -> Augment:
+    flip = concept.random_flip and rng.random() < 0.5
+    if not concept.crop_jitter:
+        return Augment(flip=flip)
+    return Augment(flip=flip, zoom=1.0 + rng.random() * JITTER, x=rng.random(), y=rng.random())
+
+
+def load_pixels(path: Path, size: tuple[int, int], augment: Augment) -> torch.Tensor:
+    """3 x height x width in [-1, 1]; OSError/ValueError for an image that cannot be read."""
+    width, height = size
+    with Image.open(path) as opened:
+        opened.draft("RGB", (width, height))  # JPEG: decode big files at a fraction of their size
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    scale = max(width / image.width, height / image.height) * augment.zoom
+    resized = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+    image = image.resize(resized, Image.Resampling.BICUBIC)
+    left = round((resized[0] - width) * augment.x)
+    top = round((resized[1] - height) * augment.y)
+    image = image.crop((left, top, left + width, top + height))
+    if augment.flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    array = np.asarray(image, dtype=np.float32)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1) / 127.5 - 1.0
