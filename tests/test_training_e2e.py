@@ -116,3 +116,21 @@ def test_stop_while_the_model_loads_takes_effect_quickly(stack, demo_config):
     run = stack.wait_until_ended(run_id, timeout=30)
     assert run["state"] == "stopped"
     assert time.monotonic() - stopped_at < 5  # 2 s by design, plus polling on a busy machine
+
+
+def test_a_killed_run_resumes_from_its_backup(stack, demo_config):
+    run_id = stack.start(short_run(demo_config, epochs=6, backup_after=6, backup_after_unit="STEP",
+                                   backup_before_save=False))  # 36 steps, a backup every 6
+    run = stack.wait_for(lambda: (r := stack.run_state(run_id)) and (r.get("progress") or {}).get(
+        "global_step", 0) >= 8 and r, 120, every=0.05)
+    os.kill(run["pid"], signal.SIGKILL)
+    assert stack.wait_until_ended(run_id, timeout=10)["state"] == "failed"
+    assert stack.api("POST", f"/api/runs/{run_id}/resume").status_code == 202
+    run = stack.wait_until_ended(run_id)
+    assert run["state"] == "completed" and run["progress"]["global_step"] == 36
+    events = json_frames(read_sse(f"{stack.url}/api/events?after=0&run={run_id}",
+                                  until=lambda f: f.get("event") == "run" and '"completed"' in f["data"]))
+    starts = [i for i, e in enumerate(events) if e["event"] == "run" and e["data"]["state"] == "running"]
+    assert len(starts) == 2
+    resumed = next(e["data"] for e in events[starts[1]:] if e["event"] == "progress")
+    assert (resumed["global_step"] - 1) % 6 == 0 and resumed["global_step"] > 1  # right after a backup
