@@ -40,4 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(events.bp)
     from .web import configs
     configs.init_app(app)
+    from .web import downloads, runs, runs_api, system
+    for blueprint in (runs.bp, runs_api.bp, downloads.bp, system.bp):
+        app.register_blueprint(blueprint)
     return app

@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS runs (
     output_path TEXT,
     stop_requested INTEGER NOT NULL DEFAULT 0,
     resume_requested INTEGER NOT NULL DEFAULT 0,
+    queue_position REAL,
+    started_by TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL
@@ -59,6 +61,7 @@ CREATE TABLE IF NOT EXISTS samples (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id, id);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -75,8 +78,10 @@ def init_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
     # columns added after a workspace was first made
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
-    if "resume_requested" not in columns:
-        conn.execute("ALTER TABLE runs ADD COLUMN resume_requested INTEGER NOT NULL DEFAULT 0")
+    for name, kind in (("resume_requested", "INTEGER NOT NULL DEFAULT 0"), ("queue_position", "REAL"),
+                       ("started_by", "TEXT")):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
 
 # -- runs ---------------------------------------------------------------------------------
@@ -97,7 +102,7 @@ def latest_run(conn) -> dict | None:
     """The run a dashboard shows: the running one, else the next queued, else the newest."""
     row = conn.execute(
         "SELECT * FROM runs ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END,"
-        " CASE state WHEN 'queued' THEN id ELSE -id END LIMIT 1").fetchone()
+        " CASE state WHEN 'queued' THEN COALESCE(queue_position, id) ELSE -id END LIMIT 1").fetchone()
     return _run_dict(row) if row else None
 
 
@@ -111,10 +116,14 @@ def active_runs(conn) -> list[dict]:
 
 
 def claim_next_run(conn, worker: str) -> dict | None:
-    """Atomically move the oldest queued run to running for this worker (several workers may race)."""
+    """Atomically move the first queued run (queue order, else id) to running for this worker
+    (several workers may race); none while the queue is paused (runs_store.set_queue_paused)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute("SELECT id FROM runs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+        row = conn.execute(
+            "SELECT id FROM runs WHERE state = 'queued' AND NOT EXISTS (SELECT 1 FROM settings"
+            " WHERE key = 'queue_paused' AND value = '1') ORDER BY COALESCE(queue_position, id), id LIMIT 1"
+        ).fetchone()
         if row is None:
             conn.execute("COMMIT")
             return None

@@ -22,7 +22,7 @@ class Event(str, Enum):
     ERROR = "error"                  # message, traceback
     FINISHED = "finished"            # stopped (bool), output (path or None)
     # emitted by the worker, not the trainer: the run's lifecycle
-    RUN = "run"                      # state: queued|running|completed|stopped|failed|interrupted, reason
+    RUN = "run"                      # state: queued|running|completed|stopped|failed|interrupted|canceled, reason
 
 
 class Command(str, Enum):
@@ -40,6 +40,7 @@ class RunState(str, Enum):
     STOPPED = "stopped"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELED = "canceled"            # taken out of the queue before it ran
 
     @property
     def is_active(self) -> bool:

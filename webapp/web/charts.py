@@ -12,3 +12,76 @@ def loss_sparkline(values: list[float], width: int = WIDTH, height: int = HEIGHT
     span = (high - low) or 1.0
     step = width / (len(values) - 1)
     return " ".join(f"{i * step:.1f},{height - (v - low) / span * height:.1f}" for i, v in enumerate(values))
+
+
+def percent_sparkline(values: list, width: int = 120, height: int = 30) -> str | None:
+    """Points for a 0–100 % polyline (fixed scale: a flat line reads as its level)."""
+    values = [min(100.0, max(0.0, v or 0.0)) for v in values]
+    if len(values) < 2:
+        return None
+    step = width / (len(values) - 1)
+    return " ".join(f"{i * step:.1f},{height - v / 100 * height:.1f}" for i, v in enumerate(values))
+
+
+# -- the run page's loss chart: loss, smoothed loss and learning rate over global steps --------
+
+CHART_W, CHART_H, PAD_L, PAD_R, PAD_T, PAD_B = 800, 260, 56, 56, 12, 28
+
+
+def smoothed(points: list[dict], factor: float = 0.9) -> list[float | None]:
+    """The bridge's exponential smoothing, per point; a bucket of n steps counts as n steps."""
+    out, value = [], None
+    for p in points:
+        if p["loss"] is not None:
+            weight = factor ** max(1.0, p.get("n") or 1)
+            value = p["loss"] if value is None else weight * value + (1 - weight) * p["loss"]
+        out.append(value)
+    return out
+
+
+def loss_series(conn, run_id: int, max_points: int) -> dict:
+    """At most max_points points (SQL min/max buckets), each with the smoothed loss."""
+    from ..runs_store import loss_buckets
+    points, total = loss_buckets(conn, run_id, max(1, max_points // 2))
+    for p, smooth in zip(points, smoothed(points)):
+        p["smooth"] = smooth
+    return {"points": points[:max_points], "total": total}
+
+
+def _scale(low: float, high: float, top: float, bottom: float):
+    span = (high - low) or 1.0
+    return lambda v: bottom - (v - low) / span * (bottom - top)
+
+
+def chart_geometry(points: list[dict], markers: list[dict]) -> dict | None:
+    """Polylines and ticks for templates/runs/_chart.html, or None with no points."""
+    losses = [p["loss"] for p in points if p["loss"] is not None]
+    if not losses:
+        return None
+    first, last = points[0]["step"], points[-1]["step"]
+    x_at = lambda s: PAD_L + (s - first) / ((last - first) or 1) * (CHART_W - PAD_L - PAD_R)  # noqa: E731
+    top, bottom = PAD_T, CHART_H - PAD_B
+    low, high = min(losses), max(losses)
+    y = _scale(low, high, top, bottom)
+    lrs = [p["lr"] for p in points if p["lr"] is not None]
+    y_lr = _scale(min(lrs), max(lrs), top, bottom) if lrs else None
+
+    def line(key, scale):
+        return " ".join(f"{x_at(p['step']):.1f},{scale(p[key]):.1f}" for p in points if p.get(key) is not None)
+    return {
+        "width": CHART_W, "height": CHART_H, "left": PAD_L, "right": CHART_W - PAD_R, "top": top, "bottom": bottom,
+        "loss": line("loss", y), "smooth": line("smooth", y), "lr": line("lr", y_lr) if y_lr else "",
+        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high)],
+        "lr_ticks": [{"y": round(y_lr(v), 1), "label": f"{v:.2g}"} for v in _ticks(min(lrs), max(lrs))] if lrs else [],
+        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, whole=True)],
+        "markers": [{**m, "x": round(x_at(m["step"]), 1)} for m in markers
+                    if m.get("step") is not None and first <= m["step"] <= last],
+        "count": len(points), "first": first, "last": last,
+    }
+
+
+def _ticks(low: float, high: float, count: int = 4, whole: bool = False) -> list[float]:
+    if high <= low:
+        return [low]
+    values = [low + (high - low) * i / count for i in range(count + 1)]
+    return sorted({round(v) for v in values}) if whole else values

@@ -19,7 +19,8 @@ STATE_EVENTS = {Event.STATUS, Event.RUN, Event.FINISHED, Event.ERROR}
 def render_event_fragments(event: dict) -> list[tuple[str, str]]:
     name = event["event"]
     if name == Event.PROGRESS:
-        return [("progress", render_progress(event["run_id"], event["data"]))]
+        from .runs import live_chart  # the run page's loss chart (re-rendered at most once a second)
+        return [("progress", render_progress(event["run_id"], event["data"])), ("chart", live_chart(event["run_id"]))]
     if name in STATE_EVENTS:
         run = training.current_run()
         frames = [("state", render_template("dashboard/_state.html", run=run)),

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import redis
-from flask import current_app
+from flask import current_app, request
 
-from .. import configlib, store
+from .. import configlib, runs_store, store
 from ..extensions import get_db, get_redis
 from ..settings import WAKE_KEY, commands_key, heartbeat_key
 from ..trainer.protocol import Command, Event, RunState, make_command, make_event
@@ -70,13 +70,25 @@ def check_config(config: dict) -> TrainSettings | None:
     return settings
 
 
+def started_by() -> str:
+    """Who starts a run: the proxy's authenticated user when there is one (accounts come later)."""
+    return request.environ.get("REMOTE_USER") or "local"
+
+
+def queue_run(name: str, config: dict) -> int:
+    """Record a checked config as a queued run and tell every dashboard."""
+    conn = get_db()
+    run_id = store.create_run(conn, name, config)
+    runs_store.set_started_by(conn, run_id, started_by())
+    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name))
+    return run_id
+
+
 def start_run(config_name=None, config=None) -> int:
     name, config = resolve_config(config_name, config)
     check_config(config)
-    conn = get_db()
-    run_id = store.create_run(conn, name, config)
-    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name))
-    _nudge_workers()
+    run_id = queue_run(name, config)
+    nudge_workers()
     return run_id
 
 
@@ -91,11 +103,11 @@ def resume_run(run_id: int) -> dict:
     if not store.requeue_for_resume(get_db(), run_id):
         raise ApiError(409, "run cannot be resumed", f"run {run_id} changed state meanwhile")
     sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, resumed=True))
-    _nudge_workers()
+    nudge_workers()
     return run
 
 
-def _nudge_workers() -> None:
+def nudge_workers() -> None:
     try:
         get_redis().lpush(WAKE_KEY, 1)
         get_redis().ltrim(WAKE_KEY, 0, 9)  # a nudge, not a queue: the queue is in SQLite
