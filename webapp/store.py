@@ -240,9 +240,11 @@ def append_metrics(conn, run_id: int, rows: list[tuple]) -> None:
                      [(run_id, *row) for row in rows])
 
 
-def run_metrics(conn, run_id: int) -> list[dict]:
-    return [dict(r) for r in conn.execute(
-        "SELECT step, loss, lr, time FROM metrics WHERE run_id = ? ORDER BY step", (run_id,))]
+def recent_losses(conn, run_id: int, limit: int = 300) -> list[float]:
+    """The last ``limit`` loss values in step order (uses the (run_id, step) index, no full scan)."""
+    rows = conn.execute("SELECT loss FROM metrics WHERE run_id = ? AND loss IS NOT NULL"
+                        " ORDER BY step DESC LIMIT ?", (run_id, limit)).fetchall()
+    return [row[0] for row in reversed(rows)]
 
 
 # -- samples --------------------------------------------------------------------------------

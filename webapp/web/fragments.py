@@ -41,6 +41,5 @@ def render_event_fragments(event: dict) -> list[tuple[str, str]]:
 
 
 def render_progress(run_id: int | None, progress: dict | None) -> str:
-    points = store.run_metrics(get_db(), run_id)[-300:] if run_id else []
-    return render_template("dashboard/_progress.html", progress=progress,
-                           sparkline=loss_sparkline([p["loss"] for p in points if p["loss"] is not None]))
+    losses = store.recent_losses(get_db(), run_id) if run_id else []
+    return render_template("dashboard/_progress.html", progress=progress, sparkline=loss_sparkline(losses))
