@@ -30,4 +30,8 @@ if [ "$with_tests" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chro
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+if [ "$with_tests" = 1 ] && [ ! -x /usr/sbin/nginx ]; then  # tests/test_nginx.py: the shipped site
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light >/dev/null
+fi
 echo "setup done: $(.venv/bin/python -c 'import torch, flask; print("torch", torch.__version__, "flask", flask.__version__)')"

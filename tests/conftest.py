@@ -71,3 +71,32 @@ def demo_config(demo_workspace):
 def short_run(demo_config: dict, **overrides) -> dict:
     """The demo config cut to a few steps; 24 images at batch 4 = 6 steps an epoch."""
     return {**demo_config, "epochs": 2, "sample_after": 0, "sample_after_unit": "NEVER", **overrides}
+
+
+USERS = {"vera": "viewer", "otto": "operator", "ada": "admin"}
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def auth_app(workspace, config_dir, redis_url, redis_server):
+    """Accounts on: one user per role (password PASSWORD) and an admin token in app.config."""
+    from webapp.auth import store as auth_store
+    redis_server.flushall()
+    conn = auth_store.connect(workspace / "otweb.sqlite3")
+    for name, role in USERS.items():
+        auth_store.add_user(conn, name, PASSWORD, role)
+    conn.close()
+    app = create_app({"TESTING": True, "WORKSPACE": workspace, "CONFIG_DIR": config_dir, "REDIS_URL": redis_url})
+    assert app.config["AUTH"] == "on"
+    yield app
+
+
+def login(client, name: str, password: str = PASSWORD):
+    """Log the test client in through the form; returns the page's CSRF token."""
+    import re
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page)[1]
+    answer = client.post("/login", data={"username": name, "password": password, "csrf_token": token})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    page = client.get("/").get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page)[1]

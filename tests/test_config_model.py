@@ -200,13 +200,13 @@ def test_the_builtin_trainer_warnings_come_from_its_reader(tmp_path):
     blocking = {w["field"]: w["message"] for w in sdxl.warnings if w.get("blocking")}
     assert "not supported by the built-in trainer" in blocking["model_type"]
     raw = read(OUR_PRESETS / "demo.json")
-    raw.update(dataloader_threads=4, samples=[{**raw["samples"][0], "noise_scheduler": "DDIM"}])
+    raw.update(dataloader_threads=4, samples=[{**raw["samples"][0], "text_encoder_1_layer_skip": 1}])
     demo = validate(raw, tmp_path)
     assert not [w for w in demo.warnings if w.get("blocking")], demo.warnings
     ignored = {w["field"] for w in demo.warnings}
-    assert "dataloader_threads" in ignored and "samples[0].noise_scheduler" in ignored
+    assert "dataloader_threads" in ignored and "samples[0].text_encoder_1_layer_skip" in ignored
     assert not ignored & {"learning_rate", "epochs", "lora_rank", "samples[0].prompt", "concepts[0].path",
-                          "concepts[0].name"}
+                          "concepts[0].name", "samples[0].noise_scheduler"}
 
 
 def test_the_demo_preset_is_the_demo_config():

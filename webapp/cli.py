@@ -35,7 +35,9 @@ def main():
 def serve(host, port, no_demo, workspace, config_dir):
     """Everything on this machine: Redis (embedded unless REDIS_URL), a worker and the web app."""
     from .standalone import Standalone
-    sys.exit(Standalone(_settings(workspace, config_dir), host, port).run(with_demo=not no_demo))
+    settings = _settings(workspace, config_dir)
+    _refuse_open_bind(host, settings)
+    sys.exit(Standalone(settings, host, port).run(with_demo=not no_demo))
 
 
 @main.command()
@@ -50,6 +52,7 @@ def web(host, port, workers, workspace, config_dir):
     settings = _settings(workspace, config_dir)
     if not settings.redis_url:
         raise click.UsageError("set REDIS_URL (or use `otweb serve`, which embeds Redis)")
+    _refuse_open_bind(host, settings)
     command = gunicorn_command(host, port, workers)
     os.execve(command[0], command, settings.export_env())
 
@@ -117,6 +120,18 @@ def train(config, quiet, workspace, config_dir):
     run_dir = train_in_terminal(path, settings.workspace, quiet=quiet)
     click.echo(f"run folder: {run_dir}")
 
+
+def _refuse_open_bind(host: str, settings: Settings) -> None:
+    from .auth import refuse_open_bind
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    message = refuse_open_bind(host, settings.database)
+    if message:
+        raise click.ClickException(message)
+
+
+from .auth.cli import token, user  # noqa: E402  (the account commands, kept beside their store)
+main.add_command(user)
+main.add_command(token)
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,8 @@ SUPPORTED_LR_SCHEDULERS = ("CONSTANT", "LINEAR", "COSINE")
 SUPPORTED_PROMPT_SOURCES = ("sample", "concept", "filename")
 SUPPORTED_BALANCING = ("REPEATS", "SAMPLES")
 SUPPORTED_TAG_DROPOUT_MODES = ("FULL", "RANDOM", "RANDOM WEIGHTED")
+# OneTrainer's NoiseScheduler names the built-in sampler maps to diffusers schedulers
+SAMPLE_SCHEDULERS = ("DDIM", "EULER", "EULER_A", "DPMPP", "UNIPC", "EULER_KARRAS", "DPMPP_KARRAS")
 
 
 class ConfigError(ValueError):
@@ -37,10 +39,15 @@ class SampleSpec:
     cfg_scale: float = 7.0
     width: int = 512
     height: int = 512
+    noise_scheduler: str = "DDIM"
 
     @classmethod
     def from_onetrainer(cls, raw: dict) -> "SampleSpec":
-        return cls(prompt=str(raw.get("prompt", "")),
+        scheduler = str(raw.get("noise_scheduler") or "DDIM")
+        if scheduler not in SAMPLE_SCHEDULERS:
+            raise ValueError(f"noise_scheduler {scheduler!r} is not supported by the built-in "
+                             f"sampler; supported: {', '.join(SAMPLE_SCHEDULERS)}")
+        return cls(noise_scheduler=scheduler,prompt=str(raw.get("prompt", "")),
                    negative_prompt=str(raw.get("negative_prompt", "")),
                    seed=int(raw.get("seed", 42)), random_seed=bool(raw.get("random_seed", False)),
                    steps=int(raw.get("diffusion_steps", raw.get("steps", 20))),
@@ -112,6 +119,8 @@ class TrainSettings:
     save_filename_prefix: str = ""
     continue_last_backup: bool = False
     tensorboard: bool = False
+    samples_to_tensorboard: bool = True  # OneTrainer's default; only with tensorboard on
+    sample_before_training: bool = False  # our extension: the default samples at step 0 too
 
     @classmethod
     def from_config(cls, config: dict, base_dir: Path | str = ".") -> "TrainSettings":
@@ -178,6 +187,8 @@ def _read_durability(reader: "_Reader", settings: TrainSettings) -> None:
     settings.save_filename_prefix = reader.text("save_filename_prefix", "")
     settings.continue_last_backup = reader.flag("continue_last_backup", False)
     settings.tensorboard = reader.flag("tensorboard", False)
+    settings.samples_to_tensorboard = reader.flag("samples_to_tensorboard", True)
+    settings.sample_before_training = reader.flag("sample_before_training", False)
 
 
 class _Reader:
@@ -314,5 +325,6 @@ class _Reader:
             try:
                 specs.append(SampleSpec.from_onetrainer(raw))
             except (TypeError, ValueError) as exc:
-                self.fail(f"samples[{index}]", str(exc))
+                where = ".noise_scheduler" if "noise_scheduler" in str(exc) else ""
+                self.fail(f"samples[{index}]{where}", str(exc))
         return specs

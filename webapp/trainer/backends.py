@@ -5,8 +5,13 @@ from pathlib import Path
 
 from .backend_choice import BUILTIN, ONETRAINER, choose_backend, onetrainer_dir
 
+PLAYGROUND_MARKER = "__playground__"  # a playground session (webapp/trainer/playground.py)
+
 
 def make_backend(config: dict, callbacks, commands, run_dir: Path, base_dir: Path):
+    if PLAYGROUND_MARKER in config:
+        from .playground import PlaygroundBackend
+        return PlaygroundBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir)
     directory = onetrainer_dir()
     choice = choose_backend(config, directory)
     if choice.backend == ONETRAINER:

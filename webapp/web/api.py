@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 import redis
-from flask import Blueprint, current_app, jsonify, request, send_file
+from flask import Blueprint, jsonify, request
 
 from .. import store
 from ..extensions import get_db, get_redis
@@ -91,36 +91,3 @@ def training_progress():
         raise ApiError(404, "no runs yet", "start a run first")
     return jsonify(run_id=run["id"], state=run["state"], status=run["status_text"],
                    progress=run["progress"])
-
-
-@bp.post("/samples/custom")
-def samples_custom():
-    body = json_body()
-    sample = training.parse_custom_sample(body)
-    run = training.send_command(Command.SAMPLE_CUSTOM, optional_run_id(body), sample=sample)
-    return jsonify(run_id=run["id"], command="sample_custom", sample=sample, accepted=True), 202
-
-
-@bp.get("/samples/<int:sample_id>")
-def sample_metadata(sample_id: int):
-    return jsonify(_sample_or_404(sample_id))
-
-
-@bp.get("/samples/<int:sample_id>/image")
-def sample_image(sample_id: int):
-    """Only through the id: the path comes from our record, never from the request."""
-    sample = _sample_or_404(sample_id)
-    run_dir = current_app.config["SETTINGS"].run_dir(sample["run_id"]).resolve()
-    path = (run_dir / sample["path"]).resolve()
-    if run_dir not in path.parents or not path.is_file():
-        raise ApiError(404, "image missing", f"sample {sample_id} has no image file any more")
-    response = send_file(path, mimetype="image/png", conditional=True, etag=True, max_age=86400)
-    response.headers["Cache-Control"] = "private, max-age=86400, immutable"
-    return response
-
-
-def _sample_or_404(sample_id: int) -> dict:
-    sample = store.get_sample(get_db(), sample_id)
-    if sample is None:
-        raise ApiError(404, "unknown sample", f"no sample with id {sample_id}")
-    return sample

@@ -1,16 +1,16 @@
 """Errors answer JSON ({"error", "detail"}) to API callers and a page to browsers."""
 from __future__ import annotations
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 
 class ApiError(Exception):
     """Raised by a handler for anything the caller got wrong."""
 
-    def __init__(self, status: int, error: str, detail=None):
+    def __init__(self, status: int, error: str, detail=None, headers: dict | None = None):
         super().__init__(error)
-        self.status, self.error, self.detail = status, error, detail
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
 
 
 def wants_json() -> bool:
@@ -25,22 +25,44 @@ def wants_json() -> bool:
 def init_app(app) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
-        return _answer(exc.status, exc.error, exc.detail)
+        response = _answer(exc.status, exc.error, exc.detail)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="otweb"'
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):
-        return _answer(exc.code or 500, exc.name, exc.description)
+        response = _answer(exc.code or 500, exc.name, exc.description)
+        if exc.code == 429:  # Flask-Limiter's: keep its Retry-After and X-RateLimit headers
+            response.headers.update({k: v for k, v in (exc.get_headers() or []) if k != "Content-Type"})
+        return response
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
+        # never the exception's text: it can hold paths, SQL or a secret; the log has it all
         app.logger.exception("unhandled error")
         return _answer(500, "Internal Server Error", "an unexpected error; the server log has details")
 
 
+def display_path(path) -> str:
+    """A server path as a user may see it: relative to the workspace when inside it."""
+    from pathlib import Path
+    from flask import current_app
+    path, workspace = Path(path), current_app.config["WORKSPACE"]
+    try:
+        return str(path.resolve().relative_to(workspace))
+    except ValueError:
+        return str(path)
+
+
 def _answer(status: int, error: str, detail):
+    """The response. A 500 never carries an exception's own text."""
+    if isinstance(detail, str) and status == 500:
+        detail = "an unexpected error; the server log has details"
     if request.headers.get("HX-Request"):
         # htmx swaps this into the page's flash area (see the htmx-config meta in base.html)
-        return render_template("_flash.html", message=error, detail=detail, level="error"), status
+        return make_response(render_template("_flash.html", message=error, detail=detail, level="error"), status)
     if wants_json():
-        return jsonify(error=error, detail=detail), status
-    return render_template("errors/error.html", status=status, error=error, detail=detail), status
+        return make_response(jsonify(error=error, detail=detail), status)
+    return make_response(render_template("errors/error.html", status=status, error=error, detail=detail), status)

@@ -17,7 +17,7 @@ from ..trainer.protocol import Command, Event, RunState, make_command, make_even
 from ..trainer.backend_choice import ONETRAINER, choose_backend, onetrainer_dir
 from ..trainsettings import ConfigError, TrainSettings
 from ..worker.sink import EventSink
-from .errors import ApiError
+from .errors import ApiError, display_path
 
 RESUMABLE_STATES = (RunState.FAILED.value, RunState.STOPPED.value, RunState.INTERRUPTED.value)
 CUSTOM_SAMPLE_FIELDS = {  # name: (type, minimum, maximum)
@@ -61,9 +61,9 @@ def check_config(config: dict) -> TrainSettings | None:
         settings = TrainSettings.from_config(config, current_app.config["WORKSPACE"])
     except ConfigError as exc:
         raise ApiError(400, "invalid config", exc.errors) from None
-    missing = [{"field": "base_model_name", "message": f"no model folder at {settings.base_model_name}"}
+    missing = [{"field": "base_model_name", "message": f"no model folder at {display_path(settings.base_model_name)}"}
                ] if not Path(settings.base_model_name).exists() else []
-    missing += [{"field": "concepts", "message": f"no image folder at {path}"}
+    missing += [{"field": "concepts", "message": f"no image folder at {display_path(path)}"}
                 for path in settings.concept_paths if not Path(path).is_dir()]
     if missing:
         raise ApiError(400, "invalid config", missing)
@@ -71,7 +71,12 @@ def check_config(config: dict) -> TrainSettings | None:
 
 
 def started_by() -> str:
-    """Who starts a run: the proxy's authenticated user when there is one (accounts come later)."""
+    """Who starts a run: the logged-in user or the token's name; with accounts off, the server's
+    REMOTE_USER when it sets one, else "local"."""
+    from ..auth.identity import current_principal
+    principal = current_principal()
+    if principal is not None and principal.via != "local":
+        return principal.name
     return request.environ.get("REMOTE_USER") or "local"
 
 

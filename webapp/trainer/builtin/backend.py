@@ -140,6 +140,8 @@ class BuiltinBackend:
         self.callbacks.status("training")
         self._in_loop = True
         try:
+            if self.settings.sample_before_training and self.global_step == 0:
+                self._sample_default()
             stopped = self._loop()
         finally:
             self._in_loop = False
@@ -258,7 +260,11 @@ class BuiltinBackend:
 
     def _sample(self, kind: Event, requests: list[dict]) -> None:
         self.callbacks.status("sampling")
-        self.sampler.sample_all(kind, requests, self.global_step, self.epoch)
+        made = self.sampler.sample_all(kind, requests, self.global_step, self.epoch)
+        if self.board is not None and self.settings.samples_to_tensorboard:
+            for index, (request, path) in enumerate(made):
+                tag = f"samples/{kind.value.removeprefix('sample_')}/{index} - {request['prompt'][:60]}"
+                self.board.image(tag, path, self.global_step)
         self._resume_status()
 
     def _backup(self) -> None:

@@ -1,7 +1,8 @@
 """Sampling images with the model being trained (LoRA active) through diffusers' pipeline.
 
 A sample request is a plain dict: prompt, negative_prompt, seed (None or -1 = random), steps,
-cfg_scale, width, height. Images go to ``run_dir/samples/<kind>/<global_step>-<n>.png``
+cfg_scale, width, height, noise_scheduler (OneTrainer's names, see ``SCHEDULERS``) and, in the
+playground, lora_scale. Images go to ``run_dir/samples/<kind>/<global_step>-<n>.png``
 (temp file, then renamed); the event carries that path relative to the run folder. Sampling
 leaves the training RNG state as it found it and puts the UNet back in train mode.
 """
@@ -13,19 +14,39 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline
+from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                       EulerDiscreteScheduler, StableDiffusionPipeline, UniPCMultistepScheduler)
 
+from ...trainsettings import SAMPLE_SCHEDULERS
 from ..protocol import Event
 
 FOLDERS = {Event.SAMPLE_DEFAULT: "default", Event.SAMPLE_CUSTOM: "custom"}
 MAX_SIDE, MAX_STEPS = 2048, 500
+# OneTrainer's NoiseScheduler names -> (diffusers class, extra config); the names the web accepts
+# (trainsettings.SAMPLE_SCHEDULERS) must all be here
+SCHEDULERS = {
+    "DDIM": (DDIMScheduler, {}),
+    "EULER": (EulerDiscreteScheduler, {}),
+    "EULER_A": (EulerAncestralDiscreteScheduler, {}),
+    "DPMPP": (DPMSolverMultistepScheduler, {}),
+    "UNIPC": (UniPCMultistepScheduler, {}),
+    "EULER_KARRAS": (EulerDiscreteScheduler, {"use_karras_sigmas": True}),
+    "DPMPP_KARRAS": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+}
+assert set(SCHEDULERS) == set(SAMPLE_SCHEDULERS)
+
+
+def make_scheduler(name: str, base_config):
+    cls, extra = SCHEDULERS[name]
+    return cls.from_config(base_config, **extra)
 
 
 def spec_request(spec) -> dict:
     """A config sample (trainsettings.SampleSpec) as a request dict."""
     return {"prompt": spec.prompt, "negative_prompt": spec.negative_prompt,
             "seed": None if spec.random_seed else spec.seed, "steps": spec.steps,
-            "cfg_scale": spec.cfg_scale, "width": spec.width, "height": spec.height}
+            "cfg_scale": spec.cfg_scale, "width": spec.width, "height": spec.height,
+            "noise_scheduler": spec.noise_scheduler}
 
 
 def normalise_request(raw: dict, resolution: int) -> dict:
@@ -40,7 +61,13 @@ def normalise_request(raw: dict, resolution: int) -> dict:
 
     seed = raw.get("seed")
     seed = None if seed is None or seed == "" or int(seed) == -1 else int(seed)
-    return {"prompt": str(raw.get("prompt") or ""),
+    scheduler = str(raw.get("noise_scheduler") or "DDIM").upper()
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown noise_scheduler {scheduler!r}")
+    lora_scale = raw.get("lora_scale")
+    return {"noise_scheduler": scheduler,
+            "lora_scale": None if lora_scale in (None, "") else float(lora_scale),
+            "prompt": str(raw.get("prompt") or ""),
             "negative_prompt": str(raw.get("negative_prompt") or ""),
             "seed": seed, "steps": min(MAX_STEPS, max(1, number("steps", 20, int))),
             "cfg_scale": number("cfg_scale", 7.0, float),
@@ -60,12 +87,15 @@ def preserved_rng(device: torch.device):
 
 
 class Sampler:
-    def __init__(self, parts, device: torch.device, run_dir: Path, callbacks, resolution: int):
+    def __init__(self, parts, device: torch.device, run_dir: Path, callbacks, resolution: int,
+                 training: bool = True):
         self.parts, self.device, self.run_dir = parts, device, Path(run_dir)
         self.callbacks, self.resolution = callbacks, resolution
+        self.training = training  # put the UNet back in train mode after each image
         self._pipeline = None
+        self._schedulers: dict = {}
 
-    def pipeline(self) -> StableDiffusionPipeline:
+    def pipeline(self, scheduler: str = "DDIM") -> StableDiffusionPipeline:
         if self._pipeline is None:
             parts = self.parts
             self._pipeline = StableDiffusionPipeline(
@@ -73,17 +103,24 @@ class Sampler:
                 unet=parts.unet, scheduler=DDIMScheduler.from_config(parts.scheduler.config),
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
             self._pipeline.set_progress_bar_config(disable=True)
+        if scheduler not in self._schedulers:
+            self._schedulers[scheduler] = make_scheduler(scheduler, self.parts.scheduler.config)
+        self._pipeline.scheduler = self._schedulers[scheduler]
         return self._pipeline
 
-    def sample_all(self, kind: Event, requests: list[dict], global_step: int, epoch: int) -> None:
-        """Each request in turn; a request with unusable values is logged and skipped."""
+    def sample_all(self, kind: Event, requests: list[dict], global_step: int,
+                   epoch: int) -> list[tuple[dict, Path]]:
+        """Each request in turn; a request with unusable values is logged and skipped.
+        Returns (request, image path) for each image made."""
+        made = []
         for raw in requests:
             try:
                 request = normalise_request(raw, self.resolution)
             except (TypeError, ValueError) as exc:
                 self.callbacks.log(f"sample request skipped ({exc}): {raw!r}", "error")
                 continue
-            self.sample(kind, request, global_step, epoch)
+            made.append((request, self.sample(kind, request, global_step, epoch)))
+        return made
 
     def sample(self, kind: Event, request: dict, global_step: int, epoch: int) -> Path:
         seed = request["seed"]
@@ -91,11 +128,13 @@ class Sampler:
             seed = random.SystemRandom().randrange(2 ** 31)  # no effect on torch's RNG
         image = self._generate(request, seed)
         path = self._write(image, kind, global_step)
+        extra = {} if request.get("lora_scale") is None else {"lora_scale": request["lora_scale"]}
         self.callbacks.sample(kind, path=path.relative_to(self.run_dir).as_posix(),
                               prompt=request["prompt"], negative_prompt=request["negative_prompt"],
                               seed=seed, steps=request["steps"], cfg_scale=request["cfg_scale"],
                               width=request["width"], height=request["height"],
-                              global_step=global_step, epoch=epoch)
+                              noise_scheduler=request["noise_scheduler"], bytes=path.stat().st_size,
+                              global_step=global_step, epoch=epoch, **extra)
         return path
 
     def _generate(self, request: dict, seed: int):
@@ -107,16 +146,20 @@ class Sampler:
 
         unet = self.parts.unet
         unet.eval()
+        extra = {}
+        if request.get("lora_scale") is not None:
+            extra["cross_attention_kwargs"] = {"scale": request["lora_scale"]}
         try:
             with preserved_rng(self.device):
-                return self.pipeline()(
+                return self.pipeline(request.get("noise_scheduler") or "DDIM")(
                     prompt=request["prompt"], negative_prompt=request["negative_prompt"] or None,
                     num_inference_steps=steps, guidance_scale=request["cfg_scale"],
                     width=request["width"], height=request["height"],
                     generator=torch.Generator("cpu").manual_seed(seed),
-                    callback_on_step_end=on_step_end).images[0]
+                    callback_on_step_end=on_step_end, **extra).images[0]
         finally:
-            unet.train()
+            if self.training:
+                unet.train()
 
     def _write(self, image, kind: Event, global_step: int) -> Path:
         folder = self.run_dir / "samples" / FOLDERS[Event(kind)]

@@ -33,6 +33,15 @@ class LossBoard:
         self.writer.add_scalar("lr/unet", lr, global_step)
         self.writer.add_scalar("epoch", epoch, global_step)
 
+    def image(self, tag: str, path: Path, global_step: int) -> None:
+        """A sample image under ``tag`` (samples_to_tensorboard)."""
+        if self.writer is None:
+            return
+        import numpy as np
+        from PIL import Image
+        with Image.open(path) as image:
+            self.writer.add_image(tag, np.asarray(image.convert("RGB")), global_step, dataformats="HWC")
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.flush()

@@ -1,0 +1,15 @@
+"""gunicorn for OneTrainer Web: gevent workers (SSE holds a connection per open browser).
+Run: gunicorn -c deploy/gunicorn.conf.py "webapp:create_app()"  (no --preload: gevent patches per worker)"""
+import os
+
+bind = os.environ.get("OTWEB_BIND", "127.0.0.1:8000")   # nginx in front; never 0.0.0.0 with accounts off
+worker_class = "gevent"
+workers = int(os.environ.get("OTWEB_WEB_WORKERS", "2"))
+worker_connections = 2000          # open SSE streams + requests, per worker
+timeout = 60                       # gevent workers heartbeat on their own; streams are not cut by this
+graceful_timeout = 5
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = "127.0.0.1"  # the proxy; ProxyFix (OTWEB_PROXY_HOPS) reads its X-Forwarded-*
+control_socket_disable = True

@@ -1,0 +1,74 @@
+"""The sample gallery in a real browser (headless Chromium) during a run on the whole stack: a new
+sample appears in the prompt-by-step grid without a reload, and the compare view opens."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import short_run
+from servers import free_port, serve_web
+from stack import Stack, run_worker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(demo_workspace, redis_url, redis_server):
+    redis_server.flushall()
+    workspace, config_dir = demo_workspace
+    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
+           "OTWEB_WORKER_NAME": f"test-{free_port()}"}
+    with run_worker(env) as worker, serve_web(env) as url:
+        yield Stack(url, env, worker)
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--no-first-run", "--window-size=1280,1400", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    browser.set_page_load_timeout(30)
+    yield browser
+    browser.quit()
+
+
+def cells(driver) -> int:
+    return driver.execute_script("return document.querySelectorAll('#sample-grid .grid-cell').length")
+
+
+def test_gallery_grows_live_and_compare_opens(stack, driver, demo_config):
+    sample = {**demo_config["samples"][0], "diffusion_steps": 4}
+    run_id = stack.start(short_run(demo_config, epochs=400, sample_after=3, sample_after_unit="STEP",
+                                   samples=[sample]))
+    try:
+        stack.wait_for(lambda: (stack.run_state(run_id) or {}).get("state") == "running", timeout=120)
+        driver.get(f"{stack.url}/runs/{run_id}/samples")
+        wait = WebDriverWait(driver, 180, poll_frequency=0.2)
+        wait.until(lambda d: d.execute_script("return !!(window.htmx && document.querySelector('#sample-grid'))"))
+        driver.execute_script("window.notReloaded = true")
+        before = cells(driver)
+        wait.until(lambda d: cells(d) >= max(2, before + 1), "no new sample appeared in the grid")
+        assert driver.execute_script("return window.notReloaded === true"), "the page was reloaded"
+        assert driver.execute_script(
+            "const i = document.querySelector('#sample-grid .grid-cell img'); i.scrollIntoView();"
+            "return i.complete && i.naturalWidth > 0") is not None
+        driver.find_element(By.CSS_SELECTOR, "#sample-grid .compare-form button").click()
+        wait.until(lambda d: "/samples/compare" in d.current_url)
+        wait.until(lambda d: d.execute_script(
+            "const imgs = [...document.querySelectorAll('.compare .sample-large img')];"
+            "return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0)"))
+        steps = driver.execute_script(
+            "return [...document.querySelectorAll('.compare figcaption')].map(f => f.textContent)")
+        assert all(sample["prompt"] in text for text in steps)
+    finally:
+        stack.api("POST", "/api/training/stop", json={"run_id": run_id})
+        stack.wait_until_ended(run_id, timeout=120)

@@ -1,0 +1,152 @@
+"""The playground: sample a trained LoRA interactively, after its run (or on any saved LoRA).
+
+A playground session is a job in the runs queue whose config is the marker
+``{"__playground__": {...}}`` (webapp/trainer/backends.py picks the playground backend for
+it), so the worker runs it like a run, one GPU job at a time, and its images are ordinary
+samples of that job. The sources it can open are listed from our records
+(samples_store.lora_sources) and named by key: no request carries a path.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from .. import runs_store, samples_store
+from ..extensions import get_db
+from ..trainer.protocol import Command, Event, RunState, make_event
+from ..trainsettings import SAMPLE_SCHEDULERS, SampleSpec
+from . import training
+from .errors import ApiError
+
+bp = Blueprint("playground", __name__)
+MARKER = samples_store.PLAYGROUND_KEY
+IDLE_S = 600
+
+
+def current() -> dict | None:
+    """The queued or running playground session, as run_view shows it (None when none)."""
+    row = get_db().execute(
+        "SELECT * FROM runs WHERE state IN ('queued', 'running') AND json_extract(config_json, ?) IS NOT NULL"
+        " ORDER BY id DESC LIMIT 1", (f"$.{MARKER}",)).fetchone()
+    if row is None:
+        return None
+    from ..store import _run_dict
+    view = training.run_view(_run_dict(row))
+    return view if view["state"] in (RunState.QUEUED.value, RunState.RUNNING.value) else None
+
+
+def require_open() -> dict:
+    session = current()
+    if session is None or session["state"] != RunState.RUNNING.value:
+        raise ApiError(409, "no playground is open", "open one on a trained LoRA first" if session is None
+                       else f"playground #{session['id']} is waiting in the queue")
+    return session
+
+
+def sources() -> list[dict]:
+    settings = current_app.config["SETTINGS"]
+    return samples_store.lora_sources(get_db(), settings.workspace, settings.run_dir)
+
+
+def open_session(key, idle_s=None) -> int:
+    if current() is not None:
+        raise ApiError(409, "a playground is already open", "close it first")
+    source = next((s for s in sources() if s["key"] == key), None)
+    if source is None:
+        raise ApiError(400, "invalid field", [{"field": "source", "message": "pick one of the listed LoRA files"}])
+    config = source["config"]
+    base = Path(source["base_model_name"]).expanduser()
+    base = base if base.is_absolute() else current_app.config["WORKSPACE"] / base
+    defaults = []
+    for raw in config.get("samples") or []:
+        if isinstance(raw, dict) and raw.get("enabled", True) is not False:
+            try:
+                spec = SampleSpec.from_onetrainer(raw)
+            except (TypeError, ValueError):
+                continue
+            defaults.append({"prompt": spec.prompt, "negative_prompt": spec.negative_prompt,
+                             "seed": None if spec.random_seed else spec.seed, "steps": spec.steps,
+                             "cfg_scale": spec.cfg_scale, "width": spec.width, "height": spec.height,
+                             "noise_scheduler": spec.noise_scheduler})
+    resolution = str(config.get("resolution") or "512").split(",")[0].strip()
+    spec = {"lora": source["path"], "base_model_name": str(base), "source_run": source["run_id"],
+            "source": source["label"], "resolution": int(resolution) if resolution.isdigit() else 512,
+            "train_device": config.get("train_device") or "", "idle_s": idle_s or IDLE_S, "samples": defaults}
+    run_id = training.queue_run(f"playground: run {source['run_id']} {source['label']}", {MARKER: spec})
+    training.nudge_workers()
+    return run_id
+
+
+def close_session() -> dict:
+    session = current()
+    if session is None:
+        raise ApiError(409, "no playground is open", "nothing to close")
+    if session["state"] == RunState.QUEUED.value:
+        if runs_store.cancel_queued(get_db(), session["id"]):
+            training.sink().emit(session["id"], make_event(Event.RUN, state=RunState.CANCELED.value))
+            return session
+    training.send_command(Command.STOP, session["id"])
+    return session
+
+
+def _idle_arg(values):
+    raw = values.get("idle_s")
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if not 1 <= value <= 3600:
+        raise ApiError(400, "invalid field", [{"field": "idle_s", "message": "must be between 1 and 3600"}])
+    return value
+
+
+# -- pages and form actions --
+
+@bp.get("/playground")
+def page():
+    session = current()
+    samples = samples_store.list_for_run(get_db(), session["id"], limit=60) if session else []
+    spec = json.loads(get_db().execute("SELECT config_json FROM runs WHERE id = ?", (session["id"],)
+                                       ).fetchone()[0])[MARKER] if session else None
+    from .. import store
+    return render_template("samples/playground.html", session=session, spec=spec, sources=sources(),
+                           samples=samples, schedulers=SAMPLE_SCHEDULERS, last_seq=store.last_seq(get_db()))
+
+
+@bp.post("/playground/open")
+@bp.post("/api/playground/open", endpoint="api_open")
+def open_form():
+    values = request.get_json(silent=True) if request.is_json else request.form
+    run_id = open_session((values or {}).get("source"), _idle_arg(values or {}))
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Refresh": "true"}
+    return jsonify(run_id=run_id, state="queued"), 202
+
+
+@bp.post("/playground/close")
+@bp.post("/api/playground/close", endpoint="api_close")
+def close_form():
+    session = close_session()
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Refresh": "true"}
+    return jsonify(run_id=session["id"], closing=True), 202
+
+
+@bp.post("/playground/sample")
+def sample_form():
+    from .samples_api import parse_sample_request
+    session = require_open()
+    sample = parse_sample_request(request.form)
+    training.send_command(Command.SAMPLE_CUSTOM, session["id"], sample=sample)
+    return render_template("_flash.html", message=f"Sample queued: “{sample['prompt']}”.", level="info")
+
+
+@bp.get("/api/playground")
+def state():
+    session = current()
+    return jsonify(session=session, sources=[{k: s[k] for k in ("key", "run_id", "label", "config_name")}
+                                             for s in sources()])

@@ -1,0 +1,59 @@
+"""Sample pages: a run's gallery (a prompt-by-step grid that grows live), one sample large with
+its settings, and two samples side by side. The playground has its own module."""
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from .. import samples_store, store
+from ..extensions import get_db
+from .errors import ApiError
+from .samples_api import sample_or_404
+
+bp = Blueprint("samples", __name__)
+SETTING_LABELS = (("negative_prompt", "Negative prompt"), ("seed", "Seed"), ("steps", "Steps"),
+                  ("cfg_scale", "CFG"), ("width", "Width"), ("height", "Height"),
+                  ("noise_scheduler", "Scheduler"), ("lora_scale", "LoRA strength"), ("bytes", "File size (bytes)"))
+
+
+def _run_or_404(run_id: int) -> dict:
+    run = store.get_run(get_db(), run_id)
+    if run is None:
+        raise ApiError(404, "unknown run", f"no run with id {run_id}")
+    return run
+
+
+@bp.get("/runs/<int:run_id>/samples")
+def gallery(run_id: int):
+    run = _run_or_404(run_id)
+    prompt = request.args.get("prompt", "").strip()
+    conn = get_db()
+    return render_template("samples/gallery.html", run=run, prompt=prompt, prompts=samples_store.prompts(conn, run_id),
+                           grid=samples_store.grid(conn, run_id, prompt or None), last_seq=store.last_seq(conn))
+
+
+@bp.get("/runs/<int:run_id>/samples/grid")
+def grid(run_id: int):
+    run = _run_or_404(run_id)
+    prompt = request.args.get("prompt", "").strip()
+    return render_template("samples/_grid.html", run=run, prompt=prompt,
+                           grid=samples_store.grid(get_db(), run_id, prompt or None))
+
+
+@bp.get("/samples/<int:sample_id>")
+def sample_page(sample_id: int):
+    sample = sample_or_404(sample_id)
+    return render_template("samples/sample.html", sample=sample, labels=SETTING_LABELS,
+                           others=samples_store.same_prompt(get_db(), sample))
+
+
+@bp.get("/samples/compare")
+def compare():
+    ids = []
+    for name in ("a", "b"):
+        raw = request.args.get(name, "")
+        if not raw.isdigit():
+            raise ApiError(400, "invalid parameter", [{"field": name, "message": "pick a sample"}])
+        ids.append(int(raw))
+    left, right = (sample_or_404(i) for i in ids)
+    return render_template("samples/compare.html", left=left, right=right, labels=SETTING_LABELS,
+                           others=samples_store.same_prompt(get_db(), left))
