@@ -89,7 +89,9 @@ def test_the_app_through_nginx_under_a_prefix(proxied, demo_config):
     stream = session.get(proxied + "/api/events", stream=True, timeout=(5, 60))
     assert stream.status_code == 200
     started = time.monotonic()
-    run = session.post(proxied + "/api/training/start", json={"config": short_run(demo_config)},
+    config = short_run(demo_config, sample_after=6, sample_after_unit="STEP",
+                       samples=[{**demo_config["samples"][0], "diffusion_steps": 2}])
+    run = session.post(proxied + "/api/training/start", json={"config": config},
                        headers={"X-CSRF-Token": token})
     assert run.status_code == 202, run.text
     first_event_s, events = None, []
@@ -103,4 +105,12 @@ def test_the_app_through_nginx_under_a_prefix(proxied, demo_config):
     assert first_event_s is not None and first_event_s < 1.0, first_event_s
     run_id = run.json()["run_id"]
     assert session.get(proxied + f"/api/runs/{run_id}").json()["run"]["started_by"] == "nina"
-    assert "finished" in events or "progress" in events
+    assert "finished" in events and "sample_default" in events
+    # the run's sample image, its thumbnail and its page load under the prefix too
+    sample = session.get(proxied + f"/api/samples/latest?count=1").json()
+    sample = sample["samples"][0] if isinstance(sample, dict) else sample[0]
+    assert sample["image_url"].startswith("/trainer/"), sample
+    for url in (sample["image_url"], sample["thumbnail_url"]):
+        image = session.get(proxied.rsplit("/trainer", 1)[0] + url)
+        assert image.status_code == 200 and image.headers["Content-Type"].startswith("image/"), url
+    assert f'src="/trainer/api/samples/{sample["id"]}' in session.get(proxied + "/").text
