@@ -34,4 +34,4 @@ if [ "$with_tests" = 1 ] && [ ! -x /usr/sbin/nginx ]; then  # tests/test_nginx.p
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light >/dev/null
 fi
-echo "setup done: $(.venv/bin/python -c 'import torch, flask; print("torch", torch.__version__, "flask", flask.__version__)')"
+echo "setup done: $(.venv/bin/python -c 'import torch; from importlib.metadata import version; print("torch", torch.__version__, "flask", version("flask"))')"
