@@ -40,7 +40,7 @@ from cpu import CpuSampler
 
 NAME = "bench_training_overhead"
 CLIENTS = 10
-FOREIGN_LIMIT = 0.05  # a run during which processes outside the benchmark took >= 5% of the machine is disturbed
+FOREIGN_LIMIT = 0.05  # a run in which processes outside the benchmark took >= 5% of the machine: disturbed
 
 
 def short_config(config_dir: Path, batch_size: int) -> dict:
@@ -53,7 +53,8 @@ def short_config(config_dir: Path, batch_size: int) -> dict:
 
 
 def quiet_child(config_path: str, workspace: str, seconds: str, out: str) -> None:
-    """Baseline: the backend with callbacks that do no work but note two clock readings."""
+    """Baseline: the backend with callbacks that do no work but read the clock at each step and
+    stop the run `seconds` after the first."""
     from webapp.trainer.backends import make_backend
     from webapp.trainer.callbacks import TrainCallbacks
     from webapp.trainer.commands import TrainCommands

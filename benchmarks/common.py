@@ -54,7 +54,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 def machine() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "loadavg_at_start": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "loadavg": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}  # when written
 
 
 def write_results(name: str, data: dict) -> Path:

@@ -100,3 +100,11 @@ def login(client, name: str, password: str = PASSWORD):
     assert answer.status_code == 302, answer.get_data(as_text=True)
     page = client.get("/").get_data(as_text=True)
     return re.search(r'name="csrf-token" content="([^"]+)"', page)[1]
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    """One headless chromium per test module."""
+    from browser import chromium
+    with chromium(tmp_path_factory.mktemp("chromium")) as browser:
+        yield browser

@@ -99,3 +99,14 @@ def read_sse(url: str, until, timeout: float = 180, headers: dict | None = None,
 
 def json_frames(frames):
     return [json.loads(f["data"]) for f in frames]
+
+
+@contextmanager
+def demo_stack(demo_workspace, redis_url: str, redis_server, **extra_env):
+    """A worker and the web over the demo workspace, on a freshly emptied Redis."""
+    redis_server.flushall()
+    workspace, config_dir = demo_workspace
+    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
+           "OTWEB_WORKER_NAME": f"test-{uuid.uuid4().hex[:8]}", **extra_env}
+    with run_worker(env) as worker, serve_web(env) as url:
+        yield Stack(url, env, worker)

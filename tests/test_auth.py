@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
 from conftest import PASSWORD, login
 from webapp.auth import policy, refuse_open_bind, store

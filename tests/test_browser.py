@@ -6,19 +6,15 @@ live, send commands, reload mid-run, enter bad input, stop it."""
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import short_run
-from servers import free_port, serve_web
-from stack import Stack, run_worker
+from stack import demo_stack
 
 pytestmark = pytest.mark.slow
 
@@ -29,37 +25,17 @@ COMMANDS = ("stop", "save", "backup")
 
 @pytest.fixture(scope="module")
 def stack(demo_workspace, demo_config, redis_url, redis_server):
-    redis_server.flushall()
-    workspace, config_dir = demo_workspace
-    config_file = config_dir / f"{CONFIG}.json"
+    config_file = demo_workspace[1] / f"{CONFIG}.json"
     # long enough to stay running through every test below (the last one stops it); one cheap
     # sample every 5 steps, so that a busy CPU still moves the step counter
     sample = {**demo_config["samples"][0], "diffusion_steps": 4}
     config_file.write_text(json.dumps(short_run(demo_config, epochs=400, sample_after=5, sample_after_unit="STEP",
                                                 samples=[sample])))
-    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
-           "OTWEB_WORKER_NAME": f"test-{free_port()}"}
     try:
-        with run_worker(env) as worker, serve_web(env) as url:
-            yield Stack(url, env, worker)
+        with demo_stack(demo_workspace, redis_url, redis_server) as running:
+            yield running
     finally:
         config_file.unlink(missing_ok=True)
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    os.environ["SE_OFFLINE"] = "true"  # else Selenium Manager tries the network first
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1800",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    browser.set_page_load_timeout(30)
-    yield browser
-    browser.quit()
 
 
 @pytest.fixture(scope="module")

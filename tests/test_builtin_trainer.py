@@ -15,18 +15,8 @@ from webapp.trainer.protocol import Event
 
 
 @pytest.fixture(scope="session")
-def demo_workspace(tmp_path_factory):
-    """The demo model, dataset and config, built once (without the shape pre-training)."""
-    from webapp.trainer.demo import build_demo
-    root = tmp_path_factory.mktemp("builtin-demo")
-    workspace, config_dir = root / "workspace", root / "configs"
-    build_demo(workspace, config_dir)
-    return workspace, config_dir
-
-
-@pytest.fixture(scope="session")
-def base_config(demo_workspace):
-    return json.loads((demo_workspace[1] / "demo.json").read_text())
+def base_config(demo_config):
+    return demo_config  # conftest's: the demo config as `otweb demo` writes it
 
 
 class Recorder(TrainCallbacks):

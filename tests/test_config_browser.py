@@ -3,12 +3,9 @@ gunicorn + gevent: a field is checked as it is typed, without a reload, and a sa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -30,22 +27,6 @@ def server(tmp_path_factory, redis_url, redis_server):
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url}
     with serve_web(env) as url:
         yield url, config_dir
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    os.environ["SE_OFFLINE"] = "true"  # else Selenium Manager tries the network first
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1400",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    browser.set_page_load_timeout(30)
-    yield browser
-    browser.quit()
 
 
 def wait(driver, condition, message: str, timeout: float = 15):

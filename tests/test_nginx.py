@@ -107,7 +107,7 @@ def test_the_app_through_nginx_under_a_prefix(proxied, demo_config):
     assert session.get(proxied + f"/api/runs/{run_id}").json()["run"]["started_by"] == "nina"
     assert "finished" in events and "sample_default" in events
     # the run's sample image, its thumbnail and its page load under the prefix too
-    sample = session.get(proxied + f"/api/samples/latest?count=1").json()
+    sample = session.get(proxied + "/api/samples/latest?count=1").json()
     sample = sample["samples"][0] if isinstance(sample, dict) else sample[0]
     assert sample["image_url"].startswith("/trainer/"), sample
     for url in (sample["image_url"], sample["thumbnail_url"]):

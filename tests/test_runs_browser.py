@@ -3,28 +3,22 @@ stack: the loss chart gains points during a run without a reload; the queue reor
 from __future__ import annotations
 
 import pytest
-from selenium.webdriver.common.by import By
 
 from conftest import short_run
-from servers import free_port, serve_web
-from stack import Stack, run_worker
-from test_browser import Page, driver  # noqa: F401 - the module's browser fixture
+from stack import demo_stack
+from test_browser import Page
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack(demo_workspace, redis_url, redis_server):
-    redis_server.flushall()
-    workspace, config_dir = demo_workspace
-    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
-           "OTWEB_WORKER_NAME": f"test-{free_port()}"}
-    with run_worker(env) as worker, serve_web(env) as url:
-        yield Stack(url, env, worker)
+    with demo_stack(demo_workspace, redis_url, redis_server) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def page(driver, stack):  # noqa: F811
+def page(driver, stack):
     return Page(driver, stack)
 
 

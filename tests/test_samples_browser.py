@@ -2,43 +2,20 @@
 sample appears in the prompt-by-step grid without a reload, and the compare view opens."""
 from __future__ import annotations
 
-import os
-
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import short_run
-from servers import free_port, serve_web
-from stack import Stack, run_worker
+from stack import demo_stack
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack(demo_workspace, redis_url, redis_server):
-    redis_server.flushall()
-    workspace, config_dir = demo_workspace
-    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
-           "OTWEB_WORKER_NAME": f"test-{free_port()}"}
-    with run_worker(env) as worker, serve_web(env) as url:
-        yield Stack(url, env, worker)
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    os.environ["SE_OFFLINE"] = "true"
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--no-first-run", "--window-size=1280,1400", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    browser.set_page_load_timeout(30)
-    yield browser
-    browser.quit()
+    with demo_stack(demo_workspace, redis_url, redis_server) as running:
+        yield running
 
 
 def cells(driver) -> int:

@@ -9,20 +9,15 @@ import time
 import pytest
 
 from conftest import short_run
-from servers import free_port, serve_web
-from stack import Stack, json_frames, read_sse, run_worker
+from stack import demo_stack, json_frames, read_sse
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack(demo_workspace, redis_url, redis_server):
-    redis_server.flushall()
-    workspace, config_dir = demo_workspace
-    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
-           "OTWEB_WORKER_NAME": f"test-{free_port()}"}
-    with run_worker(env) as worker, serve_web(env) as url:
-        yield Stack(url, env, worker)
+    with demo_stack(demo_workspace, redis_url, redis_server) as running:
+        yield running
 
 
 def test_training_through_the_api_and_sse(stack, demo_config, demo_workspace):

@@ -6,8 +6,10 @@ from flask import Blueprint, current_app, render_template, request
 from .. import configlib, store
 from ..extensions import get_db
 from ..trainer.protocol import Command
+from ..trainsettings import SAMPLE_SCHEDULERS
 from . import training
 from .fragments import render_progress
+from .samples_api import parse_sample_request
 
 bp = Blueprint("dashboard", __name__)
 
@@ -20,7 +22,7 @@ def index():
     conn = get_db()
     run = training.current_run()
     return render_template(
-        "dashboard/index.html", run=run, last_seq=store.last_seq(conn),
+        "dashboard/index.html", run=run, last_seq=store.last_seq(conn), schedulers=SAMPLE_SCHEDULERS,
         configs=configlib.list_configs(current_app.config["CONFIG_DIR"]),
         progress_html=render_progress(run["id"] if run else None, run["progress"] if run else None),
         samples=store.list_samples(conn, run["id"], limit=24) if run else [],
@@ -49,7 +51,7 @@ def resume(run_id: int):
 
 @bp.post("/runs/sample")
 def custom_sample():
-    sample = training.parse_custom_sample(request.form)
+    sample = parse_sample_request(request.form)
     run = training.send_command(Command.SAMPLE_CUSTOM, _form_run_id(), sample=sample)
     return flash(f"Sample queued for run #{run['id']}: “{sample['prompt']}”.")
 

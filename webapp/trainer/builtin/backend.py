@@ -21,7 +21,7 @@ from . import checkpoint, concepts, resume
 from .cache import DiskCache
 from .data import TrainingData
 from .lr_schedule import make_lr_scheduler
-from .model import add_lora, autocast_dtype, load_model, pick_device
+from .model import add_lora, autocast_dtype, load_model, pick_device, share_the_cpu
 from .sampling import Sampler, spec_request
 from .schedule import Schedule
 from .tensorboard import LossBoard
@@ -38,6 +38,7 @@ class BuiltinBackend:
         self.run_dir, self.base_dir = Path(run_dir), Path(base_dir)
         self.settings = TrainSettings.from_config(config, base_dir)
         self.device, self._device_note = pick_device(self.settings.train_device)
+        share_the_cpu(self.device)
         self.amp_dtype = autocast_dtype(self.device, self.settings.train_dtype)
         self.output_path = checkpoint.resolve_output(self.settings.output_model_destination,
                                                      self.run_dir)
