@@ -21,6 +21,7 @@ bp = Blueprint("runs", __name__)
 CHART_POINTS = 600
 LOG_TAIL_BYTES = 256 * 1024
 LOG_LINES = 400
+CHART_BUDGET = 20  # redraw cost at most 5 % of the time
 CHART_RERENDER_S = 1.0
 
 
@@ -135,12 +136,16 @@ def render_chart(run_id: int) -> str:
 
 
 def live_chart(run_id: int) -> str:
-    """For the SSE stream: at most one render a second per run and process, whatever the rate."""
+    """For the SSE stream: at most one render a second per run and process, and less often for a
+    long run, so that redrawing it takes at most 1/CHART_BUDGET of the process's time (a gevent
+    process serves every stream on one thread: a 100 ms redraw each second would stall them all)."""
     cache = current_app.extensions.setdefault("run_chart_cache", {})
-    at, html = cache.get(run_id, (0.0, ""))
-    if time.monotonic() - at >= CHART_RERENDER_S:
+    due, html = cache.get(run_id, (0.0, ""))
+    now = time.monotonic()
+    if now >= due:
         html = render_chart(run_id)
-        cache[run_id] = (time.monotonic(), html)
+        took = time.monotonic() - now
+        cache[run_id] = (now + max(CHART_RERENDER_S, took * CHART_BUDGET), html)
     return html
 
 
