@@ -104,9 +104,16 @@ import json, sys
 from webapp import create_app
 app = create_app({"TESTING": True, "WORKSPACE": sys.argv[1], "CONFIG_DIR": sys.argv[2], "REDIS_URL": sys.argv[3]})
 client = app.test_client()
-codes = [client.get(p).status_code for p in ("/", "/api/health", "/api/training/status")]
-codes.append(client.post("/api/training/start", json={"config_name": "tiny"}).status_code)
-codes.append(client.get("/").status_code)
+run_id = client.post("/api/training/start", json={"config_name": "tiny"}).json["run_id"]
+values = {"run_id": run_id, "name": "tiny", "sample_id": 1}
+codes = {}
+for rule in app.url_map.iter_rules():  # every page, partial and API answer a GET can reach
+    if "GET" not in rule.methods or rule.endpoint in ("events.html_events", "events.json_events", "static"):
+        continue
+    if set(rule.arguments) - set(values):
+        continue
+    path = rule.build({k: values[k] for k in rule.arguments})[1]
+    codes[path] = client.get(path).status_code
 heavy = sorted({"torch", "diffusers", "transformers", "peft"} & set(sys.modules))
 print(json.dumps({"codes": codes, "heavy": heavy}))
 """
@@ -116,16 +123,9 @@ def test_web_side_never_imports_torch(config_dir, workspace, redis_url):
     # a fresh interpreter: this test process may have imported torch for other tests
     write_config(config_dir, workspace)
     result = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT, str(workspace), str(config_dir), redis_url],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answer["codes"] == [200, 200, 200, 202, 200]
+    assert len(answer["codes"]) > 30 and answer["codes"]["/"] == 200
+    assert not {path: code for path, code in answer["codes"].items() if code >= 500}, answer["codes"]
     assert answer["heavy"] == [], f"the web side imported {answer['heavy']}"
-
-
-def test_resume_needs_an_ended_run(client, config_dir, workspace):
-    assert client.post("/api/runs/42/resume").status_code == 404
-    write_config(config_dir, workspace)
-    run_id = client.post("/api/training/start", json={"config_name": "tiny"}).json["run_id"]
-    answer = client.post(f"/api/runs/{run_id}/resume")
-    assert answer.status_code == 409 and "queued" in answer.json["detail"]

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
-from test_api import write_config
 
 
 def test_info(client):
@@ -52,64 +49,3 @@ def test_page_and_its_live_partial_with_history(client):
         import time
         time.sleep(1)
     assert 'data-testid="cpu"' in live and 'class="spark"' in live and "Processes" in live
-
-
-NO_TORCH_SCRIPT = """
-import json, sys
-from webapp import create_app
-app = create_app({"TESTING": True, "WORKSPACE": sys.argv[1], "CONFIG_DIR": sys.argv[2], "REDIS_URL": sys.argv[3]})
-client = app.test_client()
-run_id = client.post("/api/queue", json={"config_name": "tiny"}).json["run_ids"][0]
-paths = ["/runs", f"/runs/{run_id}", f"/runs/{run_id}/chart", f"/runs/{run_id}/log", "/queue/panel", "/system",
-         "/system/live", "/api/runs", f"/api/runs/{run_id}", f"/api/runs/{run_id}/loss", "/api/system/info",
-         "/api/system/resources", "/api/system/processes"]
-codes = {p: client.get(p).status_code for p in paths}
-heavy = sorted({"torch", "diffusers", "transformers", "peft"} & set(sys.modules))
-print(json.dumps({"codes": codes, "heavy": heavy}))
-"""
-
-
-def test_new_pages_never_import_torch(config_dir, workspace, redis_url):
-    write_config(config_dir, workspace)
-    result = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT, str(workspace), str(config_dir), redis_url],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(answer["codes"].values()) == {200}, answer["codes"]
-    assert answer["heavy"] == [], f"the web side imported {answer['heavy']}"
-
-
-class FakeNVML:
-    """Stands in for pynvml (nvidia-ml-py) on a machine without it: one GPU, one field unsupported."""
-    class NVMLError(Exception):
-        pass
-
-    nvmlInit = nvmlShutdown = staticmethod(lambda: None)
-    nvmlDeviceGetCount = staticmethod(lambda: 1)
-    nvmlDeviceGetHandleByIndex = staticmethod(lambda index: f"gpu{index}")
-    nvmlDeviceGetName = staticmethod(lambda handle: b"NVIDIA Test GPU")
-    nvmlSystemGetDriverVersion = staticmethod(lambda: "550.1")
-    nvmlDeviceGetMemoryInfo = staticmethod(lambda handle: type("M", (), {"used": 2 << 30, "total": 8 << 30})())
-    nvmlDeviceGetUtilizationRates = staticmethod(lambda handle: type("U", (), {"gpu": 37})())
-    nvmlDeviceGetTemperature = staticmethod(lambda handle, sensor: 61)
-
-    @staticmethod
-    def nvmlDeviceGetPowerUsage(handle):
-        raise FakeNVML.NVMLError("Not Supported")
-
-
-def test_gpus_through_nvml_when_it_is_there(client, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML)
-    gpu = client.get("/api/system/resources").json["gpus"][0]
-    assert gpu == {"index": 0, "name": "NVIDIA Test GPU", "driver": "550.1", "utilization": 37, "memory_used": 2 << 30,
-                   "memory_total": 8 << 30, "temperature": 61, "power_w": None}
-    assert client.get("/api/system/info").json["gpus"][0]["name"] == "NVIDIA Test GPU"
-    live = client.get("/system/live").text
-    assert 'data-testid="gpu0"' in live and "61 °C" in live and "no GPU" not in live
-
-
-def test_no_nvml_says_no_gpu(client, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
-    now = client.get("/api/system/resources").json
-    assert now["gpus"] == [] and now["gpu_note"].startswith("no GPU")
-    assert 'data-testid="no-gpu"' in client.get("/system/live").text

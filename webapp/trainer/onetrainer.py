@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 
 from .protocol import Event
+from .sample_files import save_sample_image
 
-SAMPLE_FOLDERS = {Event.SAMPLE_DEFAULT: "default", Event.SAMPLE_CUSTOM: "custom"}
 FORWARD_EVERY_S = 0.2
 WORKSPACE_FOLDER = "onetrainer"  # OneTrainer's workspace_dir, inside the run folder
 # path fields: relative ones are the user's, meant from our workspace, not from OneTrainer's checkout
@@ -299,13 +299,4 @@ class OneTrainerBackend:
             width=image.size[0], height=image.size[1], **self.position)
 
     def _write_image(self, image, kind: Event) -> Path:
-        folder = self.run_dir / "samples" / SAMPLE_FOLDERS[kind]
-        folder.mkdir(parents=True, exist_ok=True)
-        step, index = self.position["global_step"], 0
-        while (folder / f"{step}-{index}.png").exists():
-            index += 1
-        path = folder / f"{step}-{index}.png"
-        temp = folder / f".{path.name}.tmp"
-        image.save(temp, format="PNG")
-        os.replace(temp, path)
-        return path
+        return save_sample_image(image, self.run_dir, kind, self.position["global_step"])

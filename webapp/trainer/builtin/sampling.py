@@ -8,7 +8,6 @@ leaves the training RNG state as it found it and puts the UNet back in train mod
 """
 from __future__ import annotations
 
-import os
 import random
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +18,8 @@ from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestra
 
 from ...trainsettings import SAMPLE_SCHEDULERS
 from ..protocol import Event
+from ..sample_files import save_sample_image
 
-FOLDERS = {Event.SAMPLE_DEFAULT: "default", Event.SAMPLE_CUSTOM: "custom"}
 MAX_SIDE, MAX_STEPS = 2048, 500
 # OneTrainer's NoiseScheduler names -> (diffusers class, extra config); the names the web accepts
 # (trainsettings.SAMPLE_SCHEDULERS) must all be here
@@ -162,13 +161,4 @@ class Sampler:
                 unet.train()
 
     def _write(self, image, kind: Event, global_step: int) -> Path:
-        folder = self.run_dir / "samples" / FOLDERS[Event(kind)]
-        folder.mkdir(parents=True, exist_ok=True)
-        index = 0
-        while (folder / f"{global_step}-{index}.png").exists():
-            index += 1
-        path = folder / f"{global_step}-{index}.png"
-        temp = folder / f".{path.name}.tmp"
-        image.save(temp, format="PNG")
-        os.replace(temp, path)
-        return path
+        return save_sample_image(image, self.run_dir, kind, global_step)
