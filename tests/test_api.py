@@ -129,3 +129,11 @@ def test_web_side_never_imports_torch(config_dir, workspace, redis_url):
     assert len(answer["codes"]) > 30 and answer["codes"]["/"] == 200
     assert not {path: code for path, code in answer["codes"].items() if code >= 500}, answer["codes"]
     assert answer["heavy"] == [], f"the web side imported {answer['heavy']}"
+
+
+def test_resume_needs_an_ended_run(client, config_dir, workspace):
+    assert client.post("/api/runs/42/resume").status_code == 404
+    write_config(config_dir, workspace)
+    run_id = client.post("/api/training/start", json={"config_name": "tiny"}).json["run_id"]
+    answer = client.post(f"/api/runs/{run_id}/resume")
+    assert answer.status_code == 409 and "queued" in answer.json["detail"]

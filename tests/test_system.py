@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 
 
@@ -49,3 +50,40 @@ def test_page_and_its_live_partial_with_history(client):
         import time
         time.sleep(1)
     assert 'data-testid="cpu"' in live and 'class="spark"' in live and "Processes" in live
+
+
+
+class FakeNVML:
+    """Stands in for pynvml (nvidia-ml-py) on a machine without it: one GPU, one field unsupported."""
+    class NVMLError(Exception):
+        pass
+
+    nvmlInit = nvmlShutdown = staticmethod(lambda: None)
+    nvmlDeviceGetCount = staticmethod(lambda: 1)
+    nvmlDeviceGetHandleByIndex = staticmethod(lambda index: f"gpu{index}")
+    nvmlDeviceGetName = staticmethod(lambda handle: b"NVIDIA Test GPU")
+    nvmlSystemGetDriverVersion = staticmethod(lambda: "550.1")
+    nvmlDeviceGetMemoryInfo = staticmethod(lambda handle: type("M", (), {"used": 2 << 30, "total": 8 << 30})())
+    nvmlDeviceGetUtilizationRates = staticmethod(lambda handle: type("U", (), {"gpu": 37})())
+    nvmlDeviceGetTemperature = staticmethod(lambda handle, sensor: 61)
+
+    @staticmethod
+    def nvmlDeviceGetPowerUsage(handle):
+        raise FakeNVML.NVMLError("Not Supported")
+
+
+def test_gpus_through_nvml_when_it_is_there(client, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML)
+    gpu = client.get("/api/system/resources").json["gpus"][0]
+    assert gpu == {"index": 0, "name": "NVIDIA Test GPU", "driver": "550.1", "utilization": 37, "memory_used": 2 << 30,
+                   "memory_total": 8 << 30, "temperature": 61, "power_w": None}
+    assert client.get("/api/system/info").json["gpus"][0]["name"] == "NVIDIA Test GPU"
+    live = client.get("/system/live").text
+    assert 'data-testid="gpu0"' in live and "61 °C" in live and "no GPU" not in live
+
+
+def test_no_nvml_says_no_gpu(client, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
+    now = client.get("/api/system/resources").json
+    assert now["gpus"] == [] and now["gpu_note"].startswith("no GPU")
+    assert 'data-testid="no-gpu"' in client.get("/system/live").text
