@@ -3,6 +3,7 @@ sample appears in the prompt-by-step grid without a reload, and the compare view
 from __future__ import annotations
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -38,7 +39,9 @@ def test_gallery_grows_live_and_compare_opens(stack, driver, demo_config):
         assert driver.execute_script(
             "const i = document.querySelector('#sample-grid .grid-cell img'); i.scrollIntoView();"
             "return i.complete && i.naturalWidth > 0") is not None
-        driver.find_element(By.CSS_SELECTOR, "#sample-grid .compare-form button").click()
+        # the grid is swapped live on every new sample: find and click in one go, again if it went stale
+        WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "#sample-grid .compare-form button").click() or True)
         wait.until(lambda d: "/samples/compare" in d.current_url)
         wait.until(lambda d: d.execute_script(
             "const imgs = [...document.querySelectorAll('.compare .sample-large img')];"
