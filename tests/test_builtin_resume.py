@@ -111,6 +111,25 @@ def test_resume_after_sigkill_continues_exactly(demo, tmp_path):
                         "max_step": 18, "max_epoch": 3}
 
 
+def test_resume_is_exact_mid_accumulation_with_ema_and_a_text_encoder_lora(demo, tmp_path):
+    """The backup at step 9 falls between two optimizer steps (accumulation 2): its waiting
+    gradients, the EMA and the text encoder's adapter all come back."""
+    workspace, config = demo
+    config = {**config, "gradient_accumulation_steps": 2, "ema": "CPU", "ema_decay": 0.9,
+              "ema_update_step_interval": 1, "text_encoder": {"train": True, "weight_dtype": "FLOAT_32"},
+              "optimizer": {"optimizer": "LION", "weight_decay": 0.01}, "learning_rate": 1e-3}
+    straight = train(workspace, config, tmp_path / "straight")
+    run_dir = tmp_path / "killed"
+    kill_after_backup(workspace, config, run_dir)
+    resumed = train(workspace, {**config, "continue_last_backup": True}, run_dir)
+    assert curve(resumed) == curve(straight)[9:]
+    from safetensors.torch import load_file
+    ours = load_file(str(run_dir / "models" / "demo_lora.safetensors"))
+    theirs = load_file(str(tmp_path / "straight" / "models" / "demo_lora.safetensors"))
+    assert ours.keys() == theirs.keys() and any(k.startswith("text_encoder.") for k in ours)
+    assert all(__import__("torch").equal(ours[k], theirs[k]) for k in ours)  # the EMA output too
+
+
 def test_resume_refuses_a_backup_of_another_lora(demo, tmp_path):
     workspace, config = demo
     train(workspace, {**config, "epochs": 1, "backup_after": 3}, tmp_path)

@@ -99,7 +99,7 @@ def test_saved_lora_loads_into_a_pipeline(short_run, demo_workspace):
     assert {scale for m in lora_layers for scale in m.scaling.values()} == {0.5}  # alpha 2 / rank 4
     saved = load_file(output)
     assert all(key.startswith("unet.") for key in saved) and len(saved) == 2 * len(lora_layers)
-    assert any(value.abs().sum() > 0 for key, value in saved.items() if "lora.up" in key)
+    assert any(value.abs().sum() > 0 for key, value in saved.items() if "lora_B" in key or "lora.up" in key)
 
 
 def test_stop_ends_early_with_a_backup_and_a_saved_output(demo_workspace, base_config, tmp_path):
@@ -118,7 +118,7 @@ def test_backup_command_writes_a_complete_folder(demo_workspace, base_config, tm
                    backup_before_save=False)
     (backup,) = (tmp_path / "backups").iterdir()
     assert backup.name.endswith("-step2")
-    assert {p.name for p in backup.iterdir()} == {"lora.safetensors", "optimizer.pt",
+    assert {p.name for p in backup.iterdir()} == {"trained.safetensors", "optimizer.pt",
                                                    "progress.json", "config.json"}
     progress = json.loads((backup / "progress.json").read_text())
     assert (progress["global_step"], progress["epoch"], progress["epoch_step"]) == (2, 0, 2)
@@ -163,22 +163,22 @@ def test_stop_while_starting_skips_training(demo_workspace, base_config, tmp_pat
 
 
 def test_missing_base_model_names_the_path(demo_workspace, base_config, tmp_path):
-    from webapp.trainer.builtin.model import ModelLoadError
+    from webapp.trainer.builtin.families import ModelLoadError
     with pytest.raises(ModelLoadError, match="models/no-such-model"):
         run(demo_workspace, base_config, tmp_path, base_model_name="models/no-such-model")
 
 
 def test_unreadable_and_tiny_images_are_skipped_with_a_warning(tmp_path):
-    from webapp.trainer.builtin import dataset
+    from webapp.trainer.builtin import concepts
+    from webapp.trainsettings import ConceptSpec
     Image.new("RGB", (80, 64), "red").save(tmp_path / "good.png")
     (tmp_path / "good.txt").write_text("a red square\n")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     Image.new("RGB", (8, 8), "blue").save(tmp_path / "tiny.webp")
     logged = []
-    items = dataset.find_items([str(tmp_path)], lambda text, level="info": logged.append(text))
-    kept, pixels = dataset.load_images(items, 64, lambda text, level="info": logged.append(text))
+    kept = concepts.find_items([ConceptSpec(path=str(tmp_path))], 64,
+                               lambda text, level="info": logged.append(text), lambda: False)
     assert [(i.image_path.name, i.caption) for i in kept] == [("good.png", "a red square")]
-    assert pixels[0].shape == (3, 64, 64)
     assert any("broken.jpg" in line for line in logged) and any("tiny.webp" in line for line in logged)
 
 

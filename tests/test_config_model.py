@@ -197,8 +197,12 @@ def test_unreadable_list_files_warn_and_change_nothing(tmp_path):
 def test_the_builtin_trainer_warnings_come_from_its_reader(tmp_path):
     sdxl = validate(read(OUR_PRESETS / "sdxl_1.0_LoRA.json"), tmp_path)
     assert sdxl.valid
-    blocking = {w["field"]: w["message"] for w in sdxl.warnings if w.get("blocking")}
+    assert "model_type" not in {w["field"] for w in sdxl.warnings if w.get("blocking")}  # trained since #6
+    flux = validate({**read(OUR_PRESETS / "sdxl_1.0_LoRA.json"), "model_type": "FLUX_DEV_1"}, tmp_path)
+    assert flux.valid
+    blocking = {w["field"]: w["message"] for w in flux.warnings if w.get("blocking")}
     assert "not supported by the built-in trainer" in blocking["model_type"]
+    assert "STABLE_DIFFUSION_XL_10_BASE" in blocking["model_type"]  # the list of what is
     raw = read(OUR_PRESETS / "demo.json")
     raw.update(dataloader_threads=4, samples=[{**raw["samples"][0], "text_encoder_1_layer_skip": 1}])
     demo = validate(raw, tmp_path)

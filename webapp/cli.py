@@ -92,13 +92,16 @@ def _check_worker_host() -> int:
 
 @main.command()
 @click.option("--force", is_flag=True, help="Build again even if it exists.")
+@click.option("--model", "family", type=click.Choice(["sd15", "sd2", "sdxl"]), default="sd15",
+              show_default=True, help="The family of the tiny model: SD 1.5, SD 2.1 (v-prediction) or SDXL.")
 @workspace_option
 @config_dir_option
-def demo(force, workspace, config_dir):
-    """Build the tiny demo model, dataset and configs/demo.json (offline, < 1 minute)."""
+def demo(force, family, workspace, config_dir):
+    """Build a tiny demo model, the shapes dataset and its config (configs/demo.json, demo-sd2.json
+    or demo-sdxl.json; offline, < 1 minute)."""
     from .trainer.demo import build_demo
     settings = _settings(workspace, config_dir)
-    path = build_demo(settings.workspace, settings.config_dir, force=force)
+    path = build_demo(settings.workspace, settings.config_dir, force=force, family=family)
     click.echo(f"demo config: {path}")
 
 

@@ -56,9 +56,10 @@ def same_prompt(conn, sample: dict) -> list[dict]:
 
 
 def lora_sources(conn, workspace: Path, run_dir) -> list[dict]:
-    """What a playground can open, from our records only: each finished run's output and the
-    .safetensors under its run folder (intermediate saves, backups). Each has a stable key
-    ("<run id>:<n>"), so a request names a key, never a path."""
+    """What a playground can open, from our records only: each finished LoRA run's output and the
+    .safetensors under its run folder (intermediate saves), but not a backup's trained tensors
+    (trained.safetensors: no LoRA file layout). Each has a stable key ("<run id>:<n>"), so a
+    request names a key, never a path."""
     sources = []
     rows = conn.execute("SELECT id, config_name, config_json, output_path, state FROM runs"
                         " WHERE state IN ('completed', 'stopped', 'failed', 'interrupted') ORDER BY id DESC LIMIT 200")
@@ -66,12 +67,15 @@ def lora_sources(conn, workspace: Path, run_dir) -> list[dict]:
         config = json.loads(row["config_json"])
         if PLAYGROUND_KEY in config or not config.get("base_model_name"):
             continue
+        if config.get("training_method", "FINE_TUNE") != "LORA":  # OneTrainer's default method
+            continue
         files = []
         if row["output_path"] and Path(row["output_path"]).is_file():
             files.append(Path(row["output_path"]))
         folder = Path(run_dir(row["id"]))
         if folder.is_dir():
-            files += sorted(p for p in folder.rglob("*.safetensors") if p not in files)
+            files += sorted(p for p in folder.rglob("*.safetensors")
+                            if p not in files and p.name != "trained.safetensors")
         for index, path in enumerate(files):
             label = path.relative_to(folder).as_posix() if folder in path.parents else path.name
             sources.append({"key": f"{row['id']}:{index}", "run_id": row["id"], "label": label,

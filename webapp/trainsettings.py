@@ -10,10 +10,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .train_options import MODEL_FAMILIES, TrainOptions, read_options
+from .trainer.optimizer_names import SUPPORTED_LR_SCHEDULERS
+
 TIME_UNITS = ("EPOCH", "STEP", "SECOND", "MINUTE", "HOUR", "NEVER", "ALWAYS")
-SUPPORTED_MODEL_TYPES = ("STABLE_DIFFUSION_15",)
-SUPPORTED_METHODS = ("LORA",)
-SUPPORTED_LR_SCHEDULERS = ("CONSTANT", "LINEAR", "COSINE")
+SUPPORTED_MODEL_TYPES = tuple(MODEL_FAMILIES)
+SUPPORTED_METHODS = ("LORA", "FINE_TUNE", "EMBEDDING")
 SUPPORTED_PROMPT_SOURCES = ("sample", "concept", "filename")
 SUPPORTED_BALANCING = ("REPEATS", "SAMPLES")
 SUPPORTED_TAG_DROPOUT_MODES = ("FULL", "RANDOM", "RANDOM WEIGHTED")
@@ -121,6 +123,19 @@ class TrainSettings:
     tensorboard: bool = False
     samples_to_tensorboard: bool = True  # OneTrainer's default; only with tensorboard on
     sample_before_training: bool = False  # our extension: the default samples at step 0 too
+    options: TrainOptions = field(default_factory=TrainOptions)
+
+    @property
+    def family(self) -> str:
+        return MODEL_FAMILIES[self.model_type]
+
+    @property
+    def texts_train(self) -> bool:
+        """Whether captions' embeddings change while training (then they are not cached)."""
+        if self.training_method == "EMBEDDING":
+            return True
+        return any(part.train for name, part in self.options.parts.items()
+                   if name.startswith("text_encoder"))
 
     @classmethod
     def from_config(cls, config: dict, base_dir: Path | str = ".") -> "TrainSettings":
@@ -151,9 +166,7 @@ class TrainSettings:
         )
         _read_data_path(reader, settings)
         _read_durability(reader, settings)
-        optimizer = (config.get("optimizer") or {}).get("optimizer", "ADAMW") if isinstance(config.get("optimizer"), dict) else "ADAMW"
-        if optimizer != "ADAMW":
-            reader.fail("optimizer.optimizer", f"the built-in trainer supports ADAMW for now, not {optimizer}")
+        settings.options = read_options(reader, settings.model_type, settings.training_method)
         if not settings.concept_paths and not reader.errors:
             reader.fail("concepts", "no enabled concept with an image folder")
         if reader.errors:

@@ -1,7 +1,7 @@
 """What a concept's image folder holds, for the concepts editor: images, captions, thumbnails.
 
 Only names and sizes are read here (no image library: the web side needs none). The image types
-are the ones the built-in trainer reads (webapp/trainer/builtin/dataset.py, which imports torch
+are the ones the built-in trainer reads (webapp/trainer/builtin/concepts.py, which imports torch
 and so cannot be imported from here).
 """
 from __future__ import annotations

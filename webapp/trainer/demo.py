@@ -1,4 +1,5 @@
-"""The demo: a tiny Stable Diffusion 1.x model, a dataset of drawn shapes and a LoRA config.
+"""The demo: a tiny Stable Diffusion model (1.x by default; 2.x or XL on request), a dataset of
+drawn shapes and a LoRA config.
 
 Everything is built offline from random weights in well under a minute on two CPU cores, so
 that a fresh install (and the test suite) can run a real training end to end. Only the model
@@ -16,6 +17,12 @@ from PIL import Image, ImageDraw
 MODEL_DIR = "models/tiny-sd15"
 DATASET_DIR = "datasets/shapes"
 CONFIG_NAME = "demo.json"
+# family -> (OneTrainer model type, model folder, config file name)
+FAMILIES = {
+    "sd15": ("STABLE_DIFFUSION_15", MODEL_DIR, CONFIG_NAME),
+    "sd2": ("STABLE_DIFFUSION_21", "models/tiny-sd2", "demo-sd2.json"),
+    "sdxl": ("STABLE_DIFFUSION_XL_10_BASE", "models/tiny-sdxl", "demo-sdxl.json"),
+}
 IMAGE_SIZE = 64
 
 COLOURS = {
@@ -75,9 +82,11 @@ def write_dataset(folder: Path, count: int = 24, seed: int = 1) -> None:
     os.replace(temp, folder)
 
 
-def demo_config() -> dict:
+def demo_config(family: str = "sd15") -> dict:
     """A OneTrainer TrainConfig (version 11) for a 480-step LoRA run on the demo data (about half a
     minute on 2 idle cores: long enough to watch, short enough to try)."""
+    model_type, model_dir, _ = FAMILIES[family]
+    suffix = "" if family == "sd15" else f"-{family}"
     samples = [{"__version": 0, "enabled": True, "prompt": prompt, "negative_prompt": "",
                 "width": IMAGE_SIZE, "height": IMAGE_SIZE, "seed": seed, "random_seed": False,
                 "diffusion_steps": 10, "cfg_scale": 3.0, "noise_scheduler": "DDIM"}
@@ -88,20 +97,25 @@ def demo_config() -> dict:
                "image": {"__version": 0, "enable_crop_jitter": False},
                "text": {"__version": 0, "prompt_source": "sample", "prompt_path": ""}}
     return {
-        "__version": 11, "training_method": "LORA", "model_type": "STABLE_DIFFUSION_15",
-        "base_model_name": MODEL_DIR, "output_model_destination": "models/demo_lora.safetensors",
+        "__version": 11, "training_method": "LORA", "model_type": model_type,
+        "base_model_name": model_dir, "output_model_destination": f"models/demo{suffix}_lora.safetensors",
         "output_model_format": "SAFETENSORS", "output_dtype": "FLOAT_32",
-        "workspace_dir": "workspace/demo", "cache_dir": "workspace-cache/demo",
+        "workspace_dir": f"workspace/demo{suffix}", "cache_dir": f"workspace-cache/demo{suffix}",
         "concepts": [concept], "samples": samples,
         "resolution": str(IMAGE_SIZE), "aspect_ratio_bucketing": False, "latent_caching": True,
         "learning_rate_scheduler": "CONSTANT", "learning_rate": 1e-2,
         "learning_rate_warmup_steps": 0, "epochs": 80, "batch_size": 4,
         "gradient_accumulation_steps": 1, "train_dtype": "FLOAT_32", "seed": 42,
         "peft_type": "LORA", "lora_rank": 4, "lora_alpha": 4.0, "lora_weight_dtype": "FLOAT_32",
+        "layer_filter_preset": "attn-only", "layer_filter": "",
         "optimizer": {"__version": 0, "optimizer": "ADAMW", "weight_decay": 0.01},
-        "unet": {"__version": 0, "train": True, "learning_rate": None, "weight_dtype": "FLOAT_32"},
+        # the tiny model needs no gradient checkpointing (OneTrainer's default is on)
+        "unet": {"__version": 0, "train": True, "learning_rate": None, "weight_dtype": "FLOAT_32",
+                 "gradient_checkpointing": False},
         "text_encoder": {"__version": 0, "train": False, "learning_rate": None,
                          "weight_dtype": "FLOAT_32"},
+        **({"text_encoder_2": {"__version": 0, "train": False, "learning_rate": None,
+                               "weight_dtype": "FLOAT_32"}} if family == "sdxl" else {}),
         "vae": {"__version": 0, "train": False, "weight_dtype": "FLOAT_32"},
         "sample_after": 60, "sample_after_unit": "STEP", "sample_skip_first": 0,
         "sample_image_format": "PNG",
@@ -112,23 +126,27 @@ def demo_config() -> dict:
     }
 
 
-def build_demo(workspace: Path, config_dir: Path, force: bool = False) -> Path:
-    """Write the tiny model, the shapes dataset and ``config_dir/demo.json``; return the config's
-    path. Parts that exist are kept unless ``force``. There is no pre-training: the VAE is built
-    as a mosaic codec and the UNet stays random."""
+def build_demo(workspace: Path, config_dir: Path, force: bool = False, family: str = "sd15") -> Path:
+    """Write the tiny model of the family (sd15, sd2, sdxl), the shapes dataset and its config
+    (``demo.json``, ``demo-sd2.json``, ``demo-sdxl.json``); return the config's path. Parts that
+    exist are kept unless ``force``. There is no pre-training: the VAE is built as a mosaic codec
+    and the UNet stays random."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown demo model {family!r}: one of {', '.join(FAMILIES)}")
+    _, model_name, config_name = FAMILIES[family]
     workspace, config_dir = Path(workspace), Path(config_dir)
-    model_dir = workspace / MODEL_DIR
+    model_dir = workspace / model_name
     if force or not (model_dir / "model_index.json").is_file():
         from .builtin.tiny_model import build_tiny_model  # torch only when the model is built
-        build_tiny_model(model_dir, CAPTION_WORDS)
+        build_tiny_model(model_dir, CAPTION_WORDS, family=family)
     dataset_dir = workspace / DATASET_DIR
     if force or not dataset_dir.is_dir():
         write_dataset(dataset_dir)
-    config_path = config_dir / CONFIG_NAME
+    config_path = config_dir / config_name
     if force or not config_path.is_file():
         config_dir.mkdir(parents=True, exist_ok=True)
-        temp = config_path.with_name(f".{CONFIG_NAME}.tmp")
-        temp.write_text(json.dumps(demo_config(), indent=4) + "\n", encoding="utf-8")
+        temp = config_path.with_name(f".{config_name}.tmp")
+        temp.write_text(json.dumps(demo_config(family), indent=4) + "\n", encoding="utf-8")
         os.replace(temp, config_path)
     return config_path
 

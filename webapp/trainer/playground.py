@@ -34,11 +34,13 @@ class PlaygroundBackend:
         self.idle_s = float(spec.get("idle_s") or IDLE_S)
         self.default_samples = list(spec.get("samples") or [])
         self.device_name = str(spec.get("train_device") or "")
+        self.model_type = str(spec.get("model_type") or "STABLE_DIFFUSION_15")
         self.parts = self.sampler = self.device = None
         self.count = 0
 
     def start(self) -> None:
-        from .builtin.model import load_model, pick_device
+        from .builtin.families import load_model
+        from .builtin.model import pick_device
         from .builtin.sampling import Sampler
         self.device, note = pick_device(self.device_name)
         if note:
@@ -46,7 +48,7 @@ class PlaygroundBackend:
         if not self.lora.is_file():
             raise FileNotFoundError(f"the LoRA file {self.lora} does not exist any more")
         self.callbacks.status("loading model")
-        self.parts = load_model(self.base_model, self.device)
+        self.parts = load_model(str(self.base_model), self.model_type, self.device)
         self.sampler = Sampler(self.parts, self.device, self.run_dir, self.callbacks, self.resolution,
                                training=False)
         pipeline = self.sampler.pipeline()

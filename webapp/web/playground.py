@@ -73,6 +73,7 @@ def open_session(key, idle_s=None) -> int:
     resolution = str(config.get("resolution") or "512").split(",")[0].strip()
     spec = {"lora": source["path"], "base_model_name": str(base), "source_run": source["run_id"],
             "source": source["label"], "resolution": int(resolution) if resolution.isdigit() else 512,
+            "model_type": config.get("model_type") or "STABLE_DIFFUSION_15",
             "train_device": config.get("train_device") or "", "idle_s": idle_s or IDLE_S, "samples": defaults}
     run_id = training.queue_run(f"playground: run {source['run_id']} {source['label']}", {MARKER: spec})
     training.nudge_workers()

@@ -1,9 +1,10 @@
-"""The built-in trainer: a LoRA on a Stable Diffusion 1.x UNet, with OneTrainer's life cycle.
+"""The built-in trainer: SD 1.x, 2.x and SDXL; LoRA, fine-tune or embedding; OneTrainer's life cycle.
 
-``start()`` loads the model, finds the concepts' images, fills the latent cache and, with
-``continue_last_backup``, restores the newest backup; ``train()`` runs the loop, ``end()`` frees
-memory. Once per step the loop polls the commands (stop, sample, backup, save), trains one
-batch, reports progress, then runs what the sample, backup and save schedules say is due.
+``start()`` loads the model, sets up what trains (methods.py), finds the concepts' images, fills
+the latent cache and, with ``continue_last_backup``, restores the newest backup; ``train()`` runs
+the loop, ``end()`` frees memory. Once per step the loop polls the commands (stop, sample,
+backup, save), trains one batch (stepper.py), reports progress, then runs what the sample, backup
+and save schedules say is due.
 """
 from __future__ import annotations
 
@@ -17,19 +18,28 @@ import torch
 
 from ...trainsettings import TrainSettings
 from ..protocol import Event
-from . import checkpoint, concepts, resume
+from . import checkpoint, concepts, methods, outputs, resume
 from .cache import DiskCache
 from .data import TrainingData
-from .lr_schedule import make_lr_scheduler
-from .model import add_lora, autocast_dtype, load_model, pick_device, share_the_cpu
+from .ema import EMA
+from .families import load_model
+from .lr_schedule import lr_factor
+from .model import autocast_dtype, cast_frozen_parts, pick_device, share_the_cpu, torch_dtype
+from .optimizers import make_optimizer
 from .sampling import Sampler, spec_request
 from .schedule import Schedule
+from .stepper import Stepper
 from .tensorboard import LossBoard
 
 NAN_HINT = ("lower the learning_rate, or train in FLOAT_32 (train_dtype) if mixed precision "
             "overflows")
 OOM_HINT = ("CUDA ran out of memory: lower batch_size or the resolution, or turn on "
             "gradient_checkpointing")
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
 
 
 class BuiltinBackend:
@@ -40,66 +50,125 @@ class BuiltinBackend:
         self.device, self._device_note = pick_device(self.settings.train_device)
         share_the_cpu(self.device)
         self.amp_dtype = autocast_dtype(self.device, self.settings.train_dtype)
+        self.output_format = self.settings.options.output_model_format
         self.output_path = checkpoint.resolve_output(self.settings.output_model_destination,
-                                                     self.run_dir)
+                                                     self.run_dir, self.output_format)
         self.parts = self.data = self.optimizer = self.sampler = self.lr_scheduler = None
-        self.board = None
+        self.stepper = self.ema = self.embedding = self.board = None
+        self.groups: list[methods.TrainedGroup] = []
         self.global_step = self.epoch = self.epoch_step = self.samples_seen = 0
         self.epoch_lengths: list[int] = []
-        self.scaler = None
         self._in_loop = False
 
-    # -- start: model, LoRA, data, cache, resume --
+    # -- start: model, what trains, data, cache, resume --
     def start(self) -> None:
         settings = self.settings
         if self._device_note:
             self.callbacks.log(self._device_note, "warning")
+        if settings.train_dtype == "FLOAT_16" and self.amp_dtype is None:
+            self.callbacks.log("train_dtype FLOAT_16 trains in float32 on the CPU", "info")
         self.callbacks.status("loading model")
-        self.parts = load_model(settings.base_model_name, self.device)
+        self.parts = load_model(settings.base_model_name, settings.model_type, self.device,
+                                self.config.get("base_model_name", ""))
         if self._stop_requested():
             return
-        params = add_lora(self.parts.unet, settings.lora_rank, settings.lora_alpha, settings.seed)
-        self.parts.unet.train()
         self.callbacks.status("preparing data")
-        data = self._prepare_data()
-        if data is None:
+        items = self._find_items()
+        if items is None:
             return
+        data = self._training_data(items)
         self.epoch_lengths = [len(data.epoch_batches(e)) for e in range(settings.epochs)]
-        self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
-        self.lr_scheduler = make_lr_scheduler(self.optimizer, settings.learning_rate_scheduler,
-                                              settings.learning_rate_warmup_steps, self.max_step)
-        self.noise_rng = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        self._set_up_training()
+        if self.embedding is not None:
+            data.expand_caption = self.embedding.expand
+        if not self._fill_cache(data):
+            return
         if settings.continue_last_backup:
             self._restore()
         self.data = data
         self.sampler = Sampler(self.parts, self.device, self.run_dir, self.callbacks,
                                settings.resolutions[0])
-        self.callbacks.log(f"{len(data.items)} images, {len(data.samples)} samples in "
-                           f"{len({s.bucket for s in data.samples})} bucket(s), "
-                           f"{self.steps_per_epoch} steps per epoch, {self.max_step} steps on "
-                           f"{self.device}; {sum(p.numel() for p in params)} LoRA parameters")
+        trained = sum(p.numel() for group in self.groups for p in group.params.values())
+        self.callbacks.log(
+            f"{settings.training_method} of {settings.model_type} ({self.parts.source.get('kind')}): "
+            f"{len(data.items)} images, {len(data.samples)} samples in "
+            f"{len({s.bucket for s in data.samples})} bucket(s), {self.steps_per_epoch} steps per "
+            f"epoch, {self.max_step} steps on {self.device}; {trained} trained parameters in "
+            f"{', '.join(g.name for g in self.groups)}; optimizer {settings.options.optimizer}")
 
-    def _prepare_data(self) -> TrainingData | None:
+    def _set_up_training(self) -> None:
+        settings, options = self.settings, self.settings.options
+        if settings.training_method == "LORA":
+            self.groups = methods.setup_lora(self.parts, settings, self.steps_per_epoch)
+        elif settings.training_method == "FINE_TUNE":
+            self.groups = methods.setup_fine_tune(self.parts, settings, self.steps_per_epoch)
+        else:
+            self.groups, self.embedding = methods.setup_embedding(self.parts, settings)
+        trained_modules = {g.name for g in self.groups}
+        for name, module in (("unet", self.parts.unet), ("text_encoder", self.parts.text_encoders[0]),
+                             ("text_encoder_2", self.parts.text_encoders[-1])):
+            if name in trained_modules:
+                module.train()
+        self.parts.unet.train()  # dropout-free; train mode for gradient checkpointing
+        for note in cast_frozen_parts(self.parts, settings, trained_modules, self.amp_dtype):
+            self.callbacks.log(note, "info")
+        checkpointed = methods.enable_gradient_checkpointing(self.parts, settings, self.groups)
+        if checkpointed:
+            self.callbacks.log(f"gradient checkpointing: {', '.join(checkpointed)}", "info")
+        self.optimizer = make_optimizer(options.optimizer, options.optimizer_settings, [
+            {"params": list(g.params.values()), "lr": g.learning_rate, "name": g.name} for g in self.groups])
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [self._lr_lambda(group) for group in self.groups])
+        if options.ema != "OFF":
+            self.ema = EMA([p for g in self.groups for p in g.params.values()], options.ema_decay,
+                           options.ema_update_step_interval, on_cpu=options.ema == "CPU")
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
+        self.stepper = Stepper(self.parts, settings, self.groups, self.optimizer, self.lr_scheduler,
+                               self.device, self.amp_dtype, self.noise_rng, self.ema, self.embedding)
+
+    def _lr_lambda(self, group):
+        settings = self.settings
+        total = self.optimizer_steps_total
+        warmup, scheduler = settings.learning_rate_warmup_steps, settings.learning_rate_scheduler
+        cycles = settings.options.learning_rate_cycles
+
+        def factor(step: int) -> float:
+            if group.stop_after is not None and step >= group.stop_after:
+                return 0.0  # stop_training_after: this part no longer changes
+            return lr_factor(step, scheduler, warmup, total, cycles)
+        return factor
+
+    @property
+    def optimizer_steps_total(self) -> int:
+        return math.ceil(self.max_step / self.settings.options.gradient_accumulation_steps)
+
+    def _find_items(self):
         settings = self.settings
         items = concepts.find_items(settings.concepts, min(settings.resolutions),
                                     self.callbacks.log, self._stop_requested)
-        if items is None:
-            return None
-        if not items:
+        if items is not None and not items:
             raise ValueError(f"no usable images in {', '.join(c.path for c in settings.concepts)}")
+        return items
+
+    def _training_data(self, items) -> TrainingData:
+        settings = self.settings
         cache = None
         if settings.latent_caching:
             cache = DiskCache(Path(settings.cache_dir), Path(settings.base_model_name))
             if settings.clear_cache_before_training:
                 cache.clear()
-        data = TrainingData(settings, items, self.parts, self.device, cache)
-        if cache is not None:
-            if not data.fill_cache(self.callbacks.status, self._stop_requested):
-                return None
-            self.callbacks.log(f"cache: {cache.computed} computed, {cache.reused} reused "
-                               f"({settings.cache_dir})")
-        return data
+        return TrainingData(settings, items, self.parts, self.device, cache)
+
+    def _fill_cache(self, data: TrainingData) -> bool:
+        """False when a stop came while caching."""
+        cache = data.cache
+        if cache is None:
+            return True
+        if not data.fill_cache(self.callbacks.status, self._stop_requested):
+            return False
+        self.callbacks.log(f"cache: {cache.computed} computed, {cache.reused} reused "
+                           f"({self.settings.cache_dir})")
+        return True
 
     def _restore(self) -> None:
         backup = resume.newest_backup(self.run_dir)
@@ -108,9 +177,10 @@ class BuiltinBackend:
                                "starting from the beginning", "warning")
             return
         resume.check_matches(backup, self.config)
-        checkpoint.load_lora(self.parts.unet, backup / checkpoint.LORA_FILE)
-        resume.load_training_state(backup, self.optimizer, self.lr_scheduler, self.scaler,
-                                   self.noise_rng)
+        checkpoint.load_trained(self.groups, backup / checkpoint.TRAINED_FILE)
+        resume.load_training_state(backup, self.optimizer, self.lr_scheduler, self.stepper.scaler,
+                                   self.noise_rng, self.ema)
+        self._restore_accumulation(resume.read_training_state(backup).get("accumulated"))
         progress = resume.read_progress(backup)
         self.epoch, self.epoch_step = int(progress["epoch"]), int(progress["epoch_step"])
         self.global_step = int(progress["global_step"])
@@ -118,6 +188,14 @@ class BuiltinBackend:
         self.callbacks.log(f"resuming from backup {backup.name} at step {self.global_step} "
                            f"(epoch {self.epoch + 1}, step {self.epoch_step} of it)")
         self.callbacks.status(f"resuming at step {self.global_step}")
+
+    def _restore_accumulation(self, accumulated: dict | None) -> None:
+        """Gradients of batches that waited for the optimizer when the backup was made."""
+        if not accumulated or not accumulated.get("pending"):
+            return
+        for param, grad in zip(self.stepper.params, accumulated["grads"]):
+            param.grad = None if grad is None else grad.to(param.device, param.dtype)
+        self.stepper.pending = int(accumulated["pending"])
 
     def _stop_requested(self) -> bool:
         self.commands.poll()
@@ -150,7 +228,7 @@ class BuiltinBackend:
         if self.settings.backup_before_save:
             self._backup()
         self.callbacks.status("saving")
-        output = checkpoint.save_lora(self.parts.unet, self.output_path)
+        output = self._write_output(self.output_path)
         self.callbacks.status("done")
         self.callbacks.finished(stopped=stopped, output=str(output))
 
@@ -173,7 +251,8 @@ class BuiltinBackend:
                 if self._stop_requested():
                     return True
                 self._run_commands()
-                loss = self._train_step(indices)
+                last = self.global_step + 1 == self.max_step
+                loss = self._train_step(indices, last)
                 self.global_step += 1
                 self.epoch_step += 1
                 self.samples_seen += len(indices)
@@ -183,11 +262,11 @@ class BuiltinBackend:
         self._run_commands()  # requests that came in during the last step
         return False
 
-    def _train_step(self, indices: list[int]) -> float:
+    def _train_step(self, indices: list[int], last: bool) -> float:
         try:
-            loss = self._forward_backward(indices)
+            loss = self.stepper.step(self.data.batch(indices, self.epoch), last)
         except torch.cuda.OutOfMemoryError as exc:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.stepper.discard_pending()
             torch.cuda.empty_cache()
             raise RuntimeError(f"{OOM_HINT} (at step {self.global_step + 1})") from exc
         if not math.isfinite(loss):
@@ -195,35 +274,8 @@ class BuiltinBackend:
                                      f"(epoch {self.epoch + 1}): {NAN_HINT}")
         return loss
 
-    def _forward_backward(self, indices: list[int]) -> float:
-        unet, scheduler = self.parts.unet, self.parts.scheduler
-        latents, conditions, weights = self.data.batch(indices, self.epoch)
-        noise = torch.randn(latents.shape, generator=self.noise_rng, device=self.device)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(indices),),
-                                  generator=self.noise_rng, device=self.device)
-        noisy = scheduler.add_noise(latents, noise, timesteps)
-        with self._autocast():
-            prediction = unet(noisy, timesteps, conditions).sample
-        per_sample = (prediction.float() - noise).pow(2).flatten(1).mean(1)
-        loss = (per_sample * weights).mean()
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.lr_scheduler.step()
-        return loss.item()  # the one sync per step
-
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
     def _report(self, loss: float, epoch_length: int) -> None:
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.stepper.learning_rate()
         self.callbacks.progress(
             global_step=self.global_step, max_step=self.max_step, epoch=self.epoch,
             max_epoch=self.settings.epochs, epoch_step=self.epoch_step,
@@ -273,8 +325,13 @@ class BuiltinBackend:
         progress = {"epoch": self.epoch, "epoch_step": self.epoch_step,
                     "global_step": self.global_step, "samples_seen": self.samples_seen,
                     "max_step": self.max_step, "max_epoch": self.settings.epochs}
-        state = resume.training_state(self.optimizer, self.lr_scheduler, self.scaler, self.noise_rng)
-        folder = checkpoint.write_backup(self.run_dir, self.parts.unet, state, progress, self.config)
+        state = resume.training_state(self.optimizer, self.lr_scheduler, self.stepper.scaler,
+                                      self.noise_rng, self.ema)
+        if self.stepper.pending:  # gradients waiting for the optimizer: a resume needs them
+            state["accumulated"] = {"pending": self.stepper.pending,
+                                    "grads": [None if p.grad is None else p.grad.detach().cpu()
+                                              for p in self.stepper.params]}
+        folder = checkpoint.write_backup(self.run_dir, self.groups, state, progress, self.config)
         self.callbacks.log(f"backup written: {folder.relative_to(self.run_dir).as_posix()}")
         if self.settings.rolling_backup:
             for old in checkpoint.prune_backups(self.run_dir, self.settings.rolling_backup_count):
@@ -285,9 +342,21 @@ class BuiltinBackend:
         self.callbacks.status("saving")
         name = (f"{self.settings.save_filename_prefix}{checkpoint.timestamp()}"
                 f"-step{self.global_step}{self.output_path.suffix}")
-        path = checkpoint.save_lora(self.parts.unet, self.run_dir / "saves" / name)
+        path = self._write_output(self.run_dir / "saves" / name)
         self.callbacks.log(f"saved: {path.relative_to(self.run_dir).as_posix()}")
         self._resume_status()
+
+    def _write_output(self, destination: Path) -> Path:
+        """The trained model in the config's output format (EMA weights when EMA is on)."""
+        settings = self.settings
+        metadata = outputs.output_metadata(self.config, self.global_step)
+        dtype = torch_dtype(settings.options.output_dtype)
+        with self.ema.applied() if self.ema is not None else _nothing():
+            if settings.training_method == "LORA":
+                return outputs.save_lora(self.parts, destination, self.output_format, dtype, metadata)
+            if settings.training_method == "FINE_TUNE":
+                return outputs.save_fine_tune(self.parts, destination, self.output_format, dtype, metadata)
+            return outputs.save_embedding(self.parts, self.embedding.vectors, destination, dtype, metadata)
 
     def _resume_status(self) -> None:
         if self._in_loop:
@@ -298,6 +367,7 @@ class BuiltinBackend:
         if self.board is not None:
             self.board.close()
         self.parts = self.data = self.optimizer = self.sampler = self.lr_scheduler = None
+        self.stepper = self.ema = self.embedding = None
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

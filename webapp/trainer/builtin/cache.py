@@ -26,6 +26,9 @@ def _digest(*parts) -> str:
 
 
 def model_identity(model_path: Path, subfolders: tuple[str, ...]) -> str:
+    if Path(model_path).is_file():  # a single-file checkpoint: the file is the identity
+        stat = Path(model_path).stat()
+        return _digest(str(Path(model_path).resolve()), stat.st_size, stat.st_mtime_ns)
     files = []
     for sub in subfolders:
         folder = Path(model_path) / sub
@@ -40,7 +43,8 @@ class DiskCache:
     def __init__(self, folder: Path, model_path: Path):
         self.folder = Path(folder)
         self.vae_id = model_identity(model_path, ("vae",))
-        self.text_id = model_identity(model_path, ("text_encoder", "tokenizer"))
+        self.text_id = model_identity(model_path, ("text_encoder", "tokenizer", "text_encoder_2",
+                                                   "tokenizer_2"))
         self.computed = {LATENTS: 0, TEXTS: 0}
         self.reused = {LATENTS: 0, TEXTS: 0}
 
@@ -69,13 +73,16 @@ class DiskCache:
         self.reused[kind] += 1
         return value
 
-    def store(self, kind: str, key: str, value: torch.Tensor) -> None:
+    def store(self, kind: str, key: str, value: torch.Tensor | dict[str, torch.Tensor]) -> None:
         path = self.path(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(fd, "wb") as handle:
-                torch.save(value.detach().to("cpu").clone(), handle)
+                if isinstance(value, dict):
+                    torch.save({k: v.detach().to("cpu").clone() for k, v in value.items()}, handle)
+                else:
+                    torch.save(value.detach().to("cpu").clone(), handle)
             os.replace(temp, path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)

@@ -1,8 +1,9 @@
-"""Writing the LoRA and backups, each into a temporary place first and renamed into place.
+"""Backups (what trains, the optimizer and RNG states, the progress and the config), each built
+in a temporary place first and renamed into place; where outputs go.
 
-The LoRA file is in diffusers' format (``unet.``-prefixed peft keys, the adapter's config in the
-safetensors metadata), so ``StableDiffusionPipeline.load_lora_weights(folder, weight_name=...)``
-loads it with the right rank and alpha.
+A backup's weights are the trained tensors only (``trained.safetensors``, keyed
+``<group>/<parameter name>``: LoRA adapters, fine-tuned parts or embedding vectors), so that a
+resume puts exactly those back; the final model files are written by outputs.py.
 """
 from __future__ import annotations
 
@@ -14,31 +15,12 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
-from diffusers.utils import convert_state_dict_to_diffusers
-from diffusers.utils import convert_unet_state_dict_to_peft
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-LORA_FILE = "lora.safetensors"
+TRAINED_FILE = "trained.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 PROGRESS_FILE = "progress.json"
 CONFIG_FILE = "config.json"
-
-
-def save_lora(unet, destination: Path) -> Path:
-    """Write the UNet's LoRA to ``destination`` (a .safetensors file) atomically."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    layers = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in layers.items()}
-    metadata = unet.peft_config["default"].to_dict()
-    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{destination.name}.") as temp:
-        StableDiffusionPipeline.save_lora_weights(
-            temp, unet_lora_layers=layers, weight_name=destination.name,
-            unet_lora_adapter_metadata=metadata, safe_serialization=True)
-        os.replace(Path(temp) / destination.name, destination)
-    return destination
 
 
 def unique_folder(parent: Path, name: str) -> Path:
@@ -53,18 +35,32 @@ def timestamp() -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def load_lora(unet, path: Path) -> None:
-    """Put a LoRA written by ``save_lora`` back into the UNet's adapter (exactly, float32)."""
-    saved = {key[len("unet."):]: value for key, value in load_file(str(path)).items()
-             if key.startswith("unet.")}
-    result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(saved))
-    unexpected = getattr(result, "unexpected_keys", None)
-    if unexpected:
-        raise ValueError(f"{path} holds weights this LoRA does not have: {unexpected[:3]}")
+def save_trained(groups, path: Path) -> None:
+    tensors = {}
+    for group in groups:
+        tensors.update({key: value.to("cpu", torch.float32).contiguous() for key, value in group.tensors().items()})
+    save_file(tensors, str(path))
 
 
-def write_backup(run_dir: Path, unet, training_state: dict, progress: dict, config: dict) -> Path:
-    """``run_dir/backups/<timestamp>-step<N>/`` with the LoRA, the training state (optimizer,
+@torch.no_grad()
+def load_trained(groups, path: Path) -> None:
+    """Put the tensors of a backup back into the trained parameters (exactly)."""
+    if not Path(path).is_file():
+        raise ValueError(f"{Path(path).parent.name} has no {TRAINED_FILE} (a backup of an older "
+                         "version): start a new run, or set continue_last_backup to false")
+    saved = load_file(str(path))
+    wanted = {f"{group.name}/{key}": param for group in groups for key, param in group.params.items()}
+    missing = sorted(set(wanted) - set(saved))
+    unexpected = sorted(set(saved) - set(wanted))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit what this config trains (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    for key, param in wanted.items():
+        param.copy_(saved[key].to(param.device, param.dtype))
+
+
+def write_backup(run_dir: Path, groups, training_state: dict, progress: dict, config: dict) -> Path:
+    """``run_dir/backups/<timestamp>-step<N>/`` with the trained tensors, the training state (optimizer,
     LR scheduler and RNG states, in optimizer.pt), the progress and the config; built in a
     hidden temp folder, then renamed: a crash mid-way leaves the previous backups whole."""
     backups = Path(run_dir) / "backups"
@@ -72,7 +68,7 @@ def write_backup(run_dir: Path, unet, training_state: dict, progress: dict, conf
     final = unique_folder(backups, f"{timestamp()}-step{progress['global_step']}")
     temp = Path(tempfile.mkdtemp(dir=backups, prefix=f".{final.name}."))
     try:
-        save_lora(unet, temp / LORA_FILE)
+        save_trained(groups, temp / TRAINED_FILE)
         torch.save(training_state, temp / OPTIMIZER_FILE)
         (temp / PROGRESS_FILE).write_text(json.dumps(progress, indent=2), encoding="utf-8")
         (temp / CONFIG_FILE).write_text(json.dumps(config, indent=4, default=str), encoding="utf-8")
@@ -107,12 +103,15 @@ def prune_backups(run_dir: Path, keep: int) -> list[Path]:
     return doomed
 
 
-def resolve_output(destination: str, run_dir: Path) -> Path:
+def resolve_output(destination: str, run_dir: Path, output_format: str = "SAFETENSORS") -> Path:
     """A relative ``output_model_destination`` lands in the run folder; an absolute one is
-    used as is. A name without a suffix gets ``.safetensors``."""
-    path = Path(destination or "lora.safetensors").expanduser()
+    used as is. A file name without a suffix gets ``.safetensors`` (``.ckpt`` for CKPT); a
+    DIFFUSERS output is a folder (a suffix is dropped)."""
+    path = Path(destination or "model.safetensors").expanduser()
     if not path.is_absolute():
         path = Path(run_dir) / path
+    if output_format == "DIFFUSERS":
+        return path.with_suffix("") if path.suffix in (".safetensors", ".ckpt") else path
     if not path.suffix:
-        path = path.with_suffix(".safetensors")
+        path = path.with_suffix(".ckpt" if output_format == "CKPT" else ".safetensors")
     return path

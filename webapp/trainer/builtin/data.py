@@ -22,8 +22,8 @@ import torch
 from . import buckets, concepts
 from .cache import LATENTS, TEXTS, DiskCache
 from .captions import render_caption
-from .dataset import encode_texts
-from .images import Augment, draw_augment, load_pixels
+from .conditioning import TextConditions, encode_captions, time_ids
+from .images import Augment, crop_origin, draw_augment, load_pixels
 
 STATUS_EVERY_S = 0.25
 
@@ -46,7 +46,10 @@ class TrainingData:
         for index, sample in enumerate(self.samples):
             self._by_item.setdefault(sample.item, []).append(index)
         self.latents: dict[str, torch.Tensor] = {}
-        self.embeddings: dict[str, torch.Tensor] = {}
+        self.embeddings: dict[str, TextConditions] = {}
+        # the captions' embeddings are cached only while no text encoder (or embedding) trains
+        self.cache_texts = cache is not None and not settings.texts_train
+        self.expand_caption = lambda caption: caption  # textual inversion spells its placeholder out
 
     # -- order --
     def epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -83,31 +86,48 @@ class TrainingData:
         concept = self.concepts[item.concept_index]
         variant = self._variant(epoch, concept.text_variations)
         rng = random.Random(f"{concept.seed}:{item.image_path}:text:{variant}")
-        return render_caption(item.captions, concept, self.settings.caption_dropout, rng)
+        return self.expand_caption(render_caption(item.captions, concept, self.settings.caption_dropout, rng))
 
     # -- tensors --
     @torch.no_grad()
     def encode_latent(self, sample: Sample, augment: Augment) -> torch.Tensor:
+        vae = self.parts.vae
         pixels = load_pixels(self.items[sample.item].image_path, sample.bucket, augment)
-        latent = self.parts.vae.encode(pixels[None].to(self.device)).latent_dist.mean
-        return latent[0] * self.parts.vae.config.scaling_factor
+        latent = vae.encode(pixels[None].to(self.device, vae.dtype)).latent_dist.mean
+        return latent[0].float() * vae.config.scaling_factor
 
-    def encode_captions(self, captions: list[str]) -> torch.Tensor:
-        return encode_texts(self.parts.tokenizer, self.parts.text_encoder, captions, self.device)
+    def encode_captions(self, captions: list[str]) -> TextConditions:
+        return encode_captions(self.parts, captions, self.device)
+
+    def size_ids(self, sample: Sample, augment: Augment) -> torch.Tensor:
+        """SDXL's time ids: the source image's size, where the crop sits, the bucket's size."""
+        item = self.items[sample.item]
+        width, height = sample.bucket
+        top, left = crop_origin((item.width, item.height), sample.bucket, augment)
+        return time_ids((item.height, item.width), (top, left), (height, width))
 
     def batch(self, indices: list[int], epoch: int):
-        """(latents, text embeddings, loss weights) of one batch, on the device."""
+        """(latents, text, time ids or None, loss weights) of one batch, on the device; text is
+        TextConditions when cached, else the captions (encoded by the caller, with grad when a
+        text encoder trains)."""
         samples = [self.samples[i] for i in indices]
         captions = [self.caption(s.item, epoch) for s in samples]
+        augments = [self.augment(s, epoch) for s in samples]
         if self.cache is None:
-            latents = torch.stack([self.encode_latent(s, self.augment(s, epoch)) for s in samples])
-            embeddings = self.encode_captions(captions)
+            latents = torch.stack([self.encode_latent(s, a) for s, a in zip(samples, augments)])
         else:
             latents = torch.stack([self.latents[self._latent_key(s, epoch)] for s in samples])
-            embeddings = torch.stack([self.embeddings[self.cache.text_key(c)] for c in captions])
+        if self.cache_texts:
+            text = TextConditions.stack([self.embeddings[self.cache.text_key(c)] for c in captions])
+            text = text.to(self.device)
+        else:
+            text = captions
+        ids = None
+        if self.parts.family.is_xl:
+            ids = torch.stack([self.size_ids(s, a) for s, a in zip(samples, augments)]).to(self.device)
         weights = torch.tensor([self.concepts[self.items[s.item].concept_index].loss_weight
                                 for s in samples], dtype=torch.float32)
-        return latents.to(self.device), embeddings.to(self.device), weights.to(self.device)
+        return latents.to(self.device), text, ids, weights.to(self.device)
 
     def _latent_key(self, sample: Sample, epoch: int) -> str:
         return self.cache.latent_key(self.items[sample.item], sample.bucket,
@@ -121,7 +141,7 @@ class TrainingData:
         for sample in self.samples:
             count = self.concepts[self.items[sample.item].concept_index].image_variations
             jobs += [(LATENTS, sample, epoch) for epoch in range(count)]
-        for index, item in enumerate(self.items):
+        for index, item in enumerate(self.items) if self.cache_texts else ():
             count = self.concepts[item.concept_index].text_variations
             jobs += [(TEXTS, index, epoch) for epoch in range(count)]
         last = 0.0
@@ -155,6 +175,8 @@ class TrainingData:
             return
         value = self.cache.load(TEXTS, key)
         if value is None:
-            value = self.encode_captions([caption])[0].float().cpu()
+            with torch.no_grad():
+                encoded = self.encode_captions([caption]).row(0)
+            value = {name: tensor.float().cpu() for name, tensor in encoded.as_cache().items()}
             self.cache.store(TEXTS, key, value)
-        self.embeddings[key] = value
+        self.embeddings[key] = TextConditions.from_cache(value)

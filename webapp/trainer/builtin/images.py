@@ -34,6 +34,15 @@ def draw_augment(concept, rng: random.Random) -> Augment:
     return Augment(flip=flip, zoom=1.0 + rng.random() * JITTER, x=rng.random(), y=rng.random())
 
 
+def crop_origin(image_size: tuple[int, int], size: tuple[int, int], augment: Augment) -> tuple[int, int]:
+    """(top, left) of the crop in the resized image, as ``load_pixels`` cuts it (without reading
+    the file: SDXL's crop conditioning needs it for cached latents too)."""
+    (source_width, source_height), (width, height) = image_size, size
+    scale = max(width / source_width, height / source_height) * augment.zoom
+    resized = (max(width, round(source_width * scale)), max(height, round(source_height * scale)))
+    return round((resized[1] - height) * augment.y), round((resized[0] - width) * augment.x)
+
+
 def load_pixels(path: Path, size: tuple[int, int], augment: Augment) -> torch.Tensor:
     """3 x height x width in [-1, 1]; OSError/ValueError for an image that cannot be read."""
     width, height = size

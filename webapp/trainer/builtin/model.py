@@ -1,82 +1,11 @@
-"""Load a Stable Diffusion 1.x model from a local diffusers folder and put a LoRA on its UNet."""
+"""The device, its threads and precision: where training runs and in which dtypes."""
 from __future__ import annotations
 
 import os
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from peft import LoraConfig
-from transformers import CLIPTextModel, CLIPTokenizer
 
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-PARTS = ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler")
-
-
-class ModelLoadError(RuntimeError):
-    """The base model cannot be read; the message names the path."""
-
-
-@dataclass
-class ModelParts:
-    tokenizer: CLIPTokenizer
-    text_encoder: CLIPTextModel
-    vae: AutoencoderKL
-    unet: UNet2DConditionModel
-    scheduler: DDPMScheduler
-    path: Path
-
-    def modules(self):
-        return (self.text_encoder, self.vae, self.unet)
-
-
-def check_model_folder(path: Path) -> None:
-    if not path.exists():
-        raise ModelLoadError(f"base model not found: {path} does not exist")
-    if not path.is_dir():
-        raise ModelLoadError(f"base model {path} is a file; the built-in trainer reads a diffusers "
-                             "folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, "
-                             "scheduler/)")
-    missing = [part for part in PARTS if not (path / part).exists()]
-    if missing:
-        raise ModelLoadError(f"base model {path} is not a diffusers Stable Diffusion folder: "
-                             f"missing {', '.join(missing)}")
-
-
-def load_model(path: str | Path, device: torch.device) -> ModelParts:
-    """Every part from ``path``; the frozen parts in eval mode on ``device`` (float32)."""
-    path = Path(path)
-    check_model_folder(path)
-    fp32 = torch.float32
-    try:
-        parts = ModelParts(
-            tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
-            text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=fp32),
-            vae=AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=fp32),
-            unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=fp32),
-            scheduler=DDPMScheduler.from_pretrained(path, subfolder="scheduler"),
-            path=path)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(f"cannot read the base model at {path}: {exc}") from exc
-    for module in parts.modules():
-        module.requires_grad_(False)
-        module.to(device)
-        module.eval()
-    return parts
-
-
-def add_lora(unet: UNet2DConditionModel, rank: int, alpha: float, seed: int) -> list[torch.nn.Parameter]:
-    """A peft LoRA on the UNet's attention projections; returns its trainable parameters
-    (float32). Seeded, so that the initial A matrices are the same on every run."""
-    torch.manual_seed(seed)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, target_modules=LORA_TARGETS,
-                                init_lora_weights=True))
-    params = [p for p in unet.parameters() if p.requires_grad]
-    for param in params:
-        param.data = param.data.float()
-    return params
+DTYPES = {"FLOAT_32": torch.float32, "FLOAT_16": torch.float16, "BFLOAT_16": torch.bfloat16}
 
 
 def pick_device(requested: str) -> tuple[torch.device, str]:
@@ -99,7 +28,51 @@ def share_the_cpu(device: torch.device) -> None:
 
 
 def autocast_dtype(device: torch.device, train_dtype: str) -> torch.dtype | None:
-    """Mixed precision on CUDA as the config asks; the CPU always trains in float32."""
-    if device.type != "cuda":
-        return None
-    return {"FLOAT_16": torch.float16, "BFLOAT_16": torch.bfloat16}.get(train_dtype)
+    """Mixed precision as the config asks: FLOAT_16 (with loss scaling) or BFLOAT_16 on CUDA;
+    on the CPU BFLOAT_16 only (its float16 kernels are few and slow: float32 instead)."""
+    if device.type == "cuda":
+        return {"FLOAT_16": torch.float16, "BFLOAT_16": torch.bfloat16}.get(train_dtype)
+    return torch.bfloat16 if train_dtype == "BFLOAT_16" else None
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return DTYPES[name]
+
+
+def cast_frozen_parts(parts, settings, trained: set[str], amp: torch.dtype | None) -> list[str]:
+    """Frozen parts to their ``weight_dtype`` (saves memory); only under autocast, which casts
+    the activations to match; a part that trains (or carries a LoRA, whose adapter stays float32)
+    keeps float32 master weights only for what trains. Returns notes for the log."""
+    notes = []
+    modules = {"unet": parts.unet, "text_encoder": parts.text_encoders[0],
+               "vae": parts.vae}
+    if len(parts.text_encoders) > 1:
+        modules["text_encoder_2"] = parts.text_encoders[1]
+    for name, module in modules.items():
+        wanted = settings.options.part(name).weight_dtype if name != "vae" else settings.options.vae_weight_dtype
+        if wanted == "FLOAT_32":
+            continue
+        if amp is None:
+            notes.append(f"{name}: weight_dtype {wanted} needs mixed precision (train_dtype); "
+                         "kept in float32")
+            continue
+        if name in trained and settings.training_method == "FINE_TUNE":
+            notes.append(f"{name}: trains in float32 (weight_dtype {wanted} applies to frozen parts)")
+            continue
+        if name == "vae" and wanted == "FLOAT_16":
+            notes.append("vae: kept in float32 (SD VAEs overflow in float16)")
+            continue
+        _cast_frozen_weights(module, DTYPES[wanted])
+    return notes
+
+
+def _cast_frozen_weights(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Every frozen parameter and buffer to ``dtype``; trainable ones (LoRA adapters, the
+    embedding's vectors) stay float32."""
+    for param in module.parameters():
+        if not param.requires_grad and param.is_floating_point():
+            param.data = param.data.to(dtype)
+    for buffer_owner in module.modules():
+        for key, buffer in list(buffer_owner._buffers.items()):
+            if buffer is not None and buffer.is_floating_point():
+                buffer_owner._buffers[key] = buffer.to(dtype)

@@ -1,7 +1,7 @@
 """Resuming from a backup: which one, whether it fits the config, and the RNG states.
 
-A backup fits when it was made for the same base model, model type, training method and LoRA
-shape (rank, alpha); anything else would silently train something other than what the user
+A backup fits when it was made for the same base model, model type, training method, LoRA
+shape (rank, alpha, layers) and gradient accumulation; anything else would silently train something other than what the user
 asked for, so it is refused with a message that names the difference.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ import torch
 
 from . import checkpoint
 
-MUST_MATCH = ("base_model_name", "model_type", "training_method", "lora_rank", "lora_alpha")
+MUST_MATCH = ("base_model_name", "model_type", "training_method", "lora_rank", "lora_alpha",
+              "layer_filter", "layer_filter_preset", "gradient_accumulation_steps")
 
 
 class ResumeError(ValueError):
@@ -46,17 +47,20 @@ def read_training_state(backup: Path) -> dict:
     return state
 
 
-def training_state(optimizer, lr_scheduler, scaler, noise_rng: torch.Generator) -> dict:
+def training_state(optimizer, lr_scheduler, scaler, noise_rng: torch.Generator, ema=None) -> dict:
     """What optimizer.pt holds: everything but the weights that the next step depends on."""
     return {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
+            "ema": ema.state_dict() if ema is not None else None,
             "rng": rng_states(noise_rng)}
 
 
 def load_training_state(backup: Path, optimizer, lr_scheduler, scaler,
-                        noise_rng: torch.Generator) -> None:
+                        noise_rng: torch.Generator, ema=None) -> None:
     state = read_training_state(backup)
     optimizer.load_state_dict(state["optimizer"])
+    if ema is not None and state.get("ema"):
+        ema.load_state_dict(state["ema"])
     if state.get("lr_scheduler"):
         lr_scheduler.load_state_dict(state["lr_scheduler"])
     if scaler is not None and state.get("scaler"):

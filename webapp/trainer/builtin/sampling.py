@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, StableDiffusionPipeline, UniPCMultistepScheduler)
+                       EulerDiscreteScheduler, UniPCMultistepScheduler)
 
 from ...trainsettings import SAMPLE_SCHEDULERS
 from ..protocol import Event
@@ -94,13 +94,10 @@ class Sampler:
         self._pipeline = None
         self._schedulers: dict = {}
 
-    def pipeline(self, scheduler: str = "DDIM") -> StableDiffusionPipeline:
+    def pipeline(self, scheduler: str = "DDIM"):
+        """The family's diffusers pipeline over the trained modules (made once)."""
         if self._pipeline is None:
-            parts = self.parts
-            self._pipeline = StableDiffusionPipeline(
-                vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
-                unet=parts.unet, scheduler=DDIMScheduler.from_config(parts.scheduler.config),
-                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            self._pipeline = self.parts.pipeline()
             self._pipeline.set_progress_bar_config(disable=True)
         if scheduler not in self._schedulers:
             self._schedulers[scheduler] = make_scheduler(scheduler, self.parts.scheduler.config)

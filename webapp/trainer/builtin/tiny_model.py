@@ -1,4 +1,4 @@
-"""A tiny Stable Diffusion 1.x model built offline from configs: the demo's and the tests' base.
+"""Tiny Stable Diffusion models (1.x, 2.x, XL) built offline from configs: the demo's and the tests' base.
 
 64 px images, a VAE with an 8x downscale (4 x 8 x 8 latents, as SD 1.x has 4 x 64 x 64 at
 512 px) whose weights make it a mosaic codec (mosaic_vae.py), a random two-block UNet, a random
@@ -14,13 +14,15 @@ import string
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import (AutoencoderKL, DDPMScheduler, StableDiffusionPipeline,
+                       StableDiffusionXLPipeline, UNet2DConditionModel)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from .mosaic_vae import make_mosaic_vae
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 LATENT_SIZE = 8
+FAMILIES = ("sd15", "sd2", "sdxl")
 
 
 def write_tokenizer_files(folder: Path, words: list[str]) -> tuple[Path, Path]:
@@ -54,13 +56,17 @@ def make_tokenizer(folder: Path, words: list[str]) -> CLIPTokenizer:
                          bos_token=BOS, eos_token=EOS, pad_token=EOS, unk_token=EOS)
 
 
-def make_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+def text_config(tokenizer: CLIPTokenizer, hidden_act: str = "quick_gelu", width: int = 32) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=32, hidden_act=hidden_act,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
-    return CLIPTextModel(config)
+
+
+def make_text_encoder(tokenizer: CLIPTokenizer, hidden_act: str = "quick_gelu") -> CLIPTextModel:
+    # SD 1.x has OpenAI's CLIP (quick_gelu); SD 2.x and SDXL's second encoder OpenCLIP (gelu)
+    return CLIPTextModel(text_config(tokenizer, hidden_act))
 
 
 def make_vae() -> AutoencoderKL:
@@ -75,37 +81,66 @@ def make_vae() -> AutoencoderKL:
         scaling_factor=1.8)  # mosaic latents of the demo shapes have a std of about 1 / 1.8
 
 
-def make_unet() -> UNet2DConditionModel:
+def make_unet(family: str = "sd15") -> UNet2DConditionModel:
+    """SD 1.x: attention through 1x1 convs; SD 2.x: linear projections; SDXL: linear projections,
+    a cross-attention width of both encoders together and the pooled text + size/crop ids added
+    to the time embedding ("text_time")."""
+    shared = dict(sample_size=LATENT_SIZE, in_channels=4, out_channels=4, layers_per_block=1,
+                  block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=8,
+                  norm_num_groups=8)
+    if family == "sd15":
+        return UNet2DConditionModel(cross_attention_dim=32, **shared)
+    if family == "sd2":
+        return UNet2DConditionModel(cross_attention_dim=32, use_linear_projection=True, **shared)
+    # the second encoder is wider than the first, as in SDXL (768 + 1280): tools tell them apart
+    # by width
     return UNet2DConditionModel(
-        sample_size=LATENT_SIZE, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=8, norm_num_groups=8)
+        cross_attention_dim=32 + 64, use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8, **shared)
 
 
-def make_scheduler() -> DDPMScheduler:
+def make_scheduler(family: str = "sd15") -> DDPMScheduler:
+    # SD 2.x (768 px models) predicts v; SD 1.x, SDXL and the 2.x _BASE models predict the noise
+    prediction = "v_prediction" if family == "sd2" else "epsilon"
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear", prediction_type="epsilon",
+                         beta_schedule="scaled_linear", prediction_type=prediction,
                          clip_sample=False, steps_offset=1)
 
 
-def build_tiny_model(folder: Path, words: list[str], seed: int = 0) -> Path:
-    """Write a complete diffusers StableDiffusionPipeline folder (random UNet and text encoder,
-    the mosaic VAE), into a temp folder renamed into place."""
+def make_pipeline(family: str, tokenizer_folder: Path, words: list[str]):
+    """A diffusers pipeline of the family with random weights (the mosaic VAE)."""
+    tokenizer = make_tokenizer(tokenizer_folder, words)
+    vae, unet = make_vae(), make_unet(family)
+    make_mosaic_vae(vae)
+    if family == "sdxl":
+        return StableDiffusionXLPipeline(
+            vae=vae, text_encoder=make_text_encoder(tokenizer),
+            text_encoder_2=CLIPTextModelWithProjection(text_config(tokenizer, "gelu", width=64)),
+            tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet,
+            scheduler=make_scheduler(family), force_zeros_for_empty_prompt=True)
+    hidden_act = "gelu" if family == "sd2" else "quick_gelu"
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=make_text_encoder(tokenizer, hidden_act), tokenizer=tokenizer,
+        unet=unet, scheduler=make_scheduler(family), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+
+
+def build_tiny_model(folder: Path, words: list[str], seed: int = 0, family: str = "sd15") -> Path:
+    """Write a complete diffusers pipeline folder of the family (sd15, sd2, sdxl; random UNet and
+    text encoders, the mosaic VAE) into a temp folder renamed into place."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; one of {', '.join(FAMILIES)}")
     folder = Path(folder)
     temp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(temp, ignore_errors=True)
     torch.manual_seed(seed)
-    tokenizer = make_tokenizer(temp / "tokenizer-source", words)
-    text_encoder, vae, unet = make_text_encoder(tokenizer), make_vae(), make_unet()
-    make_mosaic_vae(vae)
-    pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=make_scheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False)
+    pipeline = make_pipeline(family, temp / "tokenizer-source", words)
     pipeline.save_pretrained(temp)
+    tokenizers = ["tokenizer", "tokenizer_2"] if family == "sdxl" else ["tokenizer"]
     for name in ("vocab.json", "merges.txt"):  # the files the tokenizer was made from, kept
-        os.replace(temp / "tokenizer-source" / name, temp / "tokenizer" / name)
+        for tokenizer in tokenizers:
+            shutil.copyfile(temp / "tokenizer-source" / name, temp / tokenizer / name)
     shutil.rmtree(temp / "tokenizer-source")
     if folder.exists():
         shutil.rmtree(folder)
