@@ -14,7 +14,7 @@ def records(app, workspace):
     """A run with two prompts sampled at steps 2 and 4, and one custom sample."""
     conn = store.connect(app.config["DATABASE"])
     store.init_schema(conn)
-    run_id = store.create_run(conn, "demo", {"base_model_name": "models/x"})
+    run_id = store.create_run(conn, "demo", {"base_model_name": "models/x", "training_method": "LORA"})
     run_dir = app.config["SETTINGS"].run_dir(run_id)
     ids = []
     for step, prompt, kind, color in ((2, "a red circle", "sample_default", "red"),
@@ -123,7 +123,12 @@ def test_playground_lists_only_recorded_loras(client, records, app, workspace):
     output = app.config["SETTINGS"].run_dir(run_id) / "lora.safetensors"
     output.write_bytes(b"x")
     conn.execute("UPDATE runs SET state = 'completed', output_path = ? WHERE id = ?", (str(output), run_id))
-    sources = client.get("/api/playground").json["sources"]
+    fine_tune = store.create_run(conn, "ft", {"base_model_name": "models/x", "training_method": "FINE_TUNE"})
+    model = app.config["SETTINGS"].run_dir(fine_tune) / "model.safetensors"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(b"x")
+    conn.execute("UPDATE runs SET state = 'completed', output_path = ? WHERE id = ?", (str(model), fine_tune))
+    sources = client.get("/api/playground").json["sources"]  # a fine-tune is no LoRA to open
     assert [s["key"] for s in sources] == [f"{run_id}:0"] and "path" not in sources[0]
     answer = client.post("/api/playground/open", json={"source": "/etc/passwd"})
     assert answer.status_code == 400 and answer.json["detail"][0]["field"] == "source"
