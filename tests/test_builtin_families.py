@@ -142,3 +142,19 @@ def test_embedding_reloads_and_samples_match(workspaces, tmp_path, family):
     else:
         pipeline.load_textual_inversion(output, token=PLACEHOLDER)
     assert_same_image(trainer_image(recorder, tmp_path), pipeline_image(pipeline, prompt))
+
+
+def test_unreadable_base_models_are_named(tmp_path):
+    from webapp.trainer.builtin.families import ModelLoadError, family_of, read_pipeline
+    family = family_of("STABLE_DIFFUSION_XL_10_BASE")
+    (tmp_path / "notes.txt").write_text("no model")
+    with pytest.raises(ModelLoadError, match="notes.txt is a file but not a checkpoint"):
+        read_pipeline(str(tmp_path / "notes.txt"), family)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ModelLoadError, match="missing model_index.json.*text_encoder_2"):
+        read_pipeline(str(tmp_path / "folder"), family)
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelLoadError, match="broken.safetensors"):
+        read_pipeline(str(tmp_path / "broken.safetensors"), family)
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        read_pipeline(str(tmp_path / "missing"), family)

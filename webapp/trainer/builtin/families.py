@@ -126,7 +126,7 @@ def read_pipeline(name: str, family: Family, original: str = "") -> tuple[object
                     {"kind": "hub"})
     except ModelLoadError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader's error (safetensors has its own) names the path
         raise ModelLoadError(f"cannot read the base model at {original}: {exc}") from exc
     raise ModelLoadError(f"base model not found: {path} does not exist (base_model_name is a "
                          "diffusers folder, a .safetensors/.ckpt file, or a hub id when online)")
