@@ -10,25 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from webapp.trainer.callbacks import TrainCallbacks
 from webapp.trainer.commands import TrainCommands
 from webapp.trainer.demo import FAMILIES, build_demo
 from webapp.trainer.protocol import Event
 
+from recorder import Recorder
+
 STEPS = 3  # one epoch of 3 batches of 4 (12 of the 24 shapes per epoch at batch 8 would be 3 too)
 PROMPT = "a red circle on a blue background"
 PLACEHOLDER = "<shape-token>"
-
-
-class Recorder(TrainCallbacks):
-    def __init__(self):
-        self.events = []
-
-    def emit(self, event, **data):
-        self.events.append((Event(event), data))
-
-    def of(self, event: Event) -> list[dict]:
-        return [data for name, data in self.events if name is event]
 
 
 @pytest.fixture(scope="module")

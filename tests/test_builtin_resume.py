@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from webapp.trainer.builtin.resume import ResumeError
-from webapp.trainer.callbacks import TrainCallbacks
 from webapp.trainer.commands import TrainCommands
 from webapp.trainer.protocol import Event
+
+from recorder import Recorder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,17 +33,6 @@ def demo(tmp_path_factory):
                   learning_rate_scheduler="COSINE", learning_rate_warmup_steps=4,
                   clear_cache_before_training=False)
     return root / "workspace", config
-
-
-class Recorder(TrainCallbacks):
-    def __init__(self):
-        self.events = []
-
-    def emit(self, event, **data):
-        self.events.append((Event(event), data))
-
-    def of(self, event):
-        return [data for name, data in self.events if name is Event(event)]
 
 
 def train(workspace, config, run_dir, commands=None):
@@ -64,7 +54,6 @@ KILLED_RUN = """
 import json, sys, time
 from pathlib import Path
 from webapp.trainer.builtin import BuiltinBackend
-from webapp.trainer.callbacks import TrainCallbacks
 from webapp.trainer.commands import TrainCommands
 workspace, config_file, run_dir, marker = sys.argv[1:5]
 class Hang(TrainCallbacks):

@@ -8,21 +8,11 @@ import math
 import pytest
 import torch
 
-from webapp.trainer.callbacks import TrainCallbacks
 from webapp.trainer.commands import TrainCommands
 from webapp.trainer.protocol import Event
+
+from recorder import Recorder
 from webapp.trainsettings import ConfigError, TrainSettings
-
-
-class Recorder(TrainCallbacks):
-    def __init__(self):
-        self.events = []
-
-    def emit(self, event, **data):
-        self.events.append((Event(event), data))
-
-    def of(self, event: Event) -> list[dict]:
-        return [data for name, data in self.events if name is event]
 
 
 def backend_after(demo_workspace, config, tmp_path, **overrides):

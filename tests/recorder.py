@@ -1,0 +1,16 @@
+"""A TrainCallbacks that keeps every event, for tests that run a backend in-process."""
+from __future__ import annotations
+
+from webapp.trainer.callbacks import TrainCallbacks
+from webapp.trainer.protocol import Event
+
+
+class Recorder(TrainCallbacks):
+    def __init__(self):
+        self.events: list[tuple[Event, dict]] = []
+
+    def emit(self, event, **data):
+        self.events.append((Event(event), data))
+
+    def of(self, event) -> list[dict]:
+        return [data for name, data in self.events if name is Event(event)]
