@@ -54,6 +54,7 @@ KILLED_RUN = """
 import json, sys, time
 from pathlib import Path
 from webapp.trainer.builtin import BuiltinBackend
+from webapp.trainer.callbacks import TrainCallbacks
 from webapp.trainer.commands import TrainCommands
 workspace, config_file, run_dir, marker = sys.argv[1:5]
 class Hang(TrainCallbacks):
