@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 
+from . import store
 from .store import _run_dict
 from .trainer.protocol import RunState
 
@@ -121,7 +122,7 @@ def delete_run_rows(conn, run_id: int) -> bool:
     try:
         cur = conn.execute("DELETE FROM runs WHERE id = ? AND state NOT IN ('queued', 'running')", (run_id,))
         if cur.rowcount == 1:
-            for table in ("events", "metrics", "samples"):
+            for table in ("events", "metrics", "metric_buckets", "metric_buckets_stale", "samples"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         conn.execute("COMMIT")
     except BaseException:
@@ -130,32 +131,63 @@ def delete_run_rows(conn, run_id: int) -> bool:
     return cur.rowcount == 1
 
 
-# -- loss, downsampled in SQL: min and max per bucket, so spikes survive ----------------------
+# -- loss, downsampled: min and max per bucket, so spikes survive --------------------------------
+
+# a chart bucket spans at least this many stored summary buckets (store.BUCKET_WIDTHS), so chart
+# buckets differ in width by at most a quarter (the summary buckets are whole)
+SUMMARY_PER_BUCKET = 4
+
 
 def loss_buckets(conn, run_id: int, buckets: int) -> tuple[list[dict], int]:
-    """(points, total rows). Fewer rows than 2 × buckets: every row. Else per step bucket the row with
-    the lowest and the one with the highest loss (SQLite takes bare columns from that row), with the
-    bucket's mean lr; at most 2 × buckets points, in step order."""
-    low, high, total = conn.execute(
-        "SELECT MIN(step), MAX(step), COUNT(*) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()
-    if not total:
-        return [], 0
-    if total <= 2 * buckets:
-        rows = conn.execute("SELECT step, loss, lr FROM metrics WHERE run_id = ? ORDER BY step", (run_id,))
-        return [{"step": r[0], "loss": r[1], "lr": r[2], "n": 1} for r in rows], total
-    width = (high - low + 1) / buckets
-    bucket = f"CAST((step - {int(low)}) / {width!r} AS INTEGER)"
-    lows = conn.execute(f"SELECT {bucket} AS b, MIN(loss), step FROM metrics WHERE run_id = ? AND loss IS NOT NULL"
-                        " GROUP BY b", (run_id,)).fetchall()
-    highs = conn.execute(f"SELECT {bucket} AS b, MAX(loss), step FROM metrics WHERE run_id = ? AND loss IS NOT NULL"
-                         " GROUP BY b", (run_id,)).fetchall()
-    extra = {r[0]: (r[1], r[2]) for r in conn.execute(
-        f"SELECT {bucket} AS b, AVG(lr), COUNT(*) FROM metrics WHERE run_id = ? GROUP BY b", (run_id,))}
+    """(points, total rows). Fewer rows than 2 × buckets: every row. Else the steps are cut into
+    ``buckets`` contiguous buckets; per bucket, the row with the lowest and the one with the highest
+    loss (ties: the earliest), with the bucket's mean lr; at most 2 × buckets points, in step order.
+
+    Read from the run's summary (store.metric_buckets, kept as rows are appended) at the coarsest
+    width that still gives SUMMARY_PER_BUCKET summary buckets per chart bucket: O(points) rows,
+    whatever the run's length. A short run (< SUMMARY_PER_BUCKET × buckets × 4 steps) is read per step."""
+    store.refresh_buckets(conn, run_id)  # only if its rows were changed or deleted since
+    with store.transaction(conn, "DEFERRED"):  # one snapshot: the worker may be appending
+        low = conn.execute("SELECT MIN(step) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
+        if low is None:
+            return [], 0
+        high = conn.execute("SELECT MAX(step) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
+        total = int(conn.execute("SELECT TOTAL(n) FROM metric_buckets WHERE run_id = ? AND width = ?",
+                                 (run_id, store.BUCKET_WIDTHS[-1])).fetchone()[0])
+        if total <= 2 * buckets:
+            rows = conn.execute("SELECT step, loss, lr FROM metrics WHERE run_id = ? ORDER BY step", (run_id,))
+            return [{"step": r[0], "loss": r[1], "lr": r[2], "n": 1} for r in rows], total
+        width = 1
+        for candidate in store.BUCKET_WIDTHS:
+            if high // candidate - low // candidate + 1 < SUMMARY_PER_BUCKET * buckets:
+                break
+            width = candidate
+        summaries = step_summaries(conn, run_id) if width == 1 else conn.execute(
+            "SELECT bucket, n, lr_sum, lr_n, min_loss, min_step, max_loss, max_step FROM metric_buckets"
+            " WHERE run_id = ? AND width = ?", (run_id, width))
+        return points_from_summaries(summaries, low // width, high // width, buckets), total
+
+
+def step_summaries(conn, run_id: int):
+    """Width 1: one summary per step (a resumed run can hold a step twice)."""
+    return conn.execute("SELECT step, COUNT(*), TOTAL(lr), COUNT(lr), MIN(loss), step, MAX(loss), step"
+                        " FROM metrics WHERE run_id = ? GROUP BY step", (run_id,))
+
+
+def points_from_summaries(summaries, first: int, last: int, buckets: int) -> list[dict]:
+    """Group the summary buckets first..last (rows of bucket index + the 7 summary fields) into
+    ``buckets`` contiguous chart buckets, evenly; the points of each, as loss_buckets returns them."""
+    count = last - first + 1
+    groups: dict = {}
+    for row in summaries:
+        store.merge_stats(groups, (row[0] - first) * buckets // count, row[1:])
     points = []
-    for (b, lo, lo_step), (_, hi, hi_step) in zip(lows, highs):
-        lr, count = extra.get(b, (None, 1))
-        pair = [(lo_step, lo), (hi_step, hi)] if lo_step <= hi_step else [(hi_step, hi), (lo_step, lo)]
+    for _, (n, lr_sum, lr_n, low, low_step, high, high_step) in sorted(groups.items()):
+        if low is None:  # no loss in this bucket (only NULLs)
+            continue
+        pair = [(low_step, low), (high_step, high)] if low_step <= high_step else [(high_step, high), (low_step, low)]
         if pair[0][0] == pair[1][0]:
             pair = pair[:1]
-        points += [{"step": s, "loss": v, "lr": lr, "n": count / len(pair)} for s, v in pair]
-    return points, total
+        lr = lr_sum / lr_n if lr_n else None
+        points += [{"step": s, "loss": v, "lr": lr, "n": n / len(pair)} for s, v in pair]
+    return points
