@@ -26,7 +26,10 @@ from .bridge import EventBridge
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20
 EXIT_DRAIN_S = 2.0
-STOP_GRACE_S = 1.5  # a stop before training begins takes effect within 2 s
+# a stop before training begins: the trainer polls while it scans and caches, and so ends by
+# itself at once; one that polls nothing (importing torch, loading a model) is ended after this.
+# With detection (≤ 0.1 s) and the final event, the run is over well within 2 s.
+STOP_GRACE_S = 1.0
 
 
 class TrainerHost:
@@ -43,7 +46,9 @@ class TrainerHost:
             target=trainer_process.main, name=f"otweb-trainer-{self.run_id}",
             args=(config, str(run_dir), str(base_dir), self.events, self.commands, os.getpid()))
         self.done = threading.Event()
+        self.timers: list[threading.Timer] = []
         self.shutdown_requested = False
+        self.stop_sent = False
         self.pid: int | None = None
         self.stopped_before_training = False
 
@@ -57,10 +62,16 @@ class TrainerHost:
             self._pump_events()
         finally:
             self.done.set()
-            relay.join(timeout=3)
+            for timer in self.timers:
+                timer.cancel()
         state, reason = self._final_state()
         self.sink.emit(self.run_id, make_event(Event.RUN, state=state.value, reason=reason,
                                                exit_code=self.process.exitcode))
+        # after the final state, not before: the relay wakes from its BLPOP within a second, and a
+        # stop's "run ended" must not wait for that (it did: up to 1 s of the 2 s a stop may take)
+        relay.join(timeout=3)
+        for timer in self.timers:
+            timer.join(timeout=1)
         self.process.close()
         return state
 
@@ -82,14 +93,20 @@ class TrainerHost:
 
     def _pump_events(self) -> None:
         while self.process.is_alive():
-            # wake often while a progress event is held, so it goes out on time
-            self._move_events(timeout=0.01 if self.bridge.pending_progress else 0.1)
+            # wake often while a progress event is held, so it goes out on time, and once the run is
+            # ending, so that its final state follows the process's exit at once (not up to 0.1 s on)
+            quick = self.bridge.pending_progress or self._ending()
+            self._move_events(timeout=0.01 if quick else 0.1)
             self.bridge.tick()
-        # the process is gone: take what it left in the pipe, briefly
+        # the process is gone: take what it left in the pipe (a trainer flushes its queue before it
+        # exits, so it is all there already; the deadline bounds a killed one's leftovers)
         deadline = time.monotonic() + EXIT_DRAIN_S
-        while time.monotonic() < deadline and self._move_events(timeout=0.05):
+        while time.monotonic() < deadline and self._move_events(timeout=0.01):
             pass
         self.bridge.flush()
+
+    def _ending(self) -> bool:
+        return self.stop_sent or self.bridge.finished is not None or self.bridge.last_error is not None
 
     def _move_events(self, timeout: float) -> bool:
         try:
@@ -119,12 +136,16 @@ class TrainerHost:
     def _stop_soon_if_not_training(self) -> None:
         """Model loading is one blocking call that polls nothing: if the trainer has not begun
         training within STOP_GRACE_S of a stop, end it (there is nothing to save yet)."""
+        self.stop_sent = True
         def end_if_still_starting():
+            if self.done.is_set():
+                return  # ended meanwhile (the process object may be closed by now)
             if Event.PROGRESS.value not in self.bridge.seen and self.process.is_alive():
                 self.stopped_before_training = True
                 self.process.terminate()
         timer = threading.Timer(STOP_GRACE_S, end_if_still_starting)
         timer.daemon = True
+        self.timers.append(timer)
         timer.start()
 
     def _final_state(self) -> tuple[RunState, str | None]:
