@@ -5,6 +5,7 @@ SHA-256 of them is enough to store (no salt or slow hash needed); the token itse
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import sqlite3
@@ -39,7 +40,11 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 );
 """
 # a hash to compare against when the user does not exist, so that both cases take as long
-_DUMMY_HASH = generate_password_hash("not a password")
+@functools.cache
+def _dummy_hash() -> str:
+    # made on first use, not at import: scrypt costs ~0.1 s of CPU that every process start
+    # (web, worker, each `otweb` command) would pay
+    return generate_password_hash("not a password")
 
 
 class AuthError(ValueError):
@@ -129,7 +134,7 @@ def authenticate(conn, name, password) -> dict | None:
     if not isinstance(name, str) or not isinstance(password, str) or len(name) > 200 or len(password) > 1024:
         return None
     user = get_user(conn, name)
-    ok = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
+    ok = check_password_hash(user["password_hash"] if user else _dummy_hash(), password)
     return user if user and ok else None
 
 
