@@ -57,6 +57,7 @@ class BuiltinBackend:
         self.groups: list[methods.TrainedGroup] = []
         self.global_step = self.epoch = self.epoch_step = self.samples_seen = 0
         self.epoch_lengths: list[int] = []
+        self._max_step = 0
         self._in_loop = False
 
     # -- start: model, what trains, data, cache, resume --
@@ -77,6 +78,7 @@ class BuiltinBackend:
             return
         data = self._training_data(items)
         self.epoch_lengths = [len(data.epoch_batches(e)) for e in range(settings.epochs)]
+        self._max_step = sum(self.epoch_lengths)  # read twice a step: summed once
         self._set_up_training()
         if self.embedding is not None:
             data.expand_caption = self.embedding.expand
@@ -206,7 +208,7 @@ class BuiltinBackend:
 
     @property
     def max_step(self) -> int:
-        return sum(self.epoch_lengths)
+        return self._max_step
 
     # -- train: the loop, then the final backup and save --
     def train(self) -> None:

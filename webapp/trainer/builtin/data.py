@@ -47,6 +47,7 @@ class TrainingData:
             self._by_item.setdefault(sample.item, []).append(index)
         self.latents: dict[str, torch.Tensor] = {}
         self.embeddings: dict[str, TextConditions] = {}
+        self._latent_keys: dict[tuple[int, int], str] = {}
         # the captions' embeddings are cached only while no text encoder (or embedding) trains
         self.cache_texts = cache is not None and not settings.texts_train
         self.expand_caption = lambda caption: caption  # textual inversion spells its placeholder out
@@ -112,11 +113,12 @@ class TrainingData:
         text encoder trains)."""
         samples = [self.samples[i] for i in indices]
         captions = [self.caption(s.item, epoch) for s in samples]
-        augments = [self.augment(s, epoch) for s in samples]
+        needs_augments = self.cache is None or self.parts.family.is_xl  # pixels, or SDXL's crop ids
+        augments = [self.augment(s, epoch) for s in samples] if needs_augments else []
         if self.cache is None:
             latents = torch.stack([self.encode_latent(s, a) for s, a in zip(samples, augments)])
         else:
-            latents = torch.stack([self.latents[self._latent_key(s, epoch)] for s in samples])
+            latents = torch.stack([self.latents[self._latent_key(i, epoch)] for i in indices])
         if self.cache_texts:
             text = TextConditions.stack([self.embeddings[self.cache.text_key(c)] for c in captions])
             text = text.to(self.device)
@@ -129,9 +131,18 @@ class TrainingData:
                                 for s in samples], dtype=torch.float32)
         return latents.to(self.device), text, ids, weights.to(self.device)
 
-    def _latent_key(self, sample: Sample, epoch: int) -> str:
-        return self.cache.latent_key(self.items[sample.item], sample.bucket,
-                                     self.augment(sample, epoch).key())
+    def _latent_key(self, index: int, epoch: int) -> str:
+        """The cache key of sample ``index``'s latent in this epoch, worked out once per variant
+        (it hashes the file's path and stats: too slow to do for every sample of every step)."""
+        sample = self.samples[index]
+        concept = self.concepts[self.items[sample.item].concept_index]
+        memo = (index, self._variant(epoch, concept.image_variations))
+        key = self._latent_keys.get(memo)
+        if key is None:
+            key = self.cache.latent_key(self.items[sample.item], sample.bucket,
+                                        self.augment(sample, epoch).key())
+            self._latent_keys[memo] = key
+        return key
 
     # -- the cache --
     def fill_cache(self, status, should_stop) -> bool:
