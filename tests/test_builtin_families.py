@@ -148,3 +148,16 @@ def test_unreadable_base_models_are_named(tmp_path):
         read_pipeline(str(tmp_path / "broken.safetensors"), family)
     with pytest.raises(ModelLoadError, match="does not exist"):
         read_pipeline(str(tmp_path / "missing"), family)
+
+
+def test_otweb_demo_builds_each_family(tmp_path):
+    from click.testing import CliRunner
+    from webapp.cli import main
+    args = ["--workspace", str(tmp_path / "workspace"), "--config-dir", str(tmp_path / "configs")]
+    result = CliRunner().invoke(main, ["demo", "--model", "sdxl", *args])
+    assert result.exit_code == 0, result.output
+    assert "demo-sdxl.json" in result.output
+    config = json.loads((tmp_path / "configs" / "demo-sdxl.json").read_text())
+    assert config["model_type"] == "STABLE_DIFFUSION_XL_10_BASE"
+    assert (tmp_path / "workspace" / "models" / "tiny-sdxl" / "text_encoder_2" / "config.json").is_file()
+    assert CliRunner().invoke(main, ["demo", "--model", "flux", *args]).exit_code != 0
