@@ -21,12 +21,13 @@ def _install_broker(state) -> None:
 @bp.get("/events")
 def html_events():
     broker = sse.get_broker()
-    return _event_stream(lambda live: html_messages(broker, live))
+    # frames hold url_for URLs: shared by the clients of one sub-path (as broker.html_frames is)
+    return _event_stream(lambda live: html_messages(broker, live), ("html", request.script_root))
 
 
 @bp.get("/api/events")
 def json_events():
-    return _event_stream(json_messages)
+    return _event_stream(json_messages, "json")
 
 
 @bp.get("/api/events/stats")
@@ -48,11 +49,12 @@ def json_messages(live: sse.LiveEvent) -> list[sse.Message]:
     return [sse.Message(live.wire, type=live.name, id=live.seq)]
 
 
-def _event_stream(to_messages):
+def _event_stream(to_messages, key):
+    """key: what the framing depends on besides the event; each event is framed once per key."""
     after, run_id = stream_position()
     config = current_app.config
     body = sse.stream(sse.get_broker(), to_messages, after=after, run_id=run_id,
-                      heartbeat_s=float(config["SSE_HEARTBEAT_S"]), retry_ms=int(config["SSE_RETRY_MS"]))
+                      heartbeat_s=float(config["SSE_HEARTBEAT_S"]), retry_ms=int(config["SSE_RETRY_MS"]), key=key)
     return current_app.response_class(
         stream_with_context(body), content_type="text/event-stream",
         # no-cache: never a stored stream; X-Accel-Buffering: nginx passes frames on as they come

@@ -27,6 +27,9 @@ from ..trainer.protocol import dumps
 
 log = logging.getLogger(__name__)
 HEARTBEAT = ": keep-alive\n\n"
+OPEN_FILES_WANTED = 65536  # soft RLIMIT_NOFILE a web process asks for: SSE streams are sockets
+OPEN_FILES_LOW = 2048      # below this (gunicorn's worker_connections here: 2,000) it says so
+BATCH_MAX, BATCH_BYTES = 64, 64 * 1024  # what one client's write may carry when it fell behind
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the only line ends SSE knows (str.splitlines knows more)
 
 
@@ -87,16 +90,20 @@ def publish_event(redis_client: redis.Redis, event: dict) -> int:
 class LiveEvent:
     """One numbered event as this process hands it out; its frames are made once, not per client."""
 
-    def __init__(self, event: dict, wire: str | None = None):
-        self.event, self.wire = event, wire or dumps(event)
+    def __init__(self, event: dict, wire: str | None = None, replayed: bool = False):
+        self.event, self.wire, self.replayed = event, wire or dumps(event), replayed
         self.seq, self.run_id, self.name = event["seq"], event["run_id"], event["event"]
-        self._frames: dict[str, list] = {}
-        self._lock = threading.Lock()
+        self._frames: dict = {}
+        self._lock = threading.RLock()  # re-entered: the framed bytes are made from the rendered frames
 
     def frames(self, key: str, render: Callable[[dict], list]) -> list:
+        return self.cached(key, lambda: render(self.event))
+
+    def cached(self, key, make: Callable[[], object]):
+        """make() once per key for this event, whichever client asks first; the rest share it."""
         with self._lock:
             if key not in self._frames:
-                self._frames[key] = render(self.event)
+                self._frames[key] = make()
             return self._frames[key]
 
 
@@ -116,12 +123,14 @@ class EventBroker:
         self._thread: threading.Thread | None = None
         self._backoff = backoff_s[0]
         self.last_seq: int | None = None  # the newest seq fanned out; later ones are checked for gaps
+        self.renders = 0  # HTML renders of events (once per event and sub-path, however many clients)
+        self.framings = 0  # live events framed and encoded (once per event and stream key, likewise)
 
     client_count = property(lambda self: len(self._clients))
 
     def stats(self) -> dict:
         return {"pid": os.getpid(), "clients": self.client_count, "subscribed": self._subscribed.is_set(),
-                "last_seq": self.last_seq}
+                "last_seq": self.last_seq, "renders": self.renders, "framings": self.framings}
 
     def register(self, run_id: int | None = None, wait_s: float = 5.0) -> Client:
         client = Client(run_id, self.queue_size)
@@ -146,15 +155,19 @@ class EventBroker:
 
     def html_frames(self, live: LiveEvent) -> list[tuple[str, str]]:
         # keyed by the sub-path: frames hold url_for URLs, and two proxies may mount us differently
-        return live.frames(request.script_root if has_request_context() else "", self._render)
+        return live.frames(request.script_root if has_request_context() else "",
+                           lambda event: self._render(event, live.replayed))
 
-    def _render(self, event: dict) -> list[tuple[str, str]]:
+    def _render(self, event: dict, replayed: bool = False) -> list[tuple[str, str]]:
         from .fragments import render_event_fragments  # lazily: fragments imports templates' helpers
+        self.renders += 1
+        # replayed: the client may have missed live frames (e.g. an unchanged chart is left out live)
+        render = (lambda e: render_event_fragments(e, replayed=True)) if replayed else render_event_fragments
         try:
             if has_request_context():
-                return list(render_event_fragments(event))
+                return list(render(event))
             with self.app.app_context():
-                return list(render_event_fragments(event))
+                return list(render(event))
         except Exception:  # one bad event must not end every stream that carries it
             self.app.logger.exception("rendering SSE fragments for event %s failed", event.get("seq"))
             return []
@@ -167,7 +180,7 @@ class EventBroker:
         with closing(store.connect(self.app.config["DATABASE"])) as conn:
             while events := store.events_since(conn, after, run_id, limit=page):
                 for event in events:
-                    yield LiveEvent(event)
+                    yield LiveEvent(event, replayed=True)
                 after = events[-1]["seq"]
 
     def _run(self) -> None:
@@ -238,7 +251,31 @@ class EventBroker:
 
 
 def init_app(app: Flask) -> EventBroker:
+    raise_open_file_limit()
     return app.extensions.setdefault("sse_broker", EventBroker(app))
+
+
+def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> int | None:
+    """Every open stream holds a socket. At the usual soft limit of 1,024 open files (systemd's
+    default too) one process stops near 1,000 viewers: accept() fails with EMFILE and new
+    connections hang. So raise the soft limit toward the hard one (which any process may do).
+    Returns the soft limit now in force (None where there is no such limit)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %s to %s: %s", soft, target, exc)
+    if soft != resource.RLIM_INFINITY and soft < OPEN_FILES_LOW:
+        log.warning("open-file limit %s: this process can hold fewer than ~%s SSE streams; raise the hard "
+                    "limit (systemd: LimitNOFILE=)", soft, soft - 64)
+    return soft
 
 
 def get_broker() -> EventBroker:
@@ -249,34 +286,64 @@ def get_broker() -> EventBroker:
 
 def stream(broker: EventBroker, to_messages: Callable[[LiveEvent], list[Message]], *,
            after: int | None = None, run_id: int | None = None,
-           heartbeat_s: float = 15, retry_ms: int = 2000) -> Iterator[str]:
-    """Replay after ``after`` (None: live only), then live events: each seq once, in order."""
+           heartbeat_s: float = 15, retry_ms: int = 2000, key=None) -> Iterator[str | bytes]:
+    """Replay after ``after`` (None: live only), then live events: each seq once, in order.
+
+    ``key`` (e.g. the stream's kind and sub-path: whatever ``to_messages`` depends on besides the
+    event): the framed, encoded bytes of each live event are made once under that key and shared by
+    every client of this process (a frame of a 20 kB partial, split into ``data:`` lines and encoded
+    per client, cost more than rendering it: 1,000 clients spent 60 % of the worker there), and the
+    stream yields bytes. Without a key it yields str, framed per client."""
+    encode = (lambda text: text.encode()) if key is not None else (lambda text: text)
     client = broker.register(run_id)  # first: anything published from now on reaches the queue
     try:
-        yield str(Message(None, retry=retry_ms))
+        yield encode(str(Message(None, retry=retry_ms)))
         # a Last-Event-ID beyond the log (a reset workspace) would hide every new event
         last = None if after is None else min(after, broker.log_head())
         if last is not None:
-            for live in broker.replay(last, run_id):
-                yield _frames_text(to_messages, live)
+            for live in broker.replay(last, run_id):  # fresh LiveEvents: nothing shared to cache
+                yield encode(_frames_text(to_messages, live))
                 last = live.seq
-        yield from _live(client, to_messages, last, heartbeat_s)
+        if key is not None:
+            def frame(live: LiveEvent) -> bytes:
+                broker.framings += 1
+                return _frames_text(to_messages, live).encode()
+
+            def framed(live: LiveEvent) -> bytes:
+                return live.cached(("sse", key), lambda: frame(live))
+        else:
+            def framed(live: LiveEvent) -> str:
+                return _frames_text(to_messages, live)
+        yield from _live(client, framed, last, heartbeat_s, encode(HEARTBEAT))
     finally:
         broker.unregister(client)
 
 
-def _live(client: Client, to_messages, last: int | None, heartbeat_s: float) -> Iterator[str]:
+def _live(client: Client, framed, last: int | None, heartbeat_s: float, heartbeat) -> Iterator[str | bytes]:
     sent_at = time.monotonic()
     while not client.dropped:  # dropped: end the response; the browser reconnects and replays
         try:
             live = client.queue.get(timeout=max(0.0, sent_at + heartbeat_s - time.monotonic()))
         except queue.Empty:
             live = None
-        if live is not None and (last is None or live.seq > last):
-            yield _frames_text(to_messages, live)
-            last, sent_at = live.seq, time.monotonic()
+        # what queued up while this client waited for the CPU goes out in one write, not one each
+        # (one wake-up, one socket write); bounded, as each batch is a copy of its frames
+        parts, size = [], 0
+        while live is not None:
+            if last is None or live.seq > last:
+                parts.append(framed(live))
+                size, last = size + len(parts[-1]), live.seq
+            if len(parts) >= BATCH_MAX or size >= BATCH_BYTES:
+                break
+            try:
+                live = client.queue.get_nowait()
+            except queue.Empty:
+                live = None
+        if parts:
+            yield parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
+            sent_at = time.monotonic()
         elif time.monotonic() - sent_at >= heartbeat_s:
-            yield HEARTBEAT  # keeps proxies (nginx: 60 s) from closing, and finds gone clients
+            yield heartbeat  # keeps proxies (nginx: 60 s) from closing, and finds gone clients
             sent_at = time.monotonic()
 
 
