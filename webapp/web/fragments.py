@@ -5,7 +5,7 @@ so what is rendered here is read from SQLite once, not once per browser.
 """
 from __future__ import annotations
 
-from flask import render_template
+from flask import current_app, has_request_context, render_template, request
 
 from .. import store
 from ..extensions import get_db
@@ -14,13 +14,19 @@ from . import training
 from .charts import loss_sparkline
 
 STATE_EVENTS = {Event.STATUS, Event.RUN, Event.FINISHED, Event.ERROR}
+SENT_CHARTS_KEPT = 32  # runs whose last streamed chart a process remembers
 
 
-def render_event_fragments(event: dict) -> list[tuple[str, str]]:
+def render_event_fragments(event: dict, replayed: bool = False) -> list[tuple[str, str]]:
+    """``replayed``: for a client catching up from SQLite, which may have missed the live frames."""
     name = event["event"]
     if name == Event.PROGRESS:
         from .runs import live_chart  # the run page's loss chart (re-rendered at most once a second)
-        return [("progress", render_progress(event["run_id"], event["data"])), ("chart", live_chart(event["run_id"]))]
+        frames = [("progress", render_progress(event["run_id"], event["data"]))]
+        chart = live_chart(event["run_id"])
+        if replayed or chart_changed(event["run_id"], chart):
+            frames.append(("chart", chart))
+        return frames
     if name in STATE_EVENTS:
         run = training.current_run()
         frames = [("state", render_template("dashboard/_state.html", run=run)),
@@ -38,6 +44,22 @@ def render_event_fragments(event: dict) -> list[tuple[str, str]]:
     if name == Event.LOG:
         return [("log", render_template("dashboard/_log_line.html", event=event))]
     return []
+
+
+def chart_changed(run_id: int, chart: str) -> bool:
+    """Whether this chart differs from the one this process last streamed live for the run. The
+    chart is redrawn at most once a second (less for a long run) but progress comes up to 12 times
+    a second: resending the same SVG (up to ~20 kB) each time cost every client's socket, and every
+    browser a swap, for nothing. A page shows the chart as it loads; the stream carries changes."""
+    sent = current_app.extensions.setdefault("sse_sent_charts", {})
+    key = (run_id, request.script_root if has_request_context() else "")  # frames differ per sub-path
+    if sent.get(key) == chart:
+        return False
+    sent.pop(key, None)
+    sent[key] = chart
+    while len(sent) > SENT_CHARTS_KEPT:
+        del sent[next(iter(sent))]  # the run streamed least recently
+    return True
 
 
 def render_progress(run_id: int | None, progress: dict | None) -> str:
