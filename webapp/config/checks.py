@@ -27,11 +27,12 @@ class Report:
                 "backend": self.backend}
 
 
-def validate(raw, base_dir: Path, backends: bool = True) -> Report:
+def validate(raw, base_dir: Path, backends: bool = True, whole: bool = False) -> Report:
     """Check a config as a user wrote it (full or partial, any version). ``base_dir`` is where
-    relative file names resolve (the workspace)."""
+    relative file names resolve (the workspace). ``whole``: ``raw`` is normalise's output already
+    (as the editor loads it), so it is checked as it is, not normalised (copied) once more."""
     try:
-        config, notes = normalise(raw)
+        config, notes = (raw, []) if whole else normalise(raw)
     except ConfigFormatError as exc:
         return Report(None, exc.errors)
     report = Report(config, model.check(config), notes=notes)

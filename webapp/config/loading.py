@@ -10,12 +10,11 @@
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 from .migrate import migrate, migrate_concept
-from .model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
+from .model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
 
 MAX_DEPTH = 32                  # a TrainConfig nests 4 deep; anything far deeper is junk
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -56,18 +55,19 @@ def check_depth(value) -> None:
 
 
 def overlay(spec: ObjectSpec, base: dict, user: dict) -> dict:
-    """``base`` with ``user``'s keys laid over it; nested objects and list items merge by spec."""
-    result = copy.deepcopy(base)
+    """``base`` with ``user``'s keys laid over it; nested objects and list items merge by spec.
+    (A copy: neither is changed. Base's keys keep their order, the user's new ones follow.)"""
+    result = {key: value if key in user else json_copy(value) for key, value in base.items()}
     for key, value in user.items():
         found = spec.fields.get(key)
         nested = found.spec if found is not None else None
         if nested is not None and found.kind == "object" and isinstance(value, dict) and isinstance(result.get(key), dict):
             result[key] = overlay(nested, result[key], value)
         elif nested is not None and found.kind == "array" and isinstance(value, list):
-            result[key] = [overlay(nested, nested.defaults, item) if isinstance(item, dict) else copy.deepcopy(item)
+            result[key] = [overlay(nested, nested.defaults, item) if isinstance(item, dict) else json_copy(item)
                            for item in value]
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = json_copy(value)
     return result
 
 
@@ -106,7 +106,7 @@ def read_list_file(path_text, base_dir: Path) -> tuple[list | None, str | None]:
 def pack(config: dict, base_dir: Path) -> tuple[dict, list[dict]]:
     """The config with concepts and samples inline; warnings for list files that cannot be read
     (their inline list then stays as it was)."""
-    packed, warnings = copy.deepcopy(config), []
+    packed, warnings = json_copy(config), []
     for inline, file_key, spec in LIST_FILES:
         if packed.get(inline) is not None or not packed.get(file_key):
             continue

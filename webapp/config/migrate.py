@@ -6,9 +6,7 @@ move is reported in words, for the editor and the API to show.
 """
 from __future__ import annotations
 
-import copy
-
-from .model import CONCEPT_VERSION, CURRENT_VERSION
+from .model import CONCEPT_VERSION, CURRENT_VERSION, json_copy
 
 RENAMED = {"save_after": "save_every", "save_after_unit": "save_every_unit"}
 # before model parts were nested objects, their settings were flat keys of the config
@@ -24,7 +22,7 @@ def version_of(obj: dict) -> int:
 
 def migrate(raw: dict) -> tuple[dict, list[str]]:
     """A migrated copy of a TrainConfig dict and what was changed; ``raw`` is left as it was."""
-    config, notes = copy.deepcopy(raw), []
+    config, notes = json_copy(raw), []
     if version_of(config) < CURRENT_VERSION:
         for old, new in RENAMED.items():
             _move(config, old, new, notes)

@@ -74,6 +74,18 @@ def _error(path: str, message: str) -> dict:
     return {"field": path, "message": message}
 
 
+def json_copy(value):
+    """A deep copy of JSON-shaped data (dicts, lists, scalars): what copy.deepcopy gives for it, at
+    a fraction of the cost (no memo, no dispatch per value). Anything else goes to deepcopy."""
+    kind = type(value)
+    if kind is dict:
+        return {key: json_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [json_copy(item) for item in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    return copy.deepcopy(value)
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -203,7 +215,7 @@ class ObjectSpec:
         return errors[:MAX_ERRORS]
 
     def default_copy(self) -> dict:
-        return copy.deepcopy(self.defaults)
+        return json_copy(self.defaults)
 
     def schema(self, defs: dict) -> dict:
         return {"type": "object", "title": self.title, "additionalProperties": True,

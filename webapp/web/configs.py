@@ -130,15 +130,17 @@ def edit(name: str):
     stored, config, notes = load_for_editing(name)
     tab = request.args.get("tab") if request.args.get("tab") in TAB_KEYS else TAB_KEYS[0]
     return render_editor(stored, config, config, tab=tab, notes=notes,
-                         message="Saved." if request.args.get("saved") else None)
+                         message="Saved." if request.args.get("saved") else None, whole=True)
 
 
 def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_errors=None, texts=None,
-                  message: str | None = None, detail=None, status: int = 200, notes=()):
-    report = validate(config, workspace())
+                  message: str | None = None, detail=None, status: int = 200, notes=(), whole: bool = False):
+    """whole: ``config`` is as load_for_editing made it (normalised), not as a form left it."""
+    report = validate(config, workspace(), whole=whole)
     errors = errors_by_field(report.errors)
     errors.update(form_errors or {})
-    view = EditorView(config, errors, texts or {}, errors_by_field(report.warnings), workspace(), saved)
+    view = EditorView(config, errors, texts or {}, errors_by_field(report.warnings), workspace(), saved,
+                      check_url=url_for(".check_field"))
     all_errors = report.errors + [{"field": k, "message": v} for k, v in (form_errors or {}).items()]
     template = "configs/_editor.html" if is_htmx() else "configs/editor.html"
     return render_template(template, stored=stored, name=stored.name, view=view, tabs=TABS, tab=tab,
