@@ -15,6 +15,9 @@
    values (the HTML renders read the run's history: a long run's cost). This isolates the web
    path: SQLite append -> Redis publish -> the web's one subscription -> fan-out -> gevent -> socket.
 
+Goal (issue #10, 2): p99 < 50 ms with 100 clients at 20 events/s, checked on the synthetic rows
+with 100 clients on a fresh run (JSON and HTML); the full stack and the long history are reported.
+
     .venv/bin/python benchmarks/bench_event_latency.py
 """
 from __future__ import annotations
@@ -32,6 +35,7 @@ from webapp.worker.bridge import PROGRESS_INTERVAL_S  # no torch: the bridge imp
 
 NAME = "bench_event_latency"
 RATE, SECONDS = 20, 10
+GOAL_P99_S, GOAL_CLIENTS = 0.05, 100  # issue #10, goal 2: p99 < 50 ms with 100 clients at 20 events/s
 RUN_S, SAMPLE_EVERY_S = 10, 3
 # (clients, stream, loss values the run already holds: a long run's history, which HTML renders read)
 SYNTHETIC = ((10, "/api/events", 0), (100, "/api/events", 0), (100, "/events", 0), (100, "/events", 100_000))
@@ -137,14 +141,25 @@ def report(stack: dict, synthetic_runs: list[dict], elapsed: float) -> None:
                  for r in synthetic_runs]))
     other = per_event.get("all but progress", {})
     worst_synthetic = max(r["p99"] for r in synthetic_runs)
-    print(f"\ngoal p99 < 100 ms: full stack (all but progress) p99 {ms(other.get('p99'))} ms, all "
+    # goal 2: the 100-client rows of a fresh run (the long-history row is reported, not the goal:
+    # its cost is the live chart's re-render, see the README's findings)
+    goal_rows = [r for r in synthetic_runs if r["clients"] == GOAL_CLIENTS and r["history"] == 0]
+    goal_p99 = max(r["p99"] for r in goal_rows)
+    every = all(r["received"] == r["expected"] for r in goal_rows)
+    met = goal_p99 < GOAL_P99_S and every
+    print(f"\ngoal 2 (p99 < {1000 * GOAL_P99_S:.0f} ms, {GOAL_CLIENTS} clients, {RATE} events/s): "
+          + ", ".join(f"{r['path']} p50 {ms(r['p50'])} / p99 {ms(r['p99'])} ms" for r in goal_rows)
+          + f", every event to every client: {'yes' if every else 'NO'} -> {'met' if met else 'NOT met'}")
+    print(f"full stack (10 clients): all but progress p99 {ms(other.get('p99'))} ms, all "
           f"{ms(per_event.get('all', {}).get('p99'))} ms (progress held up to {1000 * PROGRESS_INTERVAL_S:.0f} ms by "
           f"design); synthetic worst p99 {ms(worst_synthetic)} ms; load average {os.getloadavg()[0]:.1f}; "
           f"took {elapsed:.0f} s")
     path = write_results(NAME, {
         "benchmark": NAME, "machine": machine(), "full_stack": stack, "synthetic": synthetic_runs,
-        "goal": "p99 < 100 ms (progress excluded: coalesced by design)", "progress_interval_s": PROGRESS_INTERVAL_S,
-        "met": (other.get("p99") or 1) < 0.1 and worst_synthetic < 0.1,
+        "goal": f"p99 < {1000 * GOAL_P99_S:.0f} ms with {GOAL_CLIENTS} clients at {RATE} events/s (synthetic, "
+                "fresh run, /api/events and /events); full stack reported (progress coalesced by design)",
+        "progress_interval_s": PROGRESS_INTERVAL_S, "goal_p99_s": goal_p99, "met": met,
+        "full_stack_all_but_progress_p99_s": other.get("p99"),
         "loadavg_at_end": os.getloadavg(), "elapsed_s": elapsed})
     print(f"results: {path}")
 

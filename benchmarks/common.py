@@ -116,9 +116,41 @@ class Bench(contextlib.ExitStack):
         return self.spawn(f"web-{port}", gunicorn_command("127.0.0.1", port), signal.SIGINT), \
             f"http://127.0.0.1:{port}"
 
+    def web_app(self, app_spec: str, chdir: Path = BENCH_DIR, port: int | None = None) -> tuple[subprocess.Popen, str]:
+        """Another WSGI app (e.g. a baseline) under the product's own gunicorn flags (gevent, the same
+        worker_connections): only the app spec differs; ``chdir`` is where gunicorn imports it from."""
+        from webapp.standalone import gunicorn_command
+        port = port or free_port()
+        command = gunicorn_command("127.0.0.1", port)[:-1] + ["--chdir", str(chdir), app_spec]
+        return self.spawn(f"app-{port}", command, signal.SIGINT), f"http://127.0.0.1:{port}"
+
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.tmp / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+class RssSampler:
+    """Peak RSS (and the last sample) of one process, sampled every ``every`` s in a thread."""
+
+    def __init__(self, pid: int, every: float = 0.1):
+        import threading
+        self.process, self.every, self.peak, self.last, self.samples = psutil.Process(pid), every, 0, 0, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            with contextlib.suppress(psutil.Error):
+                self.last = self.process.memory_info().rss
+                self.peak, self.samples = max(self.peak, self.last), self.samples + 1
+            self._done.wait(self.every)
+
+    def stop(self) -> int:
+        """The peak RSS in bytes."""
+        self._done.set()
+        self._thread.join(timeout=5)
+        return self.peak
 
 
 def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> None:
