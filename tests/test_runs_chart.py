@@ -52,3 +52,20 @@ def test_the_live_chart_is_redrawn_at_most_once_a_second(app):
         redrawn = runs.live_chart(run_id)
         assert redrawn != first and "6000 steps" in redrawn
     conn.close()
+
+
+def test_the_page_chart_is_drawn_again_only_when_the_run_changed(app, client):
+    from webapp.trainer.protocol import make_event
+    conn = store.connect(app.config["DATABASE"])
+    run_id = fill(conn, 2_000)
+    first = client.get(f"/runs/{run_id}/chart").text
+    cache = app.extensions["run_page_chart_cache"]
+    drawn = cache[run_id]
+    assert client.get(f"/runs/{run_id}/chart").text == first and cache[run_id] is drawn  # no redraw
+    store.append_metrics(conn, run_id, [(2_000 + s, 0.5, 1e-5, time.time()) for s in range(1, 101)])
+    assert "2100 steps" in client.get(f"/runs/{run_id}/chart").text  # new losses: drawn again
+    drawn = cache[run_id]
+    store.append_event(conn, run_id, make_event("log", run_id=run_id, text="backup written: backups/x", level="info"))
+    client.get(f"/runs/{run_id}/chart")
+    assert cache[run_id] is not drawn  # an event (a sample, a save) may add a marker: drawn again
+    conn.close()

@@ -252,6 +252,17 @@ def recent_events(conn, run_id: int, name: str, limit: int = 30) -> list[dict]:
              "time": r["time"]} for r in reversed(rows)]
 
 
+def chart_version(conn, run_id: int) -> tuple:
+    """What a run's loss chart is drawn from, in a few index lookups: the newest event (samples,
+    saves and backups come with one), the number of loss rows (from the coarsest summary
+    buckets: one or two rows) and whether the summary waits to be rebuilt."""
+    return conn.execute(
+        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = :run),"
+        " (SELECT COALESCE(SUM(n), 0) FROM metric_buckets WHERE run_id = :run AND width = :width),"
+        " (SELECT COUNT(*) FROM metric_buckets_stale WHERE run_id = :run)",
+        {"run": run_id, "width": BUCKET_WIDTHS[-1]}).fetchone()[:]
+
+
 def last_seq(conn) -> int:
     return conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 

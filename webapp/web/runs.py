@@ -135,6 +135,25 @@ def render_chart(run_id: int) -> str:
     return render_template("runs/_chart.html", chart=chart, total=series["total"], run_id=run_id)
 
 
+CHART_CACHE_RUNS = 32  # charts kept per process
+
+
+def cached_chart(run_id: int) -> str:
+    """The run's chart, drawn again only when what it shows changed (store.chart_version): a
+    finished run's chart never changes, and at 100 page views a second drawing each one (~5 ms)
+    saturated the process (run page p99 408 ms in benchmarks/bench_pages.py)."""
+    cache = current_app.extensions.setdefault("run_page_chart_cache", {})
+    version = store.chart_version(get_db(), run_id)
+    hit = cache.get(run_id)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    html = render_chart(run_id)
+    if len(cache) >= CHART_CACHE_RUNS and run_id not in cache:
+        cache.pop(next(iter(cache)))  # the oldest drawn
+    cache[run_id] = (version, html)
+    return html
+
+
 def live_chart(run_id: int) -> str:
     """For the SSE stream: at most one render a second per run and process (and less often if a
     render ever took more than 1/CHART_BUDGET of that: a gevent process serves every stream on one
@@ -144,7 +163,7 @@ def live_chart(run_id: int) -> str:
     due, html = cache.get(run_id, (0.0, ""))
     now = time.monotonic()
     if now >= due:
-        html = render_chart(run_id)
+        html = cached_chart(run_id)
         took = time.monotonic() - now
         cache[run_id] = (now + max(CHART_RERENDER_S, took * CHART_BUDGET), html)
     return html
@@ -194,7 +213,7 @@ def page(run_id: int):
         "runs/run.html", run=run, last_seq=store.last_seq(conn),
         config_text=json.dumps(config_as_run(store.get_run(conn, run_id)), indent=2),
         timeline=runs_store.timeline(conn, run_id), samples=store.list_samples(conn, run_id, limit=60),
-        chart_html=render_chart(run_id), log=log_lines(run_id), query="",
+        chart_html=cached_chart(run_id), log=log_lines(run_id), query="",
         files=run_files(run_dir(run_id), run["output_path"]))
 
 
@@ -207,7 +226,7 @@ def status(run_id: int):
 @bp.get("/runs/<int:run_id>/chart")
 def chart(run_id: int):
     get_run_view(run_id)
-    return render_chart(run_id)
+    return cached_chart(run_id)
 
 
 @bp.get("/runs/<int:run_id>/log")
