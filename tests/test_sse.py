@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 import time
 
 import pytest
@@ -247,15 +248,16 @@ def test_html_is_rendered_once_per_event_for_all_clients(app, redis_server, monk
     streams = []
     try:
         with app.test_request_context("/events"):
-            streams = [sse.stream(broker, lambda live: events_view.html_messages(broker, live), heartbeat_s=30)
-                       for _ in range(5)]
-            assert all(next(s).startswith("retry:") for s in streams)
+            streams = [sse.stream(broker, lambda live: events_view.html_messages(broker, live), heartbeat_s=30,
+                                  key=("html", "")) for _ in range(5)]
+            assert all(next(s).startswith(b"retry:") for s in streams)
             event = store.append_event(conn, store.create_run(conn, "t", {}), make_event("log", text="hi"))
             sse.publish_event(redis_server, event)
             texts = [next(s) for s in streams]
         assert calls == [event["seq"]]
-        assert len(set(texts)) == 1 and texts[0].startswith("event: log\n")
-        assert texts[0].endswith(f"id: {event['seq']}\n\n")
+        assert (broker.renders, broker.framings) == (1, 1)  # not once per client
+        assert len({id(t) for t in texts}) == 1  # one frame's bytes, shared
+        assert texts[0].startswith(b"event: log\n") and texts[0].endswith(f"id: {event['seq']}\n\n".encode())
     finally:
         for s in streams:
             s.close()
@@ -280,3 +282,31 @@ def test_a_client_that_falls_behind_is_dropped(app, redis_server):
     finally:
         broker.stop()
         conn.close()
+
+
+def test_the_open_file_limit_is_raised_for_many_viewers():
+    """At the usual soft limit of 1,024 open files a web process stops near 1,000 streams."""
+    code = ("import resource\n"
+            "from webapp.web.sse import raise_open_file_limit\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+            "wanted = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)\n"
+            "print(raise_open_file_limit() == wanted == resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_live_progress_carries_the_chart_only_when_it_changed(app, monkeypatch):
+    from webapp.web import runs
+    drawn = iter(["<svg>1</svg>", "<svg>1</svg>", "<svg>2</svg>", "<svg>2</svg>"])
+    monkeypatch.setattr(runs, "live_chart", lambda run_id: next(drawn))
+    event = {"event": "progress", "run_id": 7, "seq": 1,
+             "data": {"global_step": 1, "max_step": 10, "loss": 0.5}}
+    with app.test_request_context("/events"):
+        kinds = [[kind for kind, _ in fragments.render_event_fragments(event)] for _ in range(3)]
+        replayed = [kind for kind, _ in fragments.render_event_fragments(event, replayed=True)]
+    assert kinds == [["progress", "chart"], ["progress"], ["progress", "chart"]]
+    assert replayed == ["progress", "chart"]  # a client catching up gets it whatever was sent live
