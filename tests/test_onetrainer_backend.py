@@ -88,7 +88,9 @@ def test_backend_choice():
     assert choose_backend(SD15_LORA, "/ot").backend == BUILTIN
     assert choose_backend({**SD15_LORA, "backend": ONETRAINER}, "/ot").backend == ONETRAINER
     assert choose_backend(FLUX_LORA, "/ot").backend == ONETRAINER
-    assert choose_backend({"model_type": "STABLE_DIFFUSION_15"}, "/ot").backend == ONETRAINER  # FINE_TUNE
+    assert choose_backend({"model_type": "STABLE_DIFFUSION_15"}, "/ot").backend == BUILTIN  # FINE_TUNE
+    vae = {"model_type": "STABLE_DIFFUSION_15", "training_method": "FINE_TUNE_VAE"}
+    assert choose_backend(vae, "/ot").backend == ONETRAINER
     flux_here = choose_backend(FLUX_LORA, None)
     assert flux_here.backend == BUILTIN and not flux_here.builtin_supported and "ONETRAINER_DIR" in flux_here.reason
     assert choose_backend({**FLUX_LORA, "backend": BUILTIN}, "/ot").backend == BUILTIN
