@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 
-from . import store
+from . import metric_buckets, store
 from .store import _run_dict
 from .trainer.protocol import RunState
 
@@ -133,7 +133,7 @@ def delete_run_rows(conn, run_id: int) -> bool:
 
 # -- loss, downsampled: min and max per bucket, so spikes survive --------------------------------
 
-# a chart bucket spans at least this many stored summary buckets (store.BUCKET_WIDTHS), so chart
+# a chart bucket spans at least this many stored summary buckets (metric_buckets.BUCKET_WIDTHS), so chart
 # buckets differ in width by at most a quarter (the summary buckets are whole)
 SUMMARY_PER_BUCKET = 4
 
@@ -146,19 +146,19 @@ def loss_buckets(conn, run_id: int, buckets: int) -> tuple[list[dict], int]:
     Read from the run's summary (store.metric_buckets, kept as rows are appended) at the coarsest
     width that still gives SUMMARY_PER_BUCKET summary buckets per chart bucket: O(points) rows,
     whatever the run's length. A short run (< SUMMARY_PER_BUCKET × buckets × 4 steps) is read per step."""
-    store.refresh_buckets(conn, run_id)  # only if its rows were changed or deleted since
+    metric_buckets.refresh_buckets(conn, run_id)  # only if its rows were changed or deleted since
     with store.transaction(conn, "DEFERRED"):  # one snapshot: the worker may be appending
         low = conn.execute("SELECT MIN(step) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
         if low is None:
             return [], 0
         high = conn.execute("SELECT MAX(step) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
         total = int(conn.execute("SELECT TOTAL(n) FROM metric_buckets WHERE run_id = ? AND width = ?",
-                                 (run_id, store.BUCKET_WIDTHS[-1])).fetchone()[0])
+                                 (run_id, metric_buckets.BUCKET_WIDTHS[-1])).fetchone()[0])
         if total <= 2 * buckets:
             rows = conn.execute("SELECT step, loss, lr FROM metrics WHERE run_id = ? ORDER BY step", (run_id,))
             return [{"step": r[0], "loss": r[1], "lr": r[2], "n": 1} for r in rows], total
         width = 1
-        for candidate in store.BUCKET_WIDTHS:
+        for candidate in metric_buckets.BUCKET_WIDTHS:
             if high // candidate - low // candidate + 1 < SUMMARY_PER_BUCKET * buckets:
                 break
             width = candidate
@@ -180,7 +180,7 @@ def points_from_summaries(summaries, first: int, last: int, buckets: int) -> lis
     count = last - first + 1
     groups: dict = {}
     for row in summaries:
-        store.merge_stats(groups, (row[0] - first) * buckets // count, row[1:])
+        metric_buckets.merge_stats(groups, (row[0] - first) * buckets // count, row[1:])
     points = []
     for _, (n, lr_sum, lr_n, low, low_step, high, high_step) in sorted(groups.items()):
         if low is None:  # no loss in this bucket (only NULLs)
