@@ -106,11 +106,10 @@ class BuiltinBackend:
         else:
             self.groups, self.embedding = methods.setup_embedding(self.parts, settings)
         trained_modules = {g.name for g in self.groups}
-        for name, module in (("unet", self.parts.unet), ("text_encoder", self.parts.text_encoders[0]),
-                             ("text_encoder_2", self.parts.text_encoders[-1])):
+        for name, encoder in zip(("text_encoder", "text_encoder_2"), self.parts.text_encoders):
             if name in trained_modules:
-                module.train()
-        self.parts.unet.train()  # dropout-free; train mode for gradient checkpointing
+                encoder.train()  # a LoRA's dropout acts in train mode only
+        self.parts.unet.train()  # always: gradient checkpointing and LoRA dropout act in train mode only
         for note in cast_frozen_parts(self.parts, settings, trained_modules, self.amp_dtype):
             self.callbacks.log(note, "info")
         checkpointed = methods.enable_gradient_checkpointing(self.parts, settings, self.groups)
@@ -125,7 +124,7 @@ class BuiltinBackend:
                            options.ema_update_step_interval, on_cpu=options.ema == "CPU")
         self.noise_rng = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
         self.stepper = Stepper(self.parts, settings, self.groups, self.optimizer, self.lr_scheduler,
-                               self.device, self.amp_dtype, self.noise_rng, self.ema, self.embedding)
+                               self.device, self.amp_dtype, self.noise_rng, self.ema)
 
     def _lr_lambda(self, group):
         settings = self.settings

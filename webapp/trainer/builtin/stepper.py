@@ -17,10 +17,10 @@ from .conditioning import TextConditions, encode_captions, unet_kwargs
 
 class Stepper:
     def __init__(self, parts, settings, groups, optimizer, lr_scheduler, device, amp_dtype,
-                 noise_rng: torch.Generator, ema=None, embedding=None):
+                 noise_rng: torch.Generator, ema=None):
         self.parts, self.settings, self.groups = parts, settings, groups
         self.optimizer, self.lr_scheduler, self.device = optimizer, lr_scheduler, device
-        self.amp_dtype, self.noise_rng, self.ema, self.embedding = amp_dtype, noise_rng, ema, embedding
+        self.amp_dtype, self.noise_rng, self.ema = amp_dtype, noise_rng, ema
         self.options = settings.options
         self.accumulation = self.options.gradient_accumulation_steps
         self.scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 and device.type == "cuda" else None
