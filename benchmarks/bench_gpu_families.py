@@ -1,7 +1,7 @@
 """GPU check: LoRA training steps/s and peak CUDA memory of full-size SD 1.5 and SDXL, the built-in
 trainer's step against a plain diffusers loop, in BFLOAT_16.
 
-Full-size architectures with random weights, built from the published configs written below
+Full-size architectures with random weights, built from the published configs in sd_configs.py
 (runwayml/stable-diffusion-v1-5 and stabilityai/stable-diffusion-xl-base-1.0: UNet, VAE, text
 encoders), so nothing is downloaded; no tokenizer either: a batch is random latents of the
 resolution's size and random text embeddings of the right shapes (SD 1.5: 77 x 768; SDXL: 77 x 2048,
@@ -12,7 +12,7 @@ part sits on the GPU as in training (the trainer loads the whole model), frozen 
     a LoRA config (attn-only, rank/alpha --rank, AdamW, lr 1e-4, train_dtype and every weight_dtype
     BFLOAT_16), methods.setup_lora, model.cast_frozen_parts, methods.enable_gradient_checkpointing,
     optimizers.make_optimizer, the LR lambda of lr_schedule, Stepper; the step is Stepper.step.
-(b) plain: the diffusers LoRA example's recipe, written here: frozen parts cast to bfloat16,
+(b) plain: the diffusers LoRA example's recipe (plain_loop.py): frozen parts cast to bfloat16,
     ``unet.add_adapter(LoraConfig(r, lora_alpha, init_lora_weights="gaussian",
     target_modules=["to_k", "to_q", "to_v", "to_out.0"]))``, cast_training_params (adapter in
     float32), AdamW, a constant LR schedule, then per step noise, timesteps, add_noise, the UNet
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -37,77 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from sd_configs import FULL, SCHEDULER, SMOKE
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 NAME = "bench_gpu_families"
-EXAMPLE_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 LEARNING_RATE = 1e-4
 MODEL_TYPES = {"sd15": "STABLE_DIFFUSION_15", "sdxl": "STABLE_DIFFUSION_XL_10_BASE"}
-
-# -- the published configs (diffusers folders' config.json, defaults left out) ---------------------
-
-SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                 prediction_type="epsilon", clip_sample=False, steps_offset=1)
-SD15_UNET = dict(
-    act_fn="silu", attention_head_dim=8, block_out_channels=[320, 640, 1280, 1280], center_input_sample=False,
-    cross_attention_dim=768, down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                                               "CrossAttnDownBlock2D", "DownBlock2D"],
-    downsample_padding=1, flip_sin_to_cos=True, freq_shift=0, in_channels=4, layers_per_block=2,
-    mid_block_scale_factor=1, norm_eps=1e-05, norm_num_groups=32, out_channels=4, sample_size=64,
-    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"])
-SD_VAE = dict(
-    act_fn="silu", block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
-    in_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32, out_channels=3, sample_size=512,
-    up_block_types=["UpDecoderBlock2D"] * 4)  # scaling_factor 0.18215 (the default)
-CLIP_L = dict(  # openai/clip-vit-large-patch14's text model: SD 1.5's encoder and SDXL's first
-    vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-    max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-05, projection_dim=768,
-    bos_token_id=0, eos_token_id=2, pad_token_id=1)
-SDXL_UNET = dict(
-    act_fn="silu", addition_embed_type="text_time", addition_embed_type_num_heads=64, addition_time_embed_dim=256,
-    attention_head_dim=[5, 10, 20], block_out_channels=[320, 640, 1280], center_input_sample=False,
-    cross_attention_dim=2048, down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    downsample_padding=1, dual_cross_attention=False, flip_sin_to_cos=True, freq_shift=0, in_channels=4,
-    layers_per_block=2, mid_block_scale_factor=1, norm_eps=1e-05, norm_num_groups=32, num_class_embeds=None,
-    only_cross_attention=False, out_channels=4, projection_class_embeddings_input_dim=2816,
-    resnet_time_scale_shift="default", sample_size=128, transformer_layers_per_block=[1, 2, 10],
-    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], upcast_attention=None,
-    use_linear_projection=True)
-SDXL_VAE = dict(SD_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
-OPENCLIP_BIGG = dict(  # SDXL's text_encoder_2 (CLIPTextModelWithProjection)
-    vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-    max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-05, projection_dim=1280,
-    bos_token_id=0, eos_token_id=2, pad_token_id=1)
-
-# the tiny models of webapp/trainer/builtin/tiny_model.py, for --smoke (CPU)
-TINY_UNET = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=[32, 64],
-                 down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
-                 up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"], attention_head_dim=8, norm_num_groups=8)
-TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[16, 32, 64, 64],
-                down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-                layers_per_block=1, norm_num_groups=4, sample_size=64)
-TINY_CLIP = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 max_position_embeddings=77, projection_dim=32, hidden_act="quick_gelu",
-                 bos_token_id=0, eos_token_id=1, pad_token_id=1)
-
-# family -> what a case builds and feeds: (unet, vae, encoders [(config, with projection)], resolution,
-# batch, text width, pooled width)
-FULL = {
-    "sd15": dict(unet=SD15_UNET, vae=SD_VAE, encoders=[(CLIP_L, False)], resolution=512, batch=4,
-                 text_width=768, pooled=None),
-    "sdxl": dict(unet=SDXL_UNET, vae=SDXL_VAE, encoders=[(CLIP_L, False), (OPENCLIP_BIGG, True)], resolution=1024,
-                 batch=1, text_width=768 + 1280, pooled=1280),
-}
-SMOKE = {
-    "sd15": dict(unet=dict(TINY_UNET, cross_attention_dim=32), vae=TINY_VAE, encoders=[(TINY_CLIP, False)],
-                 resolution=64, batch=4, text_width=32, pooled=None),
-    "sdxl": dict(unet=dict(TINY_UNET, cross_attention_dim=64, use_linear_projection=True,
-                           addition_embed_type="text_time", addition_time_embed_dim=8,
-                           projection_class_embeddings_input_dim=32 + 6 * 8),
-                 vae=TINY_VAE, encoders=[(TINY_CLIP, False), (dict(TINY_CLIP, hidden_act="gelu"), True)],
-                 resolution=64, batch=1, text_width=64, pooled=32),
-}
-
 
 # -- one case, in a child process ------------------------------------------------------------------
 
@@ -198,45 +133,25 @@ def builtin_case(spec: dict, family: str, device, rank: int, checkpointing: bool
 def plain_case(spec: dict, family: str, device, rank: int, checkpointing: bool):
     """Returns step() and what trains: the diffusers LoRA example's recipe."""
     import torch
-    import torch.nn.functional as F
     from diffusers import DDPMScheduler
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import cast_training_params
-    from peft import LoraConfig
+
+    from plain_loop import add_example_lora, example_optimizer, plain_step
 
     weight_dtype = torch.bfloat16
     unet, vae, encoders = build_modules(spec, device)
     for module in (unet, vae, *encoders):
         module.to(device, dtype=weight_dtype)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                target_modules=EXAMPLE_TARGETS))
-    cast_training_params(unet, dtype=torch.float32)
+    params = add_example_lora(unet, rank, rank)  # the adapter in float32
     if checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
-    params = [p for p in unet.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-    lr_scheduler = get_scheduler("constant", optimizer=optimizer)
+    optimizer, lr_scheduler = example_optimizer(params, LEARNING_RATE)
     noise_scheduler = DDPMScheduler(**SCHEDULER)
     # the example encodes in weight_dtype: latents and text embeddings come out in bfloat16
     latents, embeds, pooled, ids = make_batch(spec, device, weight_dtype)
     added = None if pooled is None else {"text_embeds": pooled, "time_ids": ids}
-
-    def step() -> float:
-        noise = torch.randn_like(latents)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                  device=latents.device).long()
-        noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
-        with torch.autocast(device_type=device.type, dtype=weight_dtype):
-            model_pred = unet(noisy_latents, timesteps, embeds, added_cond_kwargs=added).sample
-        loss = F.mse_loss(model_pred.float(), noise.float(), reduction="mean")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad()
-        return loss.item()
-    return step, unet, params, []
+    return (lambda: plain_step(unet, noise_scheduler, latents, embeds, added, params, optimizer, lr_scheduler,
+                               autocast=weight_dtype)), unet, params, []
 
 
 def case_child(family: str, method: str, smoke: str, warmup: str, steps: str, rank: str, checkpointing: str,
@@ -245,10 +160,12 @@ def case_child(family: str, method: str, smoke: str, warmup: str, steps: str, ra
 
     import torch
 
+    from plain_loop import lora_layers, threads_like_the_product
+
     smoke, checkpointing = smoke == "1", checkpointing == "1"
     device = torch.device("cpu" if smoke else "cuda")
     if smoke:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))  # as the trainer's share_the_cpu
+        torch.set_num_threads(threads_like_the_product())  # as the trainer's share_the_cpu
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --smoke on a machine without one")
     spec = (SMOKE if smoke else FULL)[family]
@@ -260,7 +177,7 @@ def case_child(family: str, method: str, smoke: str, warmup: str, steps: str, ra
         else:
             step, unet, params, notes = plain_case(spec, family, device, int(rank), checkpointing)
     build_s = time.perf_counter() - t_build
-    lora_layers = sum(1 for name, _ in unet.named_modules() if name.endswith(".lora_A"))
+    layers = lora_layers(unet)
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in unet.parameters() if not p.requires_grad})
     if cuda:
         torch.cuda.synchronize()
@@ -279,7 +196,7 @@ def case_child(family: str, method: str, smoke: str, warmup: str, steps: str, ra
         "torch": torch.__version__, "resolution": spec["resolution"], "batch": spec["batch"],
         "gradient_checkpointing": checkpointing, "rank": int(rank), "build_s": build_s,
         "warmup_steps": int(warmup), "steps": int(steps), "seconds": seconds, "steps_per_s": int(steps) / seconds,
-        "lora_layers": lora_layers, "trained_params": sum(p.numel() for p in params),
+        "lora_layers": layers, "trained_params": sum(p.numel() for p in params),
         "trained_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),
         "frozen_unet_dtypes": dtypes, "notes": notes, "first_loss": losses[0], "last_loss": losses[-1],
         "static_mib": static / 2**20 if cuda else None,

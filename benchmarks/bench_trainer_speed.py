@@ -4,10 +4,11 @@ A: the built-in backend (BuiltinBackend, the demo config: LoRA rank 4 / alpha 4 
    attention layers (layer_filter_preset attn-only), AdamW, batch 4, latent caching; sampling,
    backups and saves off), in a child process of its own, stopped (TrainCommands.stop) --seconds
    after its first step.
-B: a plain loop written here the way diffusers' examples/text_to_image/train_text_to_image_lora.py
-   trains (our own code, same recipe), in a child process of its own, on the same model folder:
-   the parts from_pretrained, frozen; ``unet.add_adapter(LoraConfig(r, lora_alpha,
-   init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]))``;
+B: a plain loop (plain_loop.py) written the way diffusers'
+   examples/text_to_image/train_text_to_image_lora.py trains (our own code, same recipe), in a
+   child process of its own, on the same model folder: the parts from_pretrained, frozen;
+   ``unet.add_adapter(LoraConfig(r, lora_alpha, init_lora_weights="gaussian",
+   target_modules=["to_k", "to_q", "to_v", "to_out.0"]))``;
    AdamW (the config's lr, betas, eps, weight_decay) over the adapter; a constant LR scheduler;
    the demo images VAE-encoded and the captions text-encoded once up front (the built-in trainer
    caches both too; the example encodes them at every step); then per step: a shuffled batch of
@@ -28,10 +29,11 @@ the machine's busy CPU is sampled: what neither the child nor this script used i
 bench_trainer_speed.json under the family's name (each --family run keeps the others').
 
 --profile adds one more A and B run, each with cProfile on for its timed window only, and prints
-where the time goes (own time per function). --breakdown ROUNDS adds one process that starts the
-built-in backend and times variants of its step interleaved (the plain recipe on the backend's own
-UNet and optimizer, then Stepper.loss, Stepper.step, data.batch added in turn), so that a shared
-host's load hits them alike, and the loop's per-step bookkeeping on its own.
+where the time goes (own time per function). --breakdown ROUNDS adds one process
+(trainer_speed_breakdown.py) that starts the built-in backend and times variants of its step
+interleaved (the plain recipe on the backend's own UNet and optimizer, then Stepper.loss,
+Stepper.step, data.batch added in turn), so that a shared host's load hits them alike, and the
+loop's per-step bookkeeping on its own.
 
     .venv/bin/python benchmarks/bench_trainer_speed.py [--family sd15|sd2|sdxl] [--pairs 2]
                                                        [--seconds 6] [--profile] [--breakdown 8]
@@ -49,16 +51,10 @@ from pathlib import Path
 
 from common import PY, RESULTS_DIR, Bench, machine, stop, table, write_results
 from cpu import CpuSampler
+from step_timing import make_profiler, print_profile, profile_summary, timing, usage
+from trainer_speed_breakdown import breakdown_child, print_breakdown
 
 NAME = "bench_trainer_speed"
-# diffusers' LoRA example's targets; the preset attn-only ("attn" in the module name) picks the
-# same Linear layers: attn1/attn2 .to_q/.to_k/.to_v/.to_out.0
-EXAMPLE_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
-PROFILE_TOP = 25
-
-
-def threads_like_the_product() -> int:
-    return max(1, (os.cpu_count() or 1) - 1)  # webapp.trainer.builtin.model.share_the_cpu
 
 
 # -- A: the built-in trainer -------------------------------------------------------------------
@@ -66,12 +62,13 @@ def threads_like_the_product() -> int:
 def builtin_child(config_path: str, workspace: str, seconds: str, out: str, profile: str) -> None:
     import torch
 
+    from plain_loop import lora_layers
     from webapp.trainer.builtin import BuiltinBackend
     from webapp.trainer.callbacks import TrainCallbacks
     from webapp.trainer.commands import TrainCommands
 
     commands = TrainCommands()
-    profiler = _profiler() if profile == "1" else None
+    profiler = make_profiler() if profile == "1" else None
 
     class Clock(TrainCallbacks):
         def __init__(self):
@@ -80,7 +77,7 @@ def builtin_child(config_path: str, workspace: str, seconds: str, out: str, prof
         def progress(self, *, global_step, loss=None, **_):
             now = time.perf_counter()
             self.times.append(now)
-            self.cpu.append(_usage())
+            self.cpu.append(usage())
             self.wall.append(time.time())
             self.losses.append(loss)
             if len(self.times) == 1 and profiler is not None:
@@ -98,15 +95,15 @@ def builtin_child(config_path: str, workspace: str, seconds: str, out: str, prof
     threads = torch.get_num_threads()  # share_the_cpu ran in __init__
     try:
         backend.start()
-        lora_layers = sum(1 for name, _ in backend.parts.unet.named_modules() if name.endswith(".lora_A"))
+        layers = lora_layers(backend.parts.unet)
         trained = sum(p.numel() for g in backend.groups for p in g.params.values())
         backend.train()
     finally:
         backend.end()
-    result = _timing(clock.times, clock.cpu, clock.wall, clock.losses)
-    result.update(threads=threads, lora_layers=lora_layers, trained_params=trained)
+    result = timing(clock.times, clock.cpu, clock.wall, clock.losses)
+    result.update(threads=threads, lora_layers=layers, trained_params=trained)
     if profiler is not None:
-        result["profile"] = _profile_summary(profiler, result["steps"])
+        result["profile"] = profile_summary(profiler, result["steps"])
     Path(out).write_text(json.dumps(result))
 
 
@@ -115,12 +112,11 @@ def builtin_child(config_path: str, workspace: str, seconds: str, out: str, prof
 def plain_child(config_path: str, workspace: str, seconds: str, out: str, profile: str) -> None:
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from diffusers.optimization import get_scheduler
-    from peft import LoraConfig
     from PIL import Image
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from plain_loop import add_example_lora, example_optimizer, lora_layers, plain_step, threads_like_the_product
 
     torch.set_num_threads(threads_like_the_product())  # as the built-in trainer sets it
     config = json.loads(Path(config_path).read_text())
@@ -142,15 +138,8 @@ def plain_child(config_path: str, workspace: str, seconds: str, out: str, profil
     for module in (unet, vae, *encoders):
         module.requires_grad_(False)
 
-    unet.add_adapter(LoraConfig(r=config["lora_rank"], lora_alpha=config["lora_alpha"],
-                                init_lora_weights="gaussian", target_modules=EXAMPLE_TARGETS))
-    lora_params = [p for p in unet.parameters() if p.requires_grad]
-    for param in lora_params:  # the example's cast_training_params (a no-op in float32)
-        param.data = param.data.float()
-    opt = config.get("optimizer") or {}
-    optimizer = torch.optim.AdamW(lora_params, lr=lr, betas=(opt.get("beta1", 0.9), opt.get("beta2", 0.999)),
-                                  weight_decay=opt.get("weight_decay", 0.01), eps=opt.get("eps", 1e-8))
-    lr_scheduler = get_scheduler("constant", optimizer=optimizer)
+    lora_params = add_example_lora(unet, config["lora_rank"], config["lora_alpha"])  # cast: a no-op in float32
+    optimizer, lr_scheduler = example_optimizer(lora_params, lr, config.get("optimizer"))
 
     # the dataset, encoded once (precomputed latents and text embeddings)
     concept = config["concepts"][0]
@@ -173,7 +162,7 @@ def plain_child(config_path: str, workspace: str, seconds: str, out: str, profil
             embeds_all = text_encoder(ids[0])[0]
     unet.train()
 
-    profiler = _profiler() if profile == "1" else None
+    profiler = make_profiler() if profile == "1" else None
     times, cpu, wall, losses = [], [], [], []
     generator = torch.Generator().manual_seed(seed)
     done = False
@@ -181,30 +170,12 @@ def plain_child(config_path: str, workspace: str, seconds: str, out: str, profil
         order = torch.randperm(len(images), generator=generator)
         for start in range(0, len(order) - batch_size + 1, batch_size):
             index = order[start:start + batch_size]
-            latents, encoder_hidden_states = latents_all[index], embeds_all[index]
-            noise = torch.randn_like(latents)
-            bsz = latents.shape[0]
-            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), device=latents.device)
-            noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
-            if noise_scheduler.config.prediction_type == "epsilon":
-                target = noise
-            else:
-                target = noise_scheduler.get_velocity(latents, noise, timesteps)
-            if xl:
-                added = {"text_embeds": pooled_all[index], "time_ids": time_ids_all[index]}
-                model_pred = unet(noisy_latents, timesteps, encoder_hidden_states, added_cond_kwargs=added).sample
-            else:
-                model_pred = unet(noisy_latents, timesteps, encoder_hidden_states).sample
-            loss = F.mse_loss(model_pred.float(), target.float(), reduction="mean")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(lora_params, 1.0)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
+            added = {"text_embeds": pooled_all[index], "time_ids": time_ids_all[index]} if xl else None
+            losses.append(plain_step(unet, noise_scheduler, latents_all[index], embeds_all[index], added,
+                                     lora_params, optimizer, lr_scheduler))
             now = time.perf_counter()
             times.append(now)
-            cpu.append(_usage())
+            cpu.append(usage())
             wall.append(time.time())
             if len(times) == 1 and profiler is not None:
                 profiler.enable()
@@ -213,167 +184,12 @@ def plain_child(config_path: str, workspace: str, seconds: str, out: str, profil
                 break
     if profiler is not None:
         profiler.disable()
-    result = _timing(times, cpu, wall, losses)
-    result.update(threads=torch.get_num_threads(),
-                  lora_layers=sum(1 for name, _ in unet.named_modules() if name.endswith(".lora_A")),
+    result = timing(times, cpu, wall, losses)
+    result.update(threads=torch.get_num_threads(), lora_layers=lora_layers(unet),
                   trained_params=sum(p.numel() for p in lora_params))
     if profiler is not None:
-        result["profile"] = _profile_summary(profiler, result["steps"])
+        result["profile"] = profile_summary(profiler, result["steps"])
     Path(out).write_text(json.dumps(result))
-
-
-# -- --breakdown: where a built-in step's time goes, in one process ---------------------------
-
-def breakdown_child(config_path: str, workspace: str, rounds: str, out: str, _unused: str) -> None:
-    """The built-in backend started (model, LoRA, cache), then variants of one step timed
-    interleaved in this one process (15 steps each per round, --rounds rounds), so that a shared
-    host's load hits them alike: from the plain recipe on the backend's own UNet, optimizer and
-    a fixed batch, adding one built-in piece at a time. Also the per-step bookkeeping of the
-    loop and of data.batch, timed on their own."""
-    import statistics
-    import timeit
-
-    import torch
-    import torch.nn.functional as F
-
-    from webapp.trainer.builtin import BuiltinBackend
-    from webapp.trainer.builtin.tensorboard import LossBoard
-    from webapp.trainer.callbacks import TrainCallbacks
-    from webapp.trainer.commands import TrainCommands
-
-    config = json.loads(Path(config_path).read_text())
-    run_dir = Path(workspace) / "runs" / f"breakdown-{time.monotonic_ns()}"
-    run_dir.mkdir(parents=True)
-    backend = BuiltinBackend(config, TrainCallbacks(), TrainCommands(), run_dir=run_dir, base_dir=Path(workspace))
-    backend.start()
-    stepper, data, unet, scheduler = backend.stepper, backend.data, backend.parts.unet, backend.parts.scheduler
-    params, optimizer, lr_scheduler = stepper.params, stepper.optimizer, stepper.lr_scheduler
-    indices = data.epoch_batches(0)[0]
-    fixed = data.batch(indices, 0)
-    latents, text, ids, _ = fixed
-    kwargs = {"encoder_hidden_states": text.embeds}
-    if ids is not None:
-        kwargs["added_cond_kwargs"] = {"text_embeds": text.pooled, "time_ids": ids}
-
-    def plain_recipe():
-        noise = torch.randn_like(latents)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),))
-        pred = unet(scheduler.add_noise(latents, noise, timesteps), timesteps, **kwargs).sample
-        loss = F.mse_loss(pred.float(), noise.float())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad()
-        return loss.item()
-
-    def stepper_loss():
-        loss = stepper.loss(*fixed)
-        (loss / stepper.accumulation).backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad()
-        return loss.item()
-
-    variants = {
-        "plain recipe (backend's UNet, optimizer, a fixed batch)": plain_recipe,
-        "+ Stepper.loss (noise, weights, per-sample MSE)": stepper_loss,
-        "+ Stepper.step (its optimizer step)": lambda: stepper.step(fixed, False),
-        "+ data.batch (the built-in step as the loop runs it)": lambda: stepper.step(data.batch(indices, 0), False),
-    }
-    for fn in variants.values():
-        for _ in range(3):
-            fn()
-    times = {name: [] for name in variants}
-    for _ in range(int(rounds)):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            for _ in range(15):
-                fn()
-            times[name].append((time.perf_counter() - t0) / 15)
-    board = LossBoard(run_dir, False, backend.callbacks.log)
-    schedules = backend._schedules()
-    samples = [data.samples[i] for i in indices]
-    item = data.items[samples[0].item]
-    parts = {
-        "data.batch": lambda: data.batch(indices, 0),
-        "data.batch: _latent_key per sample (augment, sha256, path.resolve)":
-            lambda: [data._latent_key(sample, 0) for sample in samples],
-        "data.batch: Path.resolve() per sample": lambda: [item.image_path.resolve() for _ in samples],
-        "data.batch: captions and augments": lambda: ([data.caption(x.item, 0) for x in samples],
-                                                      [data.augment(x, 0) for x in samples]),
-        "loop: stop poll, commands, schedules": lambda: (backend._stop_requested(), backend._run_commands(),
-                                                         backend._run_schedules(*schedules)),
-        "loop: progress callback + LossBoard.step (off)": lambda: (
-            backend.callbacks.progress(global_step=1, max_step=backend.max_step, epoch=0, max_epoch=1, epoch_step=1,
-                                       epoch_length=6, loss=0.1, lr=stepper.learning_rate()),
-            board.step(1, 0.1, 0.01, 0)),
-        "loop: max_step (sum over the epochs' lengths, read twice a step)": lambda: backend.max_step,
-    }
-    micro = {name: timeit.timeit(fn, number=300) / 300 for name, fn in parts.items()}
-    backend.end()
-    Path(out).write_text(json.dumps({
-        "rounds": int(rounds), "steps_per_round": 15,
-        "variants_ms": {name: {"median": 1000 * statistics.median(v), "min": 1000 * min(v)} for name, v in times.items()},
-        "bookkeeping_us": {name: 1e6 * v for name, v in micro.items()}}))
-
-
-# -- shared by the children ------------------------------------------------------------------
-
-def _usage() -> tuple:
-    """The process's (user s, system s, minor page faults, voluntary and involuntary switches)."""
-    import resource
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime, r.ru_stime, r.ru_minflt, r.ru_nvcsw, r.ru_nivcsw
-
-
-def _timing(times, cpu, wall, losses) -> dict:
-    steps = len(times) - 1
-    seconds = times[-1] - times[0]
-    delta = [(b - a) / steps for a, b in zip(cpu[0], cpu[-1])]
-    return {"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
-            "best_1s_steps_per_s": _best_window(times, 1.0),
-            "cpu_s_per_step": delta[0] + delta[1], "user_s_per_step": delta[0], "sys_s_per_step": delta[1],
-            "minor_faults_per_step": delta[2], "voluntary_switches_per_step": delta[3],
-            "involuntary_switches_per_step": delta[4], "t0": wall[0], "t1": wall[-1],
-            "first_loss": losses[0], "last_loss": losses[-1]}
-
-
-def _best_window(times: list[float], span: float) -> float | None:
-    """The highest steps/s over any stretch of at least ``span`` seconds between two steps: the
-    least disturbed second of a run (a shared host's load comes and goes)."""
-    best, j = None, 0
-    for i in range(len(times)):
-        j = max(j, i + 1)
-        while j < len(times) and times[j] - times[i] < span:
-            j += 1
-        if j == len(times):
-            break
-        rate = (j - i) / (times[j] - times[i])
-        best = rate if best is None else max(best, rate)
-    return best
-
-
-def _profiler():
-    import cProfile
-    return cProfile.Profile()
-
-
-def _profile_summary(profiler, steps: int) -> dict:
-    """Own time (tottime) and cumulative time per step of the top functions (ms per step)."""
-    import pstats
-    stats = pstats.Stats(profiler)
-    rows = []
-    for (filename, line, function), (_, calls, tottime, cumtime, _) in stats.stats.items():
-        where = filename.split("site-packages/")[-1].split("/work/main/")[-1]
-        rows.append({"function": f"{where}:{line}({function})", "calls_per_step": calls / max(1, steps),
-                     "own_ms_per_step": 1000 * tottime / max(1, steps),
-                     "cum_ms_per_step": 1000 * cumtime / max(1, steps)})
-    total = sum(r["own_ms_per_step"] for r in rows)
-    by_own = sorted(rows, key=lambda r: -r["own_ms_per_step"])[:PROFILE_TOP]
-    by_cum = sorted(rows, key=lambda r: -r["cum_ms_per_step"])[:PROFILE_TOP * 2]
-    return {"total_ms_per_step": total, "by_own": by_own, "by_cum": by_cum}
 
 
 # -- the benchmark -----------------------------------------------------------------------------
@@ -421,14 +237,6 @@ def speed_config(config_dir: Path, family: str) -> dict:
 
 def share(value) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
-
-
-def print_profile(label: str, profile: dict) -> None:
-    print(f"\n{label}: cProfile over the timed window, {profile['total_ms_per_step']:.2f} ms of Python-visible "
-          f"time per step (profiling inflates small calls)")
-    print(table(["function", "calls/step", "own ms/step", "cum ms/step"],
-                [[r["function"], f"{r['calls_per_step']:.1f}", f"{r['own_ms_per_step']:.3f}",
-                  f"{r['cum_ms_per_step']:.3f}"] for r in profile["by_own"][:15]]))
 
 
 def main() -> None:
@@ -510,14 +318,7 @@ def main() -> None:
           f"least disturbed second of each run {best_1s_ratio:.3f}; CPU time per step (B / A) {cpu_ratio:.3f}; "
           f"fastest A / fastest B {best:.3f}")
     if breakdown:
-        variants = breakdown["variants_ms"]
-        base = next(iter(variants.values()))["median"]
-        print(f"\nbreakdown, one process, {breakdown['rounds']} interleaved rounds of 15 steps each:")
-        print(table(["step variant", "median ms/step", "min ms/step", "vs plain recipe"],
-                    [[name, f"{v['median']:.2f}", f"{v['min']:.2f}", f"{v['median'] / base:.3f}"]
-                     for name, v in variants.items()]))
-        print(table(["per-step bookkeeping, timed alone", "us"],
-                    [[name, f"{us:.1f}"] for name, us in breakdown["bookkeeping_us"].items()]))
+        print_breakdown(breakdown)
     if profile:
         print_profile("A: built-in", profile["builtin"]["profile"])
         print_profile("B: plain", profile["plain"]["profile"])
