@@ -29,8 +29,8 @@ from collections import defaultdict
 
 import psutil
 
-from common import (Bench, SSEClients, api, build_demo, machine, ms, pct, stop, table, wait_demo, wait_http,
-                    write_results)
+from common import (Bench, SSEClients, api, build_demo, machine, ms, pct, publish_progress, stop, table, wait_demo,
+                    wait_http, write_results)
 from webapp.worker.bridge import PROGRESS_INTERVAL_S  # no torch: the bridge imports only the protocol
 
 NAME = "bench_event_latency"
@@ -76,7 +76,6 @@ def synthetic(bench: Bench, url: str, web_worker: psutil.Process, clients_n: int
     from redis import Redis
 
     from webapp import store
-    from webapp.trainer.protocol import Event, make_event
     from webapp.worker.sink import EventSink
     conn = store.connect(bench.workspace / "otweb.sqlite3")
     run_id = store.create_run(conn, "synthetic", {})
@@ -88,11 +87,7 @@ def synthetic(bench: Bench, url: str, web_worker: psutil.Process, clients_n: int
     cpu0, start = sum(web_worker.cpu_times()[:2]), time.monotonic()
     for step in range(history + 1, history + count + 1):
         time.sleep(max(0.0, start + (step - history) / RATE - time.monotonic()))
-        event = make_event(Event.PROGRESS, global_step=step, max_step=history + count, epoch=0, max_epoch=1,
-                           epoch_step=step, epoch_length=history + count, loss=1.0 / step, lr=1e-3,
-                           speed=float(RATE), eta_s=(history + count - step) / RATE, smooth_loss=1.0 / step)
-        sink.metrics(run_id, [(step, 1.0 / step, 1e-3, event["time"])])
-        numbered = sink.emit(run_id, event)
+        numbered = publish_progress(sink, run_id, step, history + count, RATE)
         emitted[numbered["seq"]] = numbered["time"]
     web_cpu = sum(web_worker.cpu_times()[:2]) - cpu0
     time.sleep(1.5)  # let the last frames arrive

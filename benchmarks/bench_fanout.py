@@ -142,10 +142,9 @@ def phase(bench, label: str, path: str, clients_n: int, seconds: float, history:
     import psutil
     from redis import Redis
 
-    from common import RssSampler, SSEClients, api, pct, stop, wait_http
+    from common import RssSampler, SSEClients, api, pct, publish_progress, stop, wait_http
     from cpu import busy_cpu_s
     from webapp import store
-    from webapp.trainer.protocol import Event, make_event
     from webapp.worker.sink import EventSink
 
     web, url = bench.web_app("bench_fanout:baseline_app()") if label == "baseline" else bench.web()
@@ -174,11 +173,7 @@ def phase(bench, label: str, path: str, clients_n: int, seconds: float, history:
         for i in range(1, count + 1):
             time.sleep(max(0.0, start + i / RATE - time.monotonic()))
             step = history + i
-            event = make_event(Event.PROGRESS, global_step=step, max_step=history + count, epoch=0, max_epoch=1,
-                               epoch_step=step, epoch_length=history + count, loss=1.0 / step, lr=1e-3,
-                               speed=float(RATE), eta_s=(history + count - step) / RATE, smooth_loss=1.0 / step)
-            sink.metrics(run_id, [(step, 1.0 / step, 1e-3, event["time"])])
-            numbered = sink.emit(run_id, event)
+            numbered = publish_progress(sink, run_id, step, history + count, RATE)
             emitted[numbered["seq"]] = numbered["time"]
         publish_s = time.monotonic() - start
         deadline, last = time.monotonic() + 10, max(emitted)  # let the last frames arrive (bounded)

@@ -21,21 +21,11 @@ import urllib.request
 
 import psutil
 
-from common import (PY, Bench, SSEClients, api, machine, stop, table, wait_http, write_results)
+from common import (PY, Bench, SSEClients, api, machine, maps_torch, memory, stop, table, wait_http,
+                    write_results)
 
 NAME = "bench_web_rss"
-MB = 1024 * 1024
 SPAWNS, REQUESTS, CLIENTS = 3, 100, 100
-
-
-def memory(pid: int) -> dict:
-    info = psutil.Process(pid).memory_full_info()
-    return {"rss_mb": info.rss / MB, "uss_mb": info.uss / MB}
-
-
-def maps_torch(pid: int) -> bool:
-    with open(f"/proc/{pid}/maps") as fh:
-        return "libtorch" in fh.read()
 
 
 def baseline() -> tuple[dict, float]:

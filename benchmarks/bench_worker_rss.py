@@ -26,21 +26,10 @@ import time
 
 import psutil
 
-from common import PY, Bench, build_demo, machine, table, wait_demo, write_results
+from common import MB, PY, Bench, build_demo, machine, maps_torch, memory, table, wait_demo, write_results
 
 NAME = "bench_worker_rss"
-MB = 1024 * 1024
 HEAVY = ("torch", "diffusers", "transformers", "numpy", "PIL", "safetensors", "flask", "jinja2", "gevent")
-
-
-def memory(pid: int) -> dict:
-    info = psutil.Process(pid).memory_full_info()
-    return {"rss_mb": info.rss / MB, "uss_mb": info.uss / MB}
-
-
-def maps_torch(pid: int) -> bool:
-    with open(f"/proc/{pid}/maps") as fh:
-        return "libtorch" in fh.read()
 
 
 def probe(imports: str) -> dict:

@@ -34,6 +34,31 @@ if str(ROOT) not in sys.path:
 
 # -- results ---------------------------------------------------------------------------------
 
+MB = 1024 * 1024
+
+
+def memory(pid: int) -> dict:
+    """RSS and USS (what the process alone holds) in MB."""
+    info = psutil.Process(pid).memory_full_info()
+    return {"rss_mb": info.rss / MB, "uss_mb": info.uss / MB}
+
+
+def maps_torch(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as fh:
+        return "libtorch" in fh.read()
+
+
+def publish_progress(sink, run_id: int, step: int, last_step: int, rate: float) -> dict:
+    """One progress event and its loss row, as the worker's bridge writes them (synthetic: no
+    trainer); returns the numbered event."""
+    from webapp.trainer.protocol import Event, make_event
+    event = make_event(Event.PROGRESS, global_step=step, max_step=last_step, epoch=0, max_epoch=1,
+                       epoch_step=step, epoch_length=last_step, loss=1.0 / step, lr=1e-3,
+                       speed=float(rate), eta_s=(last_step - step) / rate, smooth_loss=1.0 / step)
+    sink.metrics(run_id, [(step, 1.0 / step, 1e-3, event["time"])])
+    return sink.emit(run_id, event)
+
+
 def pct(values, p: float) -> float | None:
     """Nearest-rank percentile (p in 0..100); None for no values."""
     values = sorted(values)

@@ -8,11 +8,16 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+import sys
+from pathlib import Path
 
 import pytest
 
 from webapp import metric_buckets, runs_store, store
 from webapp.metric_buckets import BUCKET_WIDTHS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from bench_loss_chart import old_loss_buckets  # noqa: E402  the chart's old full aggregate: the oracle
 
 BUCKETS = 50  # 100 points: small enough for a fast test, large enough for several widths
 
@@ -168,30 +173,6 @@ def test_chart_keeps_its_resolution_and_its_extremes(conn):
         assert sum(p["n"] for p in points) == pytest.approx(100_000)
         assert [p["step"] for p in points] == sorted(p["step"] for p in points)
 
-
-def old_loss_buckets(conn, run_id: int, buckets: int):
-    """The full SQL aggregation the chart used before the summary table (three GROUP BY scans)."""
-    low, high, total = conn.execute(
-        "SELECT MIN(step), MAX(step), COUNT(*) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()
-    if total <= 2 * buckets:
-        rows = conn.execute("SELECT step, loss, lr FROM metrics WHERE run_id = ? ORDER BY step", (run_id,))
-        return [{"step": r[0], "loss": r[1], "lr": r[2], "n": 1} for r in rows], total
-    width = (high - low + 1) / buckets
-    bucket = f"CAST((step - {int(low)}) / {width!r} AS INTEGER)"
-    lows = conn.execute(f"SELECT {bucket} AS b, MIN(loss), step FROM metrics WHERE run_id = ? AND loss IS NOT NULL"
-                        " GROUP BY b", (run_id,)).fetchall()
-    highs = conn.execute(f"SELECT {bucket} AS b, MAX(loss), step FROM metrics WHERE run_id = ? AND loss IS NOT NULL"
-                         " GROUP BY b", (run_id,)).fetchall()
-    extra = {r[0]: (r[1], r[2]) for r in conn.execute(
-        f"SELECT {bucket} AS b, AVG(lr), COUNT(*) FROM metrics WHERE run_id = ? GROUP BY b", (run_id,))}
-    points = []
-    for (b, lo, lo_step), (_, hi, hi_step) in zip(lows, highs):
-        lr, count = extra.get(b, (None, 1))
-        pair = [(lo_step, lo), (hi_step, hi)] if lo_step <= hi_step else [(hi_step, hi), (lo_step, lo)]
-        if pair[0][0] == pair[1][0]:
-            pair = pair[:1]
-        points += [{"step": s, "loss": v, "lr": lr, "n": count / len(pair)} for s, v in pair]
-    return points, total
 
 
 @pytest.mark.parametrize("seed, steps, buckets", [(21, 100, 20), (22, 1_000, 100), (23, 4_000, 500), (24, 3_000, 300)])
