@@ -1,5 +1,5 @@
 """gunicorn for OneTrainer Web: gevent workers (SSE holds a connection per open browser).
-Run: gunicorn -c deploy/gunicorn.conf.py "webapp:create_app()"  (no --preload: gevent patches per worker)"""
+Run: gunicorn -c deploy/gunicorn.conf.py wsgi:app  (no --preload: gevent patches per worker)"""
 import os
 
 bind = os.environ.get("OTWEB_BIND", "127.0.0.1:8000")   # nginx in front; never 0.0.0.0 with accounts off
@@ -7,7 +7,7 @@ worker_class = "gevent"
 workers = int(os.environ.get("OTWEB_WEB_WORKERS", "2"))
 worker_connections = 2000          # open SSE streams + requests, per worker
 # each one is an open file: the app raises its soft RLIMIT_NOFILE to the hard limit (up to 65,536) as
-# it starts (webapp.web.sse.raise_open_file_limit); systemd's hard limit is ample, else LimitNOFILE=
+# it starts (webapp.web.sse.broker.raise_open_file_limit); systemd's hard limit is ample, else LimitNOFILE=
 timeout = 60                       # gevent workers heartbeat on their own; streams are not cut by this
 graceful_timeout = 5
 keepalive = 5

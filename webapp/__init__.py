@@ -1,17 +1,27 @@
-"""OneTrainer Web: the Flask app factory. The web side never imports torch."""
+"""OneTrainer Web: the Flask app factory.
+
+The package holds the three processes and what they share (see the README's code map): ``web/``
+(the control plane), ``worker/``, ``trainer/`` (the only place torch is imported), and ``protocol``,
+``settings``, ``eventlog``, ``store/`` and ``config/``. Flask is imported inside ``create_app``, so
+that a worker or a trainer importing this package does not load the web.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
+from webapp.settings import Settings
 
-from .settings import Settings
+if TYPE_CHECKING:
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: dict | None = None) -> Flask:
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     test_config = dict(test_config or {})
     # paths and Redis go through Settings, so the web, the worker and the CLI read them alike
@@ -34,24 +44,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
 
-    from . import auth, extensions
-    extensions.init_app(app)
-    auth.init_app(app)  # accounts, the authorization policy, CSRF, headers, rate limits
-
-    from .web import api, dashboard, errors, events, filters
-    errors.init_app(app)
-    filters.init_app(app)
-    app.register_blueprint(dashboard.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(events.bp)
-    from .web import auth as auth_pages
-    app.register_blueprint(auth_pages.bp)
-    from .web import configs
-    configs.init_app(app)
-    from .web import downloads, runs, runs_api, system
-    for blueprint in (runs.bp, runs_api.bp, downloads.bp, system.bp):
-        app.register_blueprint(blueprint)
-    from .web import playground, samples, samples_api
-    for blueprint in (samples.bp, samples_api.bp, playground.bp):
-        app.register_blueprint(blueprint)
+    from webapp import web  # here, not at import: the worker and the CLI import this package too
+    web.register(app)
     return app

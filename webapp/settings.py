@@ -10,6 +10,10 @@ EVENTS_CHANNEL = "otweb:events"          # Redis pub/sub: every numbered event, 
 WAKE_KEY = "otweb:wake"                  # Redis list: a nudge for idle workers
 HEARTBEAT_TTL_S = 5                      # a worker whose key is older is gone
 
+# a run folder (Settings.run_dir): what the worker and the trainer write there, and the web reads
+CONFIG_NAME = "config.json"              # the config as it ran
+LOG_NAME = "trainer.log"                 # the trainer process's stdout and stderr
+
 
 def heartbeat_key(worker: str) -> str:
     return f"otweb:worker:{worker}"

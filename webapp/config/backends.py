@@ -1,6 +1,6 @@
 """What each training backend can honour of a well-formed config: warnings, never errors.
 
-The built-in trainer's support lives in one place, ``webapp/trainsettings.py`` (its supported
+The built-in trainer's support lives in one place, ``config/builtin/settings.py`` (its supported
 model types and methods, and the fields it reads). Rather than keep a second list here, the
 check runs that reader on the config and records which keys it looks at: a setting that differs
 from OneTrainer's default and that the reader never looked at is one the built-in trainer
@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..trainer.backend_choice import BUILTIN, INSTALL_HINT, ONETRAINER, BackendChoice, choose_backend, onetrainer_dir
-from ..trainsettings import ConfigError, TrainSettings
-from .model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
+from webapp.config.builtin.backend_choice import BUILTIN, INSTALL_HINT, ONETRAINER, BackendChoice, choose_backend, onetrainer_dir
+from webapp.config.builtin.settings import ConfigError, TrainSettings
+from webapp.config.model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
 
 COSMETIC = {"__version", "concepts[*].name"}  # no effect on training: never worth a warning
 INDEX = re.compile(r"\[\d+\]")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import model
-from .backends import backend_warnings
-from .loading import ConfigFormatError, normalise, pack
+from webapp.config import model
+from webapp.config.backends import backend_warnings
+from webapp.config.loading import ConfigFormatError, normalise, pack
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Report:
     warnings: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     backend: dict | None = None              # which backend runs it, and why (backend_choice)
+    packed: dict | None = None               # ``config`` with its concepts and samples inline: what a run stores
 
     @property
     def valid(self) -> bool:
@@ -37,6 +38,7 @@ def validate(raw, base_dir: Path, backends: bool = True, whole: bool = False) ->
         return Report(None, exc.errors)
     report = Report(config, model.check(config), notes=notes)
     packed, report.warnings = pack(config, base_dir)
+    report.packed = packed
     # lists read from concept/sample files: their errors are this config's errors too
     for name in ("concepts", "samples"):
         if config.get(name) is None and packed.get(name) is not None:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .loading import resolve
+from webapp.config.loading import resolve
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_SCAN = 50_000      # files looked at in one folder tree: a page must not hang on a huge share

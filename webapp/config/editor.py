@@ -5,9 +5,9 @@ import json
 import re
 from pathlib import Path
 
-from .datasets import FolderStats, folder_stats
-from .forms import get_at
-from .model import field_at, label_for
+from webapp.config.datasets import FolderStats, folder_stats
+from webapp.config.forms import get_at
+from webapp.config.model import field_at, label_for
 
 def input_id(path: str) -> str:
     return "f-" + re.sub(r"[^A-Za-z0-9_-]", "-", path)

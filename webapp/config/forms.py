@@ -13,8 +13,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from .loading import ConfigFormatError, parse_json
-from .model import CONCEPT, SAMPLE, Field, field_at
+from webapp.config.loading import ConfigFormatError, parse_json
+from webapp.config.model import CONCEPT, SAMPLE, Field, field_at
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .loading import MAX_FILE_BYTES, ConfigFormatError, dumps, parse_json
+from webapp.config.loading import MAX_FILE_BYTES, ConfigFormatError, dumps, parse_json
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs" / "presets"
 PRESET_PREFIX = "presets/"
@@ -190,3 +190,12 @@ class ConfigLibrary:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+def list_configs(config_dir: Path) -> list[str]:
+    """The user's configs, then the presets."""
+    return ConfigLibrary(config_dir).names()
+
+
+def config_path(config_dir: Path, name: str) -> Path:
+    return ConfigLibrary(config_dir).path(name)

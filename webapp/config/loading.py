@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .migrate import migrate, migrate_concept
-from .model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
+from webapp.config.migrate import migrate, migrate_concept
+from webapp.config.model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
 
 MAX_DEPTH = 32                  # a TrainConfig nests 4 deep; anything far deeper is junk
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -118,6 +118,19 @@ def pack(config: dict, base_dir: Path) -> tuple[dict, list[dict]]:
             items = [migrate_concept(item, [], f"{file_key}[{index}]") for index, item in enumerate(items)]
         packed[inline] = [overlay(spec, spec.defaults, item) for item in items]
     return packed, warnings
+
+
+def settle_default_samples(config: dict, base_dir: Path) -> dict:
+    """No inline samples and OneTrainer's default samples file, which does not exist: no samples.
+
+    A partial config never names that file; laid over the defaults it does, and a run would fail
+    on a file the user never asked for (OneTrainer's own UI creates it empty). A file the user
+    named themselves stays a clear error."""
+    default = TRAIN_CONFIG.defaults.get("sample_definition_file_name")
+    if config.get("samples") is None and config.get("sample_definition_file_name") == default \
+            and not resolve(default, base_dir).exists():
+        return {**config, "samples": []}
+    return config
 
 
 def dumps(config: dict) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .enums import NAME, Enum, enum_for
+from webapp.config.enums import NAME, Enum, enum_for
 
 HERE = Path(__file__).resolve().parent
 MAX_TEXT = 10_000      # characters in one text field

@@ -3,23 +3,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .backend_choice import BUILTIN, ONETRAINER, choose_backend, onetrainer_dir
-
-PLAYGROUND_MARKER = "__playground__"  # a playground session (webapp/trainer/playground.py)
+from webapp.protocol import PLAYGROUND_MARKER
+from webapp.config.builtin.backend_choice import BUILTIN, ONETRAINER, choose_backend, onetrainer_dir
 
 
 def make_backend(config: dict, callbacks, commands, run_dir: Path, base_dir: Path):
     if PLAYGROUND_MARKER in config:
-        from .playground import PlaygroundBackend
+        from webapp.trainer.playground import PlaygroundBackend
         return PlaygroundBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir)
     directory = onetrainer_dir()
     choice = choose_backend(config, directory)
     if choice.backend == ONETRAINER:
-        from .onetrainer import OneTrainerBackend
+        from webapp.trainer.onetrainer import OneTrainerBackend
         callbacks.log(f"backend: OneTrainer in {directory} ({choice.reason})")
         return OneTrainerBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir,
                                  onetrainer_dir=Path(directory))
     if choice.backend == BUILTIN:
-        from .builtin import BuiltinBackend
+        from webapp.trainer.builtin import BuiltinBackend
         return BuiltinBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir)
     raise RuntimeError(choice.reason)

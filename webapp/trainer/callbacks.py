@@ -7,7 +7,7 @@ and benchmarks use it, or a subclass that prints).
 """
 from __future__ import annotations
 
-from .protocol import Event, make_event
+from webapp.protocol import Event, make_event
 
 
 class TrainCallbacks:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import queue as queue_module
 
-from .protocol import Command
+from webapp.protocol import Command
 
 
 class TrainCommands:

@@ -137,7 +137,7 @@ def build_demo(workspace: Path, config_dir: Path, force: bool = False, family: s
     workspace, config_dir = Path(workspace), Path(config_dir)
     model_dir = workspace / model_name
     if force or not (model_dir / "model_index.json").is_file():
-        from .builtin.tiny_model import build_tiny_model  # torch only when the model is built
+        from webapp.trainer.builtin.tiny_model import build_tiny_model  # torch only when the model is built
         build_tiny_model(model_dir, CAPTION_WORDS, family=family)
     dataset_dir = workspace / DATASET_DIR
     if force or not dataset_dir.is_dir():

@@ -17,8 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .protocol import Event
-from .sample_files import save_sample_image
+from webapp.protocol import Event
+from webapp.trainer.sample_files import save_sample_image
 
 FORWARD_EVERY_S = 0.2
 WORKSPACE_FOLDER = "onetrainer"  # OneTrainer's workspace_dir, inside the run folder
@@ -117,7 +117,7 @@ def onetrainer_config_dict(config: dict, run_dir: Path, base_dir: Path) -> dict:
 
 def default_sample_specs(config: dict, base_dir: Path) -> list[dict]:
     """The config's enabled samples, in OneTrainer's order: what its default samples show."""
-    from ..config.loading import read_list_file
+    from webapp.config.loading import read_list_file
     samples = config.get("samples")
     if samples is None and config.get("sample_definition_file_name"):
         samples, _ = read_list_file(config["sample_definition_file_name"], base_dir)

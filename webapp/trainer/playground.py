@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from .protocol import Event
+from webapp.protocol import PLAYGROUND_MARKER, Event
 
-MARKER = "__playground__"
+MARKER = PLAYGROUND_MARKER
 IDLE_S = 600.0
 POLL_S = 0.1
 
@@ -39,9 +39,9 @@ class PlaygroundBackend:
         self.count = 0
 
     def start(self) -> None:
-        from .builtin.families import load_model
-        from .builtin.model import pick_device
-        from .builtin.sampling import Sampler
+        from webapp.trainer.builtin.families import load_model
+        from webapp.trainer.builtin.model import pick_device
+        from webapp.trainer.builtin.sampling import Sampler
         self.device, note = pick_device(self.device_name)
         if note:
             self.callbacks.log(note, "warning")

@@ -12,10 +12,10 @@ import time
 import traceback
 from pathlib import Path
 
-from .callbacks import QueueCallbacks
-from .commands import TrainCommands
+from webapp.settings import LOG_NAME
+from webapp.trainer.callbacks import QueueCallbacks
+from webapp.trainer.commands import TrainCommands
 
-LOG_NAME = "trainer.log"
 
 
 def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int) -> None:
@@ -28,7 +28,7 @@ def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue
     commands = TrainCommands(commands_queue)
     exit_code = 0
     try:
-        from .backends import make_backend
+        from webapp.trainer.backends import make_backend
         backend = make_backend(config, callbacks, commands, run_dir=run_path, base_dir=Path(base_dir))
         try:
             backend.start()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .protocol import Event
+from webapp.protocol import Event
 
 FOLDERS = {Event.SAMPLE_DEFAULT: "default", Event.SAMPLE_CUSTOM: "custom"}
 

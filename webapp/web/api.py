@@ -4,33 +4,16 @@ from __future__ import annotations
 import time
 
 import redis
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
-from .. import store
-from ..extensions import get_db, get_redis
-from ..trainer.protocol import Command
-from . import training
-from .errors import ApiError
+from webapp import store
+from webapp.web.extensions import get_db, get_redis
+from webapp.protocol import Command
+from webapp.web import run_actions, run_views
+from webapp.web.api_input import json_body, optional_run_id
+from webapp.web.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def json_body() -> dict:
-    body = request.get_json(silent=True)
-    if body is None:
-        if request.get_data():
-            raise ApiError(400, "malformed JSON", "the request body is not valid JSON")
-        return {}
-    if not isinstance(body, dict):
-        raise ApiError(400, "malformed JSON", "the request body must be a JSON object")
-    return body
-
-
-def optional_run_id(body: dict) -> int | None:
-    run_id = body.get("run_id")
-    if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int)):
-        raise ApiError(400, "invalid field", [{"field": "run_id", "message": "must be a whole number"}])
-    return run_id
 
 
 @bp.get("/health")
@@ -50,7 +33,7 @@ def health():
 
 @bp.get("/training/status")
 def training_status():
-    run = training.current_run()
+    run = run_views.current_run()
     queued = sum(1 for r in store.active_runs(get_db()) if r["state"] == "queued")
     return jsonify(run=run, queued=queued)
 
@@ -61,13 +44,13 @@ def training_start():
     name = body.get("config_name")
     if name is not None and not isinstance(name, str):
         raise ApiError(400, "invalid field", [{"field": "config_name", "message": "must be a string"}])
-    run_id = training.start_run(config_name=name, config=body.get("config"))
+    run_id = run_actions.start_run(config_name=name, config=body.get("config"))
     return jsonify(run_id=run_id, state="queued"), 202
 
 
 def _command_route(command: Command):
     def handler():
-        run = training.send_command(command, optional_run_id(json_body()))
+        run = run_actions.send_command(command, optional_run_id(json_body()))
         return jsonify(run_id=run["id"], command=command.value, accepted=True), 202
     handler.__name__ = f"training_{command.value}"
     return handler
@@ -80,13 +63,13 @@ for _command, _path in ((Command.STOP, "stop"), (Command.BACKUP, "backup"),
 
 @bp.post("/runs/<int:run_id>/resume")
 def run_resume(run_id: int):
-    training.resume_run(run_id)
+    run_actions.resume_run(run_id)
     return jsonify(run_id=run_id, state="queued", resumed=True), 202
 
 
 @bp.get("/training/progress")
 def training_progress():
-    run = training.current_run()
+    run = run_views.current_run()
     if run is None:
         raise ApiError(404, "no runs yet", "start a run first")
     return jsonify(run_id=run["id"], state=run["state"], status=run["status_text"],

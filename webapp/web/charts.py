@@ -41,7 +41,7 @@ def smoothed(points: list[dict], factor: float = 0.9) -> list[float | None]:
 
 def loss_series(conn, run_id: int, max_points: int) -> dict:
     """At most max_points points (SQL min/max buckets), each with the smoothed loss."""
-    from ..runs_store import loss_buckets
+    from webapp.store import loss_buckets
     points, total = loss_buckets(conn, run_id, max(1, max_points // 2))
     for p, smooth in zip(points, smoothed(points)):
         p["smooth"] = smooth

@@ -5,46 +5,19 @@ caller loaded as ``If-Match`` (the ETag of ``load``); a config changed since ans
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import cache
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
-from .. import store
-from ..config import model
-from ..config.checks import validate
-from ..config.library import ConfigConflict, ConfigLibrary, ConfigNotFound, InvalidConfigName, ReadOnlyConfig
-from ..config.loading import ConfigFormatError, pack, parse_json
-from ..extensions import get_db
-from .errors import ApiError
+from webapp import store
+from webapp.config import model
+from webapp.config.checks import validate
+from webapp.config.loading import ConfigFormatError, pack, parse_json
+from webapp.web.config_files import MAX_BODY, library, library_errors, workspace
+from webapp.web.extensions import get_db
+from webapp.web.errors import ApiError
 
 bp = Blueprint("config_api", __name__, url_prefix="/api/config")
-MAX_BODY = 4 * 1024 * 1024
-
-
-def library() -> ConfigLibrary:
-    return ConfigLibrary(current_app.config["CONFIG_DIR"])
-
-
-def workspace():
-    return current_app.config["WORKSPACE"]
-
-
-@contextmanager
-def library_errors():
-    """The library's refusals as the 4xx answers they are."""
-    try:
-        yield
-    except InvalidConfigName as exc:
-        raise ApiError(400, "invalid config name", [{"field": "name", "message": str(exc)}]) from None
-    except ConfigNotFound as exc:
-        raise ApiError(404, "unknown config", str(exc)) from None
-    except ReadOnlyConfig as exc:
-        raise ApiError(403, "read-only config", str(exc)) from None
-    except ConfigConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
-    except ConfigFormatError as exc:
-        raise ApiError(400, "unreadable config", exc.errors) from None
 
 
 @bp.before_request

@@ -10,23 +10,17 @@ import time
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, url_for
 
-from ..config.checks import errors_by_field, validate
-from ..config.datasets import THUMBNAILS, concept_folder, image_files
-from ..config.editor import EditorView, input_id
-from ..config.forms import TAB_KEYS, TABS, apply_form, check_text, new_concept, new_sample
-from ..config.library import Stored, sanitize_name
-from ..config.loading import ConfigFormatError, dumps, normalise, pack, parse_json
-from . import config_api, training
-from .config_api import MAX_BODY, library, library_errors, workspace
-from .errors import ApiError
+from webapp.config.checks import Report, errors_by_field, validate
+from webapp.config.datasets import THUMBNAILS, concept_folder, image_files
+from webapp.config.editor import EditorView, input_id
+from webapp.config.forms import TAB_KEYS, TABS, apply_form, check_text, new_concept, new_sample
+from webapp.config.library import Stored, sanitize_name
+from webapp.config.loading import ConfigFormatError, dumps, normalise, pack, parse_json
+from webapp.web import run_actions
+from webapp.web.config_files import MAX_BODY, library, library_errors, workspace
+from webapp.web.errors import ApiError
 
 bp = Blueprint("configs", __name__, url_prefix="/configs")
-
-
-def init_app(app) -> None:
-    """The config pages and the config JSON API."""
-    app.register_blueprint(bp)
-    app.register_blueprint(config_api.bp)
 
 
 @bp.before_request
@@ -134,9 +128,11 @@ def edit(name: str):
 
 
 def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_errors=None, texts=None,
-                  message: str | None = None, detail=None, status: int = 200, notes=(), whole: bool = False):
-    """whole: ``config`` is as load_for_editing made it (normalised), not as a form left it."""
-    report = validate(config, workspace(), whole=whole)
+                  message: str | None = None, detail=None, status: int = 200, notes=(), whole: bool = False,
+                  report: Report | None = None):
+    """whole: ``config`` is as load_for_editing made it (normalised), not as a form left it.
+    report: ``config``'s validation, when the caller made it already."""
+    report = report or validate(config, workspace(), whole=whole)
     errors = errors_by_field(report.errors)
     errors.update(form_errors or {})
     view = EditorView(config, errors, texts or {}, errors_by_field(report.warnings), workspace(), saved,
@@ -156,18 +152,21 @@ def edit_post(name: str):
     tab = request.form.get("tab") if request.form.get("tab") in TAB_KEYS else TAB_KEYS[0]
     action, _, argument = request.form.get("action", "save").partition(":")
 
+    report = None
+
     def again(message=None, detail=None, status=200):
         return render_editor(stored, result.config, saved, tab=tab, form_errors=result.errors, texts=result.texts,
-                             message=message, detail=detail, status=status)
+                             message=message, detail=detail, status=status, report=report)
 
     if action in LIST_ACTIONS:
         return again(LIST_ACTIONS[action](result.config, argument, request.form))
-    report = validate(result.config, workspace())
+    # the one validation of this save: the page below and the run (if started) use this report
+    report = validate(result.config, workspace(), whole=True)
     if result.errors or not report.valid:
         return again(f"Not {'started' if action == 'start' else 'saved'}: fix the settings marked below.", status=400)
     try:
         if action == "start":
-            run_id = training.start_run(config_name=name, config=result.config)
+            run_id = run_actions.start_run(config_name=name, config=result.config, report=report)
             return again(f"Run #{run_id} queued with this config as edited.")
         if action == "save_as":
             if not request.form.get("save_as_name", "").strip():
@@ -180,8 +179,8 @@ def edit_post(name: str):
                      exc.detail if isinstance(exc.detail, list) else None, exc.status)
     if not is_htmx():
         return redirect(url_for(".edit", name=name, tab=tab, saved=version), 303)
-    stored, saved, _ = load_for_editing(name)
-    return render_editor(stored, saved, saved, tab=tab, message="Saved.")
+    stored = Stored(name, result.config, version, stored.read_only)  # as save wrote it: no second read
+    return render_editor(stored, result.config, result.config, tab=tab, message="Saved.", report=report)
 
 
 def _saved_elsewhere(config: dict, typed_name: str):

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
 
-from .. import configlib, store
-from ..extensions import get_db
-from ..trainer.protocol import Command
-from ..trainsettings import SAMPLE_SCHEDULERS
-from . import training
-from .fragments import render_progress
-from .samples_api import parse_sample_request
+from webapp.config.library import list_configs
+from webapp import store
+from webapp.web.extensions import get_db
+from webapp.protocol import Command
+from webapp.config.builtin.settings import SAMPLE_SCHEDULERS
+from webapp.web import run_actions, run_views
+from webapp.web.sse.fragments import render_progress
+from webapp.web.sample_requests import parse_sample_request
 
 bp = Blueprint("dashboard", __name__)
 
@@ -20,10 +21,10 @@ FORM_COMMANDS = {"stop": Command.STOP, "save": Command.SAVE, "backup": Command.B
 @bp.get("/")
 def index():
     conn = get_db()
-    run = training.current_run()
+    run = run_views.current_run()
     return render_template(
         "dashboard/index.html", run=run, last_seq=store.last_seq(conn), schedulers=SAMPLE_SCHEDULERS,
-        configs=configlib.list_configs(current_app.config["CONFIG_DIR"]),
+        configs=list_configs(current_app.config["CONFIG_DIR"]),
         progress_html=render_progress(run["id"] if run else None, run["progress"] if run else None),
         samples=store.list_samples(conn, run["id"], limit=24) if run else [],
         log_events=store.recent_events(conn, run["id"], "log") if run else [])
@@ -31,7 +32,7 @@ def index():
 
 @bp.post("/runs/start")
 def start():
-    run_id = training.start_run(config_name=request.form.get("config_name"))
+    run_id = run_actions.start_run(config_name=request.form.get("config_name"))
     return flash(f"Run #{run_id} queued.")
 
 
@@ -39,20 +40,20 @@ def start():
 def command(name: str):
     if name not in FORM_COMMANDS:
         return flash(f"Unknown command {name!r}.", 404)
-    run = training.send_command(FORM_COMMANDS[name], _form_run_id())
+    run = run_actions.send_command(FORM_COMMANDS[name], _form_run_id())
     return flash(f"{name.capitalize()} sent to run #{run['id']}.")
 
 
 @bp.post("/runs/<int:run_id>/resume")
 def resume(run_id: int):
-    training.resume_run(run_id)
+    run_actions.resume_run(run_id)
     return flash(f"Run #{run_id} queued to resume from its newest backup.")
 
 
 @bp.post("/runs/sample")
 def custom_sample():
     sample = parse_sample_request(request.form)
-    run = training.send_command(Command.SAMPLE_CUSTOM, _form_run_id(), sample=sample)
+    run = run_actions.send_command(Command.SAMPLE_CUSTOM, _form_run_id(), sample=sample)
     return flash(f"Sample queued for run #{run['id']}: “{sample['prompt']}”.")
 
 

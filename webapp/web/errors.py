@@ -66,3 +66,8 @@ def _answer(status: int, error: str, detail):
     if wants_json():
         return make_response(jsonify(error=error, detail=detail), status)
     return make_response(render_template("errors/error.html", status=status, error=error, detail=detail), status)
+
+
+def flash(message: str, status: int = 200):
+    """A one-line notice for an htmx form action: info below 400, an error from 400 up."""
+    return render_template("_flash.html", message=message, level="info" if status < 400 else "error"), status

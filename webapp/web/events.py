@@ -7,15 +7,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, stream_with_context
 
-from . import sse
-from .errors import ApiError
+from webapp.web import sse
+from webapp.web.errors import ApiError
 
 bp = Blueprint("events", __name__)
-
-
-@bp.record_once
-def _install_broker(state) -> None:
-    sse.init_app(state.app)
 
 
 @bp.get("/events")

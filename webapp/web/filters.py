@@ -15,6 +15,22 @@ def clock(timestamp) -> str:
     return time.strftime("%H:%M:%S", time.localtime(timestamp or 0))
 
 
+def datetime_filter(timestamp) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp or 0))
+
+
+def filesize_filter(size) -> str:
+    if size is None:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
 def init_app(app) -> None:
     app.add_template_filter(duration)
     app.add_template_filter(clock)
+    app.add_template_filter(datetime_filter, "datetime")
+    app.add_template_filter(filesize_filter, "filesize")

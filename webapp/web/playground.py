@@ -4,36 +4,31 @@ A playground session is a job in the runs queue whose config is the marker
 ``{"__playground__": {...}}`` (webapp/trainer/backends.py picks the playground backend for
 it), so the worker runs it like a run, one GPU job at a time, and its images are ordinary
 samples of that job. The sources it can open are listed from our records
-(samples_store.lora_sources) and named by key: no request carries a path.
+(store.samples.lora_sources) and named by key: no request carries a path.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from .. import runs_store, samples_store
-from ..extensions import get_db
-from ..trainer.protocol import Command, Event, RunState, make_event
-from ..trainsettings import SAMPLE_SCHEDULERS, SampleSpec
-from . import training
-from .errors import ApiError
+from webapp import store
+from webapp.web.extensions import get_db
+from webapp.protocol import PLAYGROUND_MARKER as MARKER, Command, Event, RunState, make_event
+from webapp.config.builtin.settings import SAMPLE_SCHEDULERS, SampleSpec
+from webapp.web import run_actions, run_views
+from webapp.web.errors import ApiError
 
 bp = Blueprint("playground", __name__)
-MARKER = samples_store.PLAYGROUND_KEY
 IDLE_S = 600
 
 
 def current() -> dict | None:
     """The queued or running playground session, as run_view shows it (None when none)."""
-    row = get_db().execute(
-        "SELECT * FROM runs WHERE state IN ('queued', 'running') AND json_extract(config_json, ?) IS NOT NULL"
-        " ORDER BY id DESC LIMIT 1", (f"$.{MARKER}",)).fetchone()
-    if row is None:
+    session = store.runs.open_playground(get_db())
+    if session is None:
         return None
-    from ..store import _run_dict
-    view = training.run_view(_run_dict(row))
+    view = run_views.run_view(session)
     return view if view["state"] in (RunState.QUEUED.value, RunState.RUNNING.value) else None
 
 
@@ -47,7 +42,7 @@ def require_open() -> dict:
 
 def sources() -> list[dict]:
     settings = current_app.config["SETTINGS"]
-    return samples_store.lora_sources(get_db(), settings.workspace, settings.run_dir)
+    return store.samples.lora_sources(get_db(), settings.workspace, settings.run_dir)
 
 
 def open_session(key, idle_s=None) -> int:
@@ -75,8 +70,8 @@ def open_session(key, idle_s=None) -> int:
             "source": source["label"], "resolution": int(resolution) if resolution.isdigit() else 512,
             "model_type": config.get("model_type") or "STABLE_DIFFUSION_15",
             "train_device": config.get("train_device") or "", "idle_s": idle_s or IDLE_S, "samples": defaults}
-    run_id = training.queue_run(f"playground: run {source['run_id']} {source['label']}", {MARKER: spec})
-    training.nudge_workers()
+    run_id = run_actions.queue_run(f"playground: run {source['run_id']} {source['label']}", {MARKER: spec})
+    run_actions.nudge_workers()
     return run_id
 
 
@@ -85,10 +80,10 @@ def close_session() -> dict:
     if session is None:
         raise ApiError(409, "no playground is open", "nothing to close")
     if session["state"] == RunState.QUEUED.value:
-        if runs_store.cancel_queued(get_db(), session["id"]):
-            training.sink().emit(session["id"], make_event(Event.RUN, state=RunState.CANCELED.value))
+        if store.cancel_queued(get_db(), session["id"]):
+            run_actions.sink().emit(session["id"], make_event(Event.RUN, state=RunState.CANCELED.value))
             return session
-    training.send_command(Command.STOP, session["id"])
+    run_actions.send_command(Command.STOP, session["id"])
     return session
 
 
@@ -110,10 +105,8 @@ def _idle_arg(values):
 @bp.get("/playground")
 def page():
     session = current()
-    samples = samples_store.list_for_run(get_db(), session["id"], limit=60) if session else []
-    spec = json.loads(get_db().execute("SELECT config_json FROM runs WHERE id = ?", (session["id"],)
-                                       ).fetchone()[0])[MARKER] if session else None
-    from .. import store
+    samples = store.samples.list_for_run(get_db(), session["id"], limit=60) if session else []
+    spec = store.run_config(store.get_run(get_db(), session["id"]))[MARKER] if session else None
     return render_template("samples/playground.html", session=session, spec=spec, sources=sources(),
                            samples=samples, schedulers=SAMPLE_SCHEDULERS, last_seq=store.last_seq(get_db()))
 
@@ -139,10 +132,10 @@ def close_form():
 
 @bp.post("/playground/sample")
 def sample_form():
-    from .samples_api import parse_sample_request
+    from webapp.web.sample_requests import parse_sample_request
     session = require_open()
     sample = parse_sample_request(request.form)
-    training.send_command(Command.SAMPLE_CUSTOM, session["id"], sample=sample)
+    run_actions.send_command(Command.SAMPLE_CUSTOM, session["id"], sample=sample)
     return render_template("_flash.html", message=f"Sample queued: “{sample['prompt']}”.", level="info")
 
 

@@ -3,25 +3,16 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from .. import runs_store, store
-from ..extensions import get_db
-from . import runs
-from .api import json_body
-from .charts import loss_series
-from .errors import ApiError
+from webapp import store
+from webapp.web.extensions import get_db
+from webapp.web import run_actions, run_charts, run_views
+from webapp.web.api_input import int_arg, json_body
+from webapp.web.charts import loss_series
+from webapp.web.errors import ApiError
 
 bp = Blueprint("runs_api", __name__, url_prefix="/api")
 MAX_POINTS = 20_000
 MAX_ITEMS = 50
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, "invalid parameter", [{"field": name, "message": f"must be a whole number from {low} to {high}"}])
-    return int(raw)
 
 
 def _public(run: dict) -> dict:
@@ -30,46 +21,46 @@ def _public(run: dict) -> dict:
 
 @bp.get("/runs")
 def list_runs():
-    filters = {key: request.args.get(key, "") for key in runs_store.HISTORY_FILTERS}
-    limit, offset = _int_arg("limit", 50, 1, 500), _int_arg("offset", 0, 0, 10**9)
-    rows = runs_store.history(get_db(), filters, limit=limit, offset=offset)
-    return jsonify(runs=[_public(runs.summarize(r)) for r in rows], limit=limit, offset=offset)
+    filters = {key: request.args.get(key, "") for key in store.HISTORY_FILTERS}
+    limit, offset = int_arg("limit", default=50, minimum=1, maximum=500), int_arg("offset", default=0, minimum=0, maximum=10**9)
+    rows = store.history(get_db(), filters, limit=limit, offset=offset)
+    return jsonify(runs=[_public(run_views.summarize(r)) for r in rows], limit=limit, offset=offset)
 
 
 @bp.get("/runs/<int:run_id>")
 def get_run(run_id: int):
-    run = runs.get_run_view(run_id)
-    config = runs.config_as_run(store.get_run(get_db(), run_id))
+    run = run_views.get_run_view(run_id)
+    config = run_views.config_as_run(store.get_run(get_db(), run_id))
     return jsonify(run=_public(run), config=config)
 
 
 @bp.delete("/runs/<int:run_id>")
 def delete_run(run_id: int):
-    runs.delete(run_id)
+    run_actions.delete(run_id)
     return jsonify(run_id=run_id, deleted=True)
 
 
 @bp.get("/runs/<int:run_id>/events")
 def run_events(run_id: int):
-    runs.get_run_view(run_id)
-    after, limit = _int_arg("after", 0, 0, 2**62), _int_arg("limit", 1000, 1, 5000)
+    run_views.get_run_view(run_id)
+    after, limit = int_arg("after", default=0, minimum=0, maximum=2**62), int_arg("limit", default=1000, minimum=1, maximum=5000)
     events = store.events_since(get_db(), after, run_id, limit=limit)
     return jsonify(run_id=run_id, events=events, last_seq=events[-1]["seq"] if events else after)
 
 
 @bp.get("/runs/<int:run_id>/loss")
 def run_loss(run_id: int):
-    run = runs.get_run_view(run_id)
-    max_points = _int_arg("max_points", 1000, 2, MAX_POINTS)
+    run = run_views.get_run_view(run_id)
+    max_points = int_arg("max_points", default=1000, minimum=2, maximum=MAX_POINTS)
     series = loss_series(get_db(), run_id, max_points)
     return jsonify(run_id=run_id, max_points=max_points, total=series["total"], points=series["points"],
-                   markers=runs.markers(run_id, run["output_path"]))
+                   markers=run_charts.markers(run_id, run["output_path"]))
 
 
 @bp.get("/queue")
 def get_queue():
     conn = get_db()
-    return jsonify(paused=runs_store.queue_paused(conn), queue=[_public(runs.summarize(r)) for r in runs_store.queued_runs(conn)])
+    return jsonify(paused=store.queue_paused(conn), queue=[_public(run_views.summarize(r)) for r in store.queued_runs(conn)])
 
 
 @bp.post("/queue")
@@ -84,13 +75,13 @@ def add_to_queue():
         items = [body] * count
     if not isinstance(items, list) or not items or len(items) > MAX_ITEMS or not all(isinstance(i, dict) for i in items):
         raise ApiError(400, "invalid field", [{"field": "items", "message": f"must be 1 to {MAX_ITEMS} JSON objects"}])
-    ids = runs.enqueue(items)
+    ids = run_actions.enqueue(items)
     return jsonify(run_ids=ids, state="queued"), 202
 
 
 @bp.delete("/queue/<int:run_id>")
 def cancel_queued(run_id: int):
-    runs.cancel(run_id)
+    run_actions.cancel(run_id)
     return jsonify(run_id=run_id, state="canceled")
 
 
@@ -99,7 +90,7 @@ def reorder():
     order = json_body().get("order")
     if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
         raise ApiError(400, "invalid field", [{"field": "order", "message": "must be a list of run ids"}])
-    return jsonify(order=runs_store.reorder_queue(get_db(), order))
+    return jsonify(order=store.reorder_queue(get_db(), order))
 
 
 @bp.post("/queue/pause")
@@ -107,5 +98,5 @@ def pause():
     paused = json_body().get("paused", True)
     if not isinstance(paused, bool):
         raise ApiError(400, "invalid field", [{"field": "paused", "message": "must be true or false"}])
-    runs_store.set_queue_paused(get_db(), paused)
+    store.set_queue_paused(get_db(), paused)
     return jsonify(paused=paused)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
-from .. import samples_store, store
-from ..extensions import get_db
-from .errors import ApiError
-from .samples_api import sample_or_404
+
+from webapp import store
+from webapp.web.extensions import get_db
+from webapp.web.errors import ApiError
+from webapp.web.sample_requests import sample_or_404
 
 bp = Blueprint("samples", __name__)
 SETTING_LABELS = (("negative_prompt", "Negative prompt"), ("seed", "Seed"), ("steps", "Steps"),
@@ -27,8 +28,8 @@ def gallery(run_id: int):
     run = _run_or_404(run_id)
     prompt = request.args.get("prompt", "").strip()
     conn = get_db()
-    return render_template("samples/gallery.html", run=run, prompt=prompt, prompts=samples_store.prompts(conn, run_id),
-                           grid=samples_store.grid(conn, run_id, prompt or None), last_seq=store.last_seq(conn))
+    return render_template("samples/gallery.html", run=run, prompt=prompt, prompts=store.samples.prompts(conn, run_id),
+                           grid=store.samples.grid(conn, run_id, prompt or None), last_seq=store.last_seq(conn))
 
 
 @bp.get("/runs/<int:run_id>/samples/grid")
@@ -36,14 +37,14 @@ def grid(run_id: int):
     run = _run_or_404(run_id)
     prompt = request.args.get("prompt", "").strip()
     return render_template("samples/_grid.html", run=run, prompt=prompt,
-                           grid=samples_store.grid(get_db(), run_id, prompt or None))
+                           grid=store.samples.grid(get_db(), run_id, prompt or None))
 
 
 @bp.get("/samples/<int:sample_id>")
 def sample_page(sample_id: int):
     sample = sample_or_404(sample_id)
     return render_template("samples/sample.html", sample=sample, labels=SETTING_LABELS,
-                           others=samples_store.same_prompt(get_db(), sample))
+                           others=store.samples.same_prompt(get_db(), sample))
 
 
 @bp.get("/samples/compare")
@@ -56,4 +57,4 @@ def compare():
         ids.append(int(raw))
     left, right = (sample_or_404(i) for i in ids)
     return render_template("samples/compare.html", left=left, right=right, labels=SETTING_LABELS,
-                           others=samples_store.same_prompt(get_db(), left))
+                           others=store.samples.same_prompt(get_db(), left))

@@ -8,41 +8,20 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
-from .. import samples_store, store, thumbnails
-from ..extensions import get_db
-from ..trainer.protocol import Command
-from ..trainsettings import SAMPLE_SCHEDULERS
-from . import playground, training
-from .api import json_body, optional_run_id
-from .errors import ApiError
+
+from webapp import store
+from webapp.web import thumbnails
+from webapp.web.extensions import get_db
+from webapp.protocol import Command
+from webapp.web import playground, run_actions
+from webapp.web.sample_requests import parse_sample_request
+from webapp.web.api_input import int_arg, json_body, optional_run_id
+from webapp.web.errors import ApiError
+from webapp.web.sample_requests import sample_or_404
 
 bp = Blueprint("samples_api", __name__, url_prefix="/api/samples")
 MAX_COUNT = 200
 CACHE = "private, max-age=86400, immutable"  # a sample's image never changes under its id
-
-
-def parse_sample_request(values) -> dict:
-    """The custom sample form (training.parse_custom_sample) plus the scheduler and the
-    playground's LoRA strength; 400 naming the field."""
-    sample = training.parse_custom_sample(values)
-    scheduler = values.get("noise_scheduler")
-    if scheduler not in (None, ""):
-        if not isinstance(scheduler, str) or scheduler.upper() not in SAMPLE_SCHEDULERS:
-            raise ApiError(400, "invalid sample", [{"field": "noise_scheduler", "message":
-                           f"must be one of {', '.join(SAMPLE_SCHEDULERS)}"}])
-        sample["noise_scheduler"] = scheduler.upper()
-    strength = values.get("lora_scale")
-    if strength not in (None, ""):
-        try:
-            if isinstance(strength, bool):
-                raise ValueError
-            strength = float(strength)
-        except (TypeError, ValueError):
-            raise ApiError(400, "invalid sample", [{"field": "lora_scale", "message": "must be a number"}]) from None
-        if not 0.0 <= strength <= 2.0:
-            raise ApiError(400, "invalid sample", [{"field": "lora_scale", "message": "must be between 0 and 2"}])
-        sample["lora_scale"] = strength
-    return sample
 
 
 def target_run_id(body: dict) -> int | None:
@@ -55,7 +34,7 @@ def target_run_id(body: dict) -> int | None:
 @bp.post("/default")
 def samples_default():
     body = json_body()
-    run = training.send_command(Command.SAMPLE_DEFAULT, target_run_id(body))
+    run = run_actions.send_command(Command.SAMPLE_DEFAULT, target_run_id(body))
     return jsonify(run_id=run["id"], command="sample_default", accepted=True), 202
 
 
@@ -63,27 +42,27 @@ def samples_default():
 def samples_custom():
     body = json_body()
     sample = parse_sample_request(body)
-    run = training.send_command(Command.SAMPLE_CUSTOM, target_run_id(body), sample=sample)
+    run = run_actions.send_command(Command.SAMPLE_CUSTOM, target_run_id(body), sample=sample)
     return jsonify(run_id=run["id"], command="sample_custom", sample=sample, accepted=True), 202
 
 
 @bp.get("/list")
 def samples_list():
-    run_id = _int_arg("run", required=True, minimum=1)
+    run_id = int_arg("run", required=True, minimum=1)
     if store.get_run(get_db(), run_id) is None:
         raise ApiError(404, "unknown run", f"no run with id {run_id}")
     kind = request.args.get("kind") or None
     if kind not in (None, "default", "custom"):
         raise ApiError(400, "invalid parameter", [{"field": "kind", "message": "must be default or custom"}])
-    limit = _int_arg("limit", default=500, minimum=1, maximum=5000)
-    samples = samples_store.list_for_run(get_db(), run_id, request.args.get("prompt"), kind, limit)
+    limit = int_arg("limit", default=500, minimum=1, maximum=5000)
+    samples = store.samples.list_for_run(get_db(), run_id, request.args.get("prompt"), kind, limit)
     return jsonify(run_id=run_id, samples=[describe(s) for s in samples])
 
 
 @bp.get("/latest")
 def samples_latest():
-    count = _int_arg("count", default=12, minimum=1, maximum=MAX_COUNT)
-    return jsonify(samples=[describe(s) for s in samples_store.latest(get_db(), count)])
+    count = int_arg("count", default=12, minimum=1, maximum=MAX_COUNT)
+    return jsonify(samples=[describe(s) for s in store.samples.latest(get_db(), count)])
 
 
 @bp.get("/<int:sample_id>")
@@ -100,7 +79,7 @@ def sample_image(sample_id: int):
 
 @bp.get("/<int:sample_id>/thumbnail")
 def sample_thumbnail(sample_id: int):
-    size = _int_arg("size", default=thumbnails.SIZES[0])
+    size = int_arg("size", default=thumbnails.SIZES[0])
     if size not in thumbnails.SIZES:
         raise ApiError(400, "invalid parameter", [{"field": "size", "message":
                        f"must be one of {', '.join(map(str, thumbnails.SIZES))}"}])
@@ -117,13 +96,6 @@ def describe(sample: dict) -> dict:
             "thumbnail_url": url_for("samples_api.sample_thumbnail", sample_id=sample["id"])}
 
 
-def sample_or_404(sample_id: int) -> dict:
-    sample = store.get_sample(get_db(), sample_id)
-    if sample is None:
-        raise ApiError(404, "unknown sample", f"no sample with id {sample_id}")
-    return sample
-
-
 def image_path(sample: dict):
     """(run folder, image file), or 404 when the recorded path leaves the run folder or is gone."""
     run_dir = current_app.config["SETTINGS"].run_dir(sample["run_id"]).resolve()
@@ -137,20 +109,3 @@ def _send(path):
     response = send_file(path, mimetype="image/png", conditional=True, etag=True, max_age=86400)
     response.headers["Cache-Control"] = CACHE
     return response
-
-
-def _int_arg(name: str, default: int | None = None, required: bool = False,
-             minimum: int | None = None, maximum: int | None = None) -> int:
-    raw = request.args.get(name, "")
-    if raw == "":
-        if required:
-            raise ApiError(400, "missing parameter", [{"field": name, "message": "is required"}])
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid parameter", [{"field": name, "message": "must be a whole number"}]) from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ApiError(400, "invalid parameter", [{"field": name, "message":
-                       f"must be between {minimum} and {maximum}" if maximum else f"must be at least {minimum}"}])
-    return value

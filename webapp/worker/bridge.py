@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from ..trainer.protocol import Event
+from webapp.protocol import Event
 
 PROGRESS_INTERVAL_S = 0.08   # live progress at most 12 times a second: a held one waits < 80 ms
 SPEED_WINDOW = 50            # steps the it/s figure is averaged over

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import redis
 
-from ..settings import commands_key
-from ..trainer import process as trainer_process
-from ..trainer.protocol import Command, Event, RunState, make_command, make_event
-from .bridge import EventBridge
+from webapp.settings import commands_key
+from webapp.trainer import process as trainer_process
+from webapp.protocol import Command, Event, RunState, make_command, make_event
+from webapp.worker.bridge import EventBridge
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20

@@ -9,6 +9,6 @@ __all__ = ["BuiltinBackend"]
 
 def __getattr__(name):
     if name == "BuiltinBackend":
-        from .backend import BuiltinBackend
+        from webapp.trainer.builtin.backend import BuiltinBackend
         return BuiltinBackend
     raise AttributeError(name)

@@ -15,20 +15,20 @@ from pathlib import Path
 
 import torch
 
-from ...trainsettings import TrainSettings
-from ..protocol import Event
-from . import checkpoint, concepts, methods, outputs, resume
-from .cache import DiskCache
-from .data import TrainingData
-from .ema import EMA
-from .families import load_model
-from .lr_schedule import lr_factor
-from .model import autocast_dtype, cast_frozen_parts, pick_device, share_the_cpu, torch_dtype
-from .optimizers import make_optimizer
-from .sampling import Sampler, spec_request
-from .schedule import Schedule
-from .stepper import Stepper
-from .tensorboard import LossBoard
+from webapp.config.builtin.settings import TrainSettings
+from webapp.protocol import Event
+from webapp.trainer.builtin import checkpoint, concepts, methods, outputs, resume
+from webapp.trainer.builtin.cache import DiskCache
+from webapp.trainer.builtin.data import TrainingData
+from webapp.trainer.builtin.ema import EMA
+from webapp.trainer.builtin.families import load_model
+from webapp.trainer.builtin.lr_schedule import lr_factor
+from webapp.trainer.builtin.model import autocast_dtype, cast_frozen_parts, pick_device, share_the_cpu, torch_dtype
+from webapp.trainer.builtin.optimizers import make_optimizer
+from webapp.trainer.builtin.sampling import Sampler, spec_request
+from webapp.trainer.builtin.schedule import Schedule
+from webapp.trainer.builtin.stepper import Stepper
+from webapp.trainer.builtin.tensorboard import LossBoard
 
 NAN_HINT = ("lower the learning_rate, or train in FLOAT_32 (train_dtype) if mixed precision "
             "overflows")

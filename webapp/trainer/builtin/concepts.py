@@ -18,7 +18,7 @@ from typing import Callable
 
 from PIL import Image
 
-from .captions import read_caption, read_text_lines
+from webapp.trainer.builtin.captions import read_caption, read_text_lines
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_UPSCALE = 4

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import buckets, concepts
-from .cache import LATENTS, TEXTS, DiskCache
-from .captions import render_caption
-from .conditioning import TextConditions, encode_captions, time_ids
-from .images import Augment, crop_origin, draw_augment, load_pixels
+from webapp.trainer.builtin import buckets, concepts
+from webapp.trainer.builtin.cache import LATENTS, TEXTS, DiskCache
+from webapp.trainer.builtin.captions import render_caption
+from webapp.trainer.builtin.conditioning import TextConditions, encode_captions, time_ids
+from webapp.trainer.builtin.images import Augment, crop_origin, draw_augment, load_pixels
 
 STATUS_EVERY_S = 0.25
 

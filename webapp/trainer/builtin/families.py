@@ -15,8 +15,8 @@ import torch
 from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline,
                        StableDiffusionXLPipeline, UNet2DConditionModel)
 
-from ...trainsettings import MODEL_FAMILIES
-from . import single_file
+from webapp.config.builtin.settings import MODEL_FAMILIES
+from webapp.trainer.builtin import single_file
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 

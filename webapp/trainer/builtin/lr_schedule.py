@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from ..optimizer_names import SUPPORTED_LR_SCHEDULERS
+from webapp.config.builtin.optimizer_names import SUPPORTED_LR_SCHEDULERS
 
 
 def lr_factor(step: int, scheduler: str, warmup: int, max_step: int, cycles: float = 1.0) -> float:

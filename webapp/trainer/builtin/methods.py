@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from peft import LoraConfig
 
-from .embedding import EmbeddingTokens
+from webapp.trainer.builtin.embedding import EmbeddingTokens
 
 TEXT_LAYERS_ATTENTION = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj")
 TEXT_LAYERS_MLP = ("mlp.fc1", "mlp.fc2")

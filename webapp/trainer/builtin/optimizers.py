@@ -1,4 +1,4 @@
-"""Building the optimizer the config names (see ``webapp.trainer.optimizer_names``).
+"""Building the optimizer the config names (see ``webapp.config.builtin.optimizer_names``).
 
 Every optimizer takes the caller's param groups as they are, each with its own ``lr`` (the
 per-part learning rates), so the LR schedule scales each group's own rate. All of them are
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..optimizer_names import DEFAULT_SETTINGS, read_optimizer
+from webapp.config.builtin.optimizer_names import DEFAULT_SETTINGS, read_optimizer
 
 
 class Lion(torch.optim.Optimizer):

@@ -22,9 +22,9 @@ from peft.utils import get_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ...train_options import MODEL_FAMILIES
-from ..output_formats import KOHYA_FORMATS, SUPPORTED_OUTPUT_FORMATS
-from . import single_file
+from webapp.config.builtin.options import MODEL_FAMILIES
+from webapp.config.builtin.output_formats import KOHYA_FORMATS, SUPPORTED_OUTPUT_FORMATS
+from webapp.trainer.builtin import single_file
 
 ADAPTER = "default"
 METADATA_FILE = "training_metadata.json"  # a diffusers folder's metadata

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from webapp.trainer.builtin import checkpoint
 
 MUST_MATCH = ("base_model_name", "model_type", "training_method", "lora_rank", "lora_alpha",
               "layer_filter", "layer_filter_preset", "gradient_accumulation_steps")

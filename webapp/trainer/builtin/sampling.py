@@ -16,13 +16,13 @@ import torch
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler, UniPCMultistepScheduler)
 
-from ...trainsettings import SAMPLE_SCHEDULERS
-from ..protocol import Event
-from ..sample_files import save_sample_image
+from webapp.config.builtin.settings import SAMPLE_SCHEDULERS
+from webapp.protocol import Event
+from webapp.trainer.sample_files import save_sample_image
 
 MAX_SIDE, MAX_STEPS = 2048, 500
 # OneTrainer's NoiseScheduler names -> (diffusers class, extra config); the names the web accepts
-# (trainsettings.SAMPLE_SCHEDULERS) must all be here
+# (config.builtin.settings.SAMPLE_SCHEDULERS) must all be here
 SCHEDULERS = {
     "DDIM": (DDIMScheduler, {}),
     "EULER": (EulerDiscreteScheduler, {}),
@@ -41,7 +41,7 @@ def make_scheduler(name: str, base_config):
 
 
 def spec_request(spec) -> dict:
-    """A config sample (trainsettings.SampleSpec) as a request dict."""
+    """A config sample (config.builtin.settings.SampleSpec) as a request dict."""
     return {"prompt": spec.prompt, "negative_prompt": spec.negative_prompt,
             "seed": None if spec.random_seed else spec.seed, "steps": spec.steps,
             "cfg_scale": spec.cfg_scale, "width": spec.width, "height": spec.height,

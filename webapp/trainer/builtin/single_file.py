@@ -23,7 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from . import single_file_keys as keys
+from webapp.trainer.builtin import single_file_keys as keys
 
 CONFIGS_KEY = "otweb.diffusers_configs"  # JSON {relative path: text} of the pipeline's configs
 TOKENIZERS_KEY = "otweb.tokenizers"  # the same for the tokenizer files, zlib'd and base64'd

@@ -11,8 +11,8 @@ import contextlib
 
 import torch
 
-from . import loss as losses
-from .conditioning import TextConditions, encode_captions, unet_kwargs
+from webapp.trainer.builtin import loss as losses
+from webapp.trainer.builtin.conditioning import TextConditions, encode_captions, unet_kwargs
 
 
 class Stepper:

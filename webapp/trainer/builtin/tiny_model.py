@@ -18,7 +18,7 @@ from diffusers import (AutoencoderKL, DDPMScheduler, StableDiffusionPipeline,
                        StableDiffusionXLPipeline, UNet2DConditionModel)
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from .mosaic_vae import make_mosaic_vae
+from webapp.trainer.builtin.mosaic_vae import make_mosaic_vae
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 LATENT_SIZE = 8

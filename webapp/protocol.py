@@ -1,0 +1,67 @@
+"""The one contract between a trainer, the worker and the web: names and wire format.
+
+Events travel as plain dicts ``{"event": name, "data": {...}, "time": unix_seconds}`` from
+the trainer process; the worker's sink numbers them (``seq``) and adds ``run_id``. Images
+travel as files in the run folder, never through queues.
+"""
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+
+# a config holding this key is a playground session, not a training: the trainer process hosts the
+# playground backend for it (webapp/trainer/playground.py) and the web lists it apart
+PLAYGROUND_MARKER = "__playground__"
+
+
+class Event(str, Enum):
+    # named after OneTrainer's callbacks
+    PROGRESS = "progress"            # global_step, max_step, epoch, max_epoch, epoch_step, epoch_length, loss, lr
+    STATUS = "status"                # text
+    SAMPLE_DEFAULT = "sample_default"  # sample: path (relative to the run folder), prompt, settings...
+    SAMPLE_CUSTOM = "sample_custom"
+    SAMPLE_PROGRESS = "sample_progress"  # step, max_step
+    LOG = "log"                      # text, level
+    ERROR = "error"                  # message, traceback
+    FINISHED = "finished"            # stopped (bool), output (path or None)
+    # emitted by the worker, not the trainer: the run's lifecycle
+    RUN = "run"                      # state: queued|running|completed|stopped|failed|interrupted|canceled, reason
+
+
+class Command(str, Enum):
+    STOP = "stop"
+    SAMPLE_DEFAULT = "sample_default"
+    SAMPLE_CUSTOM = "sample_custom"  # + "sample": {prompt, negative_prompt, seed, steps, cfg_scale, width, height}
+    BACKUP = "backup"
+    SAVE = "save"
+
+
+class RunState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELED = "canceled"            # taken out of the queue before it ran
+
+    @property
+    def is_active(self) -> bool:
+        return self in (RunState.QUEUED, RunState.RUNNING)
+
+
+SAMPLE_EVENTS = (Event.SAMPLE_DEFAULT, Event.SAMPLE_CUSTOM)
+
+
+def make_event(event: Event | str, **data) -> dict:
+    return {"event": Event(event).value, "data": data, "time": time.time()}
+
+
+def make_command(command: Command | str, **data) -> dict:
+    return {"command": Command(command).value, **data}
+
+
+def dumps(obj: dict) -> str:
+    # compact and ASCII-only: one format for SQLite, Redis and SSE
+    return json.dumps(obj, separators=(",", ":"), default=str)

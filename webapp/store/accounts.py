@@ -1,0 +1,237 @@
+"""Accounts and API tokens, in the workspace's SQLite database (tables of their own).
+
+Passwords: werkzeug's current default (scrypt). Tokens are 256-bit random strings, so a plain
+SHA-256 of them is enough to store (no salt or slow hash needed); the token itself is shown once.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from . import db
+
+ROLES = ("viewer", "operator", "admin")  # each role can do everything the ones before it can
+TOKEN_PREFIX = "otw_"
+MIN_PASSWORD = 8
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    created_at REAL NOT NULL,
+    last_used_at REAL,
+    revoked_at REAL
+);
+"""
+# a hash to compare against when the user does not exist, so that both cases take as long
+@functools.cache
+def _dummy_hash() -> str:
+    # made on first use, not at import: scrypt costs ~0.1 s of CPU that every process start
+    # (web, worker, each `otweb` command) would pay
+    return generate_password_hash("not a password")
+
+
+class AuthError(ValueError):
+    """Something the caller of a user/token command got wrong (a message for a person)."""
+
+
+def connect(database: str | Path) -> sqlite3.Connection:
+    conn = db.connect(database)
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def role_rank(role: str | None) -> int:
+    return ROLES.index(role) if role in ROLES else -1
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise AuthError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+
+
+def _check_password(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD:
+        raise AuthError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+def has_principals(conn) -> bool:
+    """Any user or live token: then accounts are on by default."""
+    row = conn.execute("SELECT EXISTS(SELECT 1 FROM users) OR "
+                       "EXISTS(SELECT 1 FROM api_tokens WHERE revoked_at IS NULL)").fetchone()
+    return bool(row[0])
+
+
+# users
+
+def add_user(conn, name: str, password: str, role: str) -> int:
+    name = (name or "").strip()
+    if not name or len(name) > 64 or any(c.isspace() or c in ":/" for c in name):
+        raise AuthError("a user name is 1-64 characters, without spaces, ':' or '/'")
+    _check_role(role)
+    _check_password(password)
+    try:
+        cursor = conn.execute("INSERT INTO users (name, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+                              (name, generate_password_hash(password), role, time.time()))
+    except sqlite3.IntegrityError:
+        raise AuthError(f"user {name!r} exists already") from None
+    return cursor.lastrowid
+
+
+def remove_user(conn, name: str) -> None:
+    user = get_user(conn, name)
+    if user is None:
+        raise AuthError(f"no user {name!r}")
+    conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (user["id"],))
+    conn.execute("DELETE FROM users WHERE id = ?", (user["id"],))
+
+
+def set_password(conn, name: str, password: str) -> None:
+    _check_password(password)
+    if conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
+                    (generate_password_hash(password), name)).rowcount == 0:
+        raise AuthError(f"no user {name!r}")
+
+
+def set_role(conn, name: str, role: str) -> None:
+    _check_role(role)
+    if conn.execute("UPDATE users SET role = ? WHERE name = ?", (role, name)).rowcount == 0:
+        raise AuthError(f"no user {name!r}")
+
+
+def list_users(conn) -> list[dict]:
+    return [dict(r) for r in conn.execute("SELECT id, name, role, created_at FROM users ORDER BY name")]
+
+
+def get_user(conn, name: str) -> dict | None:
+    row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+    return dict(row) if row else None
+
+
+def get_user_by_id(conn, user_id: int) -> dict | None:
+    row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+    return dict(row) if row else None
+
+
+def authenticate(conn, name, password) -> dict | None:
+    """The user when name and password match; None otherwise (same work either way)."""
+    if not isinstance(name, str) or not isinstance(password, str) or len(name) > 200 or len(password) > 1024:
+        return None
+    user = get_user(conn, name)
+    ok = check_password_hash(user["password_hash"] if user else _dummy_hash(), password)
+    return user if user and ok else None
+
+
+def password_fingerprint(user: dict) -> str:
+    """Part of the session id: changing the password ends the user's other sessions."""
+    return hashlib.sha256(user["password_hash"].encode()).hexdigest()[:16]
+
+
+# tokens
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(conn, name: str, role: str | None = None, user: str | None = None) -> tuple[int, str]:
+    """Returns (id, token); only the hash is kept. A user's token never outranks its user."""
+    name = (name or "").strip()
+    if not name or len(name) > 64:
+        raise AuthError("a token name is 1-64 characters")
+    owner = None
+    if user is not None:
+        owner = get_user(conn, user)
+        if owner is None:
+            raise AuthError(f"no user {user!r}")
+        role = role or owner["role"]
+        if role_rank(role) > role_rank(owner["role"]):
+            raise AuthError(f"a token of {user!r} cannot have more than the user's role ({owner['role']})")
+    role = role or "operator"
+    _check_role(role)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    cursor = conn.execute("INSERT INTO api_tokens (name, token_hash, role, user_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                          (name, _hash_token(token), role, owner["id"] if owner else None, time.time()))
+    return cursor.lastrowid, token
+
+
+def find_token(conn, token: str) -> dict | None:
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = conn.execute(
+        "SELECT t.id, t.name, t.role, u.name AS user_name, u.role AS user_role FROM api_tokens t "
+        "LEFT JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.revoked_at IS NULL",
+        (_hash_token(token),)).fetchone()
+    if row is None:
+        return None
+    found = dict(row)
+    if found["user_role"] is not None and role_rank(found["user_role"]) < role_rank(found["role"]):
+        found["role"] = found["user_role"]  # the user was demoted after the token was made
+    conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (time.time(), found["id"]))
+    return found
+
+
+def list_tokens(conn) -> list[dict]:
+    return [dict(r) for r in conn.execute(
+        "SELECT t.id, t.name, t.role, u.name AS user_name, t.created_at, t.last_used_at, t.revoked_at "
+        "FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id ORDER BY t.id")]
+
+
+def revoke_token(conn, token_id: int) -> None:
+    if conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                    (time.time(), token_id)).rowcount == 0:
+        raise AuthError(f"no live token with id {token_id}")
+
+
+# -- whether accounts are on: read by the web at start and by `otweb serve/web` before binding ----
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def resolve_mode(explicit, admin_token, database: Path) -> str:
+    explicit = str(explicit or "auto").strip().lower()
+    if explicit not in ("on", "off", "auto"):
+        raise RuntimeError(f"OTWEB_AUTH must be on, off or auto, not {explicit!r}")
+    if explicit != "auto":
+        return explicit
+    if admin_token:
+        return "on"
+    conn = connect(database)
+    try:
+        return "on" if has_principals(conn) else "off"
+    finally:
+        conn.close()
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def refuse_open_bind(host: str, database: Path) -> str | None:
+    """The message that stops `otweb serve/web` on a non-loopback address with accounts off."""
+    if is_loopback(host):
+        return None
+    mode = resolve_mode(os.environ.get("OTWEB_AUTH"), os.environ.get("OTWEB_ADMIN_TOKEN"), database)
+    if mode == "on":
+        return None
+    return (f"refusing to listen on {host} without accounts: anyone on the network could train, read "
+            "and download everything. Create an admin first:\n"
+            "  otweb user add NAME --role admin\n"
+            "or a token for scripts (otweb token create NAME --role admin), or set OTWEB_ADMIN_TOKEN; "
+            "then start again. (Accounts off is only allowed on 127.0.0.1.)")

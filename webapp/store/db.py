@@ -1,0 +1,38 @@
+"""The database connection (WAL: the web reads while the record is written), transactions and the
+small key/value settings table."""
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it fast
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def setting(conn, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+@contextlib.contextmanager
+def transaction(conn, mode: str = "IMMEDIATE"):
+    """One transaction (IMMEDIATE: a writer; DEFERRED: a consistent read snapshot under WAL), or
+    the caller's, if one is open already."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

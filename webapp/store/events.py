@@ -1,0 +1,83 @@
+"""Events: the numbered log that SSE replays. Appending one folds it into its run's row (state,
+progress, status) and records a sample, in one transaction."""
+from __future__ import annotations
+
+import json
+import time
+
+from ..protocol import SAMPLE_EVENTS, Event, RunState, dumps
+from . import buckets
+
+
+def append_event(conn, run_id: int, event: dict) -> dict:
+    """Record one event and fold it into the run's row, in one transaction. Returns it numbered."""
+    name, data, at = event["event"], event.get("data") or {}, event.get("time") or time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        seq = conn.execute("INSERT INTO events (run_id, name, data, time) VALUES (?, ?, ?, ?)",
+                           (run_id, name, dumps(data), at)).lastrowid
+        _fold_into_run(conn, run_id, name, data, at)
+        if name in SAMPLE_EVENTS:
+            _record_sample(conn, run_id, name, data, at)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return {"seq": seq, "run_id": run_id, "event": name, "data": data, "time": at}
+
+
+def _fold_into_run(conn, run_id: int, name: str, data: dict, at: float) -> None:
+    if name == Event.PROGRESS:
+        conn.execute("UPDATE runs SET progress_json = ? WHERE id = ?", (dumps(data), run_id))
+    elif name == Event.STATUS:
+        conn.execute("UPDATE runs SET status_text = ? WHERE id = ?", (data.get("text", ""), run_id))
+    elif name == Event.FINISHED:
+        conn.execute("UPDATE runs SET output_path = ? WHERE id = ?", (data.get("output"), run_id))
+    elif name == Event.RUN:
+        state = RunState(data["state"])
+        finished_at = None if state.is_active else at
+        if data.get("pid"):
+            conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (data["pid"], run_id))
+        conn.execute("UPDATE runs SET state = ?, reason = COALESCE(?, reason), finished_at = ?,"
+                     " status_text = CASE WHEN ? THEN status_text ELSE ? END WHERE id = ?",
+                     (state.value, data.get("reason"), finished_at, state.is_active, state.value, run_id))
+
+
+def _record_sample(conn, run_id: int, name: str, data: dict, at: float) -> None:
+    settings = {k: v for k, v in data.items() if k not in ("path", "prompt", "global_step", "epoch")}
+    sample_id = conn.execute(
+        "INSERT INTO samples (run_id, kind, path, prompt, settings_json, global_step, epoch, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, "custom" if name == Event.SAMPLE_CUSTOM else "default", data["path"],
+         data.get("prompt", ""), dumps(settings), data.get("global_step"), data.get("epoch"), at)).lastrowid
+    data["sample_id"] = sample_id  # travels with the event so a page can link the image
+
+
+def events_since(conn, after_seq: int, run_id: int | None = None, limit: int = 1000) -> list[dict]:
+    query = "SELECT * FROM events WHERE seq > ?" + (" AND run_id = ?" if run_id is not None else "")
+    params = (after_seq, run_id) if run_id is not None else (after_seq,)
+    rows = conn.execute(query + " ORDER BY seq LIMIT ?", (*params, limit))
+    return [{"seq": r["seq"], "run_id": r["run_id"], "event": r["name"], "data": json.loads(r["data"]),
+             "time": r["time"]} for r in rows]
+
+
+def recent_events(conn, run_id: int, name: str, limit: int = 30) -> list[dict]:
+    rows = conn.execute("SELECT * FROM events WHERE run_id = ? AND name = ? ORDER BY seq DESC LIMIT ?",
+                        (run_id, name, limit)).fetchall()
+    return [{"seq": r["seq"], "run_id": r["run_id"], "event": r["name"], "data": json.loads(r["data"]),
+             "time": r["time"]} for r in reversed(rows)]
+
+
+def chart_version(conn, run_id: int) -> tuple:
+    """What a run's loss chart is drawn from, in a few index lookups: the newest event (samples,
+    saves and backups come with one), the number of loss rows (from the coarsest summary
+    buckets: one or two rows) and whether the summary waits to be rebuilt."""
+    return conn.execute(
+        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = :run),"
+        " (SELECT COALESCE(SUM(n), 0) FROM metric_buckets WHERE run_id = :run AND width = :width),"
+        " (SELECT COUNT(*) FROM metric_buckets_stale WHERE run_id = :run)",
+        {"run": run_id, "width": buckets.BUCKET_WIDTHS[-1]}).fetchone()[:]
+
+
+def last_seq(conn) -> int:
+    return conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]

@@ -1,0 +1,219 @@
+"""Runs: their rows, the queue and the history (order, pause, cancel, filters, delete).
+
+The queue is the ``runs`` table (state ``queued``), ordered by ``queue_position`` (else id), so a
+reorder never changes an id.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from ..protocol import PLAYGROUND_MARKER, RunState
+
+QUEUE_ORDER = "COALESCE(queue_position, id), id"
+PAUSED_KEY = "queue_paused"
+HISTORY_FILTERS = {  # name: SQL (one ? each)
+    "state": "state = ?",
+    "config": "config_name LIKE '%' || ? || '%'",
+    "model_type": "json_extract(config_json, '$.model_type') = ?",
+    "method": "json_extract(config_json, '$.training_method') = ?",
+    "started_by": "COALESCE(started_by, 'local') = ?",
+}
+
+
+def create_run(conn, config_name: str, config: dict) -> int:
+    cur = conn.execute(
+        "INSERT INTO runs (config_name, config_json, state, created_at) VALUES (?, ?, ?, ?)",
+        (config_name, json.dumps(config), RunState.QUEUED.value, time.time()))
+    return cur.lastrowid
+
+
+def get_run(conn, run_id: int) -> dict | None:
+    row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return run_dict(row) if row else None
+
+
+def latest_run(conn) -> dict | None:
+    """The run a dashboard shows: the running one, else the next queued, else the newest."""
+    row = conn.execute(
+        "SELECT * FROM runs ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END,"
+        " CASE state WHEN 'queued' THEN COALESCE(queue_position, id) ELSE -id END LIMIT 1").fetchone()
+    return run_dict(row) if row else None
+
+
+def list_runs(conn, limit: int = 20) -> list[dict]:
+    return [run_dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))]
+
+
+def active_runs(conn) -> list[dict]:
+    return [run_dict(r) for r in conn.execute(
+        "SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id")]
+
+
+def claim_next_run(conn, worker: str) -> dict | None:
+    """Atomically move the first queued run (queue order, else id) to running for this worker
+    (several workers may race); none while the queue is paused (set_queue_paused)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(
+            "SELECT id FROM runs WHERE state = 'queued' AND NOT EXISTS (SELECT 1 FROM settings"
+            " WHERE key = 'queue_paused' AND value = '1') ORDER BY COALESCE(queue_position, id), id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            conn.execute("COMMIT")
+            return None
+        conn.execute("UPDATE runs SET state = 'running', worker = ?, started_at = ?, status_text = 'starting'"
+                     " WHERE id = ?", (worker, time.time(), row["id"]))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return get_run(conn, row["id"])
+
+
+def requeue_for_resume(conn, run_id: int) -> bool:
+    """Put an ended run back in the queue to continue from its newest backup (same id, same folder).
+    A run still marked running counts as ended only when the caller has checked its worker is gone."""
+    cur = conn.execute(
+        "UPDATE runs SET state = 'queued', resume_requested = 1, stop_requested = 0, reason = NULL,"
+        " finished_at = NULL, pid = NULL, status_text = 'queued to resume'"
+        " WHERE id = ? AND state IN ('failed', 'stopped', 'interrupted', 'running')", (run_id,))
+    return cur.rowcount == 1
+
+
+def mark_stop_requested(conn, run_id: int) -> None:
+    conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
+
+
+def runs_of_worker(conn, worker: str, state: RunState) -> list[dict]:
+    return [run_dict(r) for r in conn.execute(
+        "SELECT * FROM runs WHERE worker = ? AND state = ?", (worker, state.value))]
+
+
+def run_dict(row) -> dict:
+    run = dict(row)
+    run["progress"] = json.loads(run.pop("progress_json") or "null")
+    run["stop_requested"] = bool(run["stop_requested"])
+    run["resume_requested"] = bool(run.get("resume_requested"))
+    return run
+
+
+def run_config(run: dict) -> dict:
+    return json.loads(run["config_json"])
+
+
+
+# -- the queue ------------------------------------------------------------------------------
+
+def queued_runs(conn) -> list[dict]:
+    return [run_dict(r) for r in conn.execute(f"SELECT * FROM runs WHERE state = 'queued' ORDER BY {QUEUE_ORDER}")]
+
+
+def set_started_by(conn, run_id: int, who: str) -> None:
+    conn.execute("UPDATE runs SET started_by = ? WHERE id = ?", (who, run_id))
+
+
+def reorder_queue(conn, run_ids: list[int]) -> list[int]:
+    """Put the named queued runs first, in the given order; the rest keep theirs after them.
+    Returns the queue's new order. Unknown or no-longer-queued ids are ignored."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = conn.execute(f"SELECT id, COALESCE(queue_position, id) AS key FROM runs WHERE state = 'queued'"
+                            f" ORDER BY {QUEUE_ORDER}").fetchall()
+        current = [r["id"] for r in rows]
+        wanted = [i for i in dict.fromkeys(run_ids) if i in current]
+        order = wanted + [i for i in current if i not in wanted]
+        # the same keys, handed out in the new order: they stay below the ids of runs queued later
+        keys = [r["key"] for r in rows]
+        for n in range(1, len(keys)):
+            keys[n] = max(keys[n], keys[n - 1] + 1e-3)
+        conn.executemany("UPDATE runs SET queue_position = ? WHERE id = ?", list(zip(keys, order)))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return order
+
+
+def move_in_queue(conn, run_id: int, offset: int) -> list[int]:
+    """Move one queued run up (offset < 0) or down by ``offset`` places."""
+    order = [r["id"] for r in queued_runs(conn)]
+    if run_id not in order:
+        return order
+    index = order.index(run_id)
+    order.insert(max(0, min(len(order) - 1, index + offset)), order.pop(index))
+    return reorder_queue(conn, order)
+
+
+def cancel_queued(conn, run_id: int) -> bool:
+    """queued → canceled, only if the run is still queued (a worker may have just claimed it)."""
+    cur = conn.execute("UPDATE runs SET state = ?, finished_at = ?, status_text = ? WHERE id = ? AND state = 'queued'",
+                       (RunState.CANCELED.value, time.time(), RunState.CANCELED.value, run_id))
+    return cur.rowcount == 1
+
+
+def queue_paused(conn) -> bool:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (PAUSED_KEY,)).fetchone()
+    return bool(row and row["value"] == "1")
+
+
+def set_queue_paused(conn, paused: bool) -> None:
+    conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                 (PAUSED_KEY, "1" if paused else "0"))
+
+
+# -- history --------------------------------------------------------------------------------
+
+def history(conn, filters: dict, limit: int = 100, offset: int = 0) -> list[dict]:
+    where = [HISTORY_FILTERS[k] for k, v in filters.items() if k in HISTORY_FILTERS and v not in (None, "")]
+    params = [v for k, v in filters.items() if k in HISTORY_FILTERS and v not in (None, "")]
+    sql = ("SELECT *, json_extract(config_json, '$.model_type') AS model_type,"
+           " json_extract(config_json, '$.training_method') AS training_method FROM runs"
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ? OFFSET ?")
+    return [run_dict(r) for r in conn.execute(sql, (*params, limit, offset))]
+
+
+def recent_finished(conn, limit: int = 5) -> list[dict]:
+    return [run_dict(r) for r in conn.execute(
+        "SELECT * FROM runs WHERE state NOT IN ('queued', 'running') ORDER BY COALESCE(finished_at, created_at) DESC"
+        " LIMIT ?", (limit,))]
+
+
+def distinct_values(conn) -> dict:
+    """The choices the history filters offer."""
+    def column(sql):
+        return [r[0] for r in conn.execute(sql) if r[0] is not None]
+    return {"state": [s.value for s in RunState],
+            "model_type": column("SELECT DISTINCT json_extract(config_json, '$.model_type') FROM runs ORDER BY 1"),
+            "method": column("SELECT DISTINCT json_extract(config_json, '$.training_method') FROM runs ORDER BY 1"),
+            "started_by": column("SELECT DISTINCT COALESCE(started_by, 'local') FROM runs ORDER BY 1")}
+
+
+def timeline(conn, run_id: int, limit: int = 500) -> list[dict]:
+    """The run's lifecycle and status changes, oldest first."""
+    rows = conn.execute("SELECT seq, name, data, time FROM events WHERE run_id = ? AND name IN"
+                        " ('run', 'status', 'error', 'finished') ORDER BY seq LIMIT ?", (run_id, limit))
+    return [{"seq": r["seq"], "event": r["name"], "data": json.loads(r["data"]), "time": r["time"]} for r in rows]
+
+
+def delete_run_rows(conn, run_id: int) -> bool:
+    """Every row of an ended run: its events, metrics, samples and itself."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute("DELETE FROM runs WHERE id = ? AND state NOT IN ('queued', 'running')", (run_id,))
+        if cur.rowcount == 1:
+            for table in ("events", "metrics", "metric_buckets", "metric_buckets_stale", "samples"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return cur.rowcount == 1
+
+
+def open_playground(conn) -> dict | None:
+    """The newest queued or running playground session (a run whose config holds the marker)."""
+    row = conn.execute(
+        "SELECT * FROM runs WHERE state IN ('queued', 'running') AND json_extract(config_json, ?) IS NOT NULL"
+        " ORDER BY id DESC LIMIT 1", (f"$.{PLAYGROUND_MARKER}",)).fetchone()
+    return run_dict(row) if row else None

@@ -1,0 +1,118 @@
+"""Who is asking: a bearer token, the proxy's X-Remote-User, a login session, or (accounts off)
+the local admin. Resolved once per request into ``g.principal``."""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from dataclasses import dataclass
+
+from flask import current_app, g, request
+from flask_login import LoginManager, current_user
+
+from webapp.web.extensions import get_db
+from webapp.store import accounts
+
+login_manager = LoginManager()
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    via: str  # "session", "token", "admin-token", "header" or "local" (accounts off)
+
+    def can(self, role: str) -> bool:
+        return accounts.role_rank(self.role) >= accounts.role_rank(role)
+
+
+class LoginUser:
+    """Flask-Login's user object. The id holds a password fingerprint, so that a new password
+    ends the sessions made with the old one."""
+
+    is_active = is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, row: dict):
+        self.row, self.name, self.role = row, row["name"], row["role"]
+
+    def get_id(self) -> str:
+        return f"{self.row['id']}:{accounts.password_fingerprint(self.row)}"
+
+
+@login_manager.user_loader
+def _load_user(user_id: str):
+    raw_id, _, fingerprint = user_id.partition(":")
+    if not raw_id.isdigit():
+        return None
+    row = accounts.get_user_by_id(get_db(), int(raw_id))
+    if row is None or not hmac.compare_digest(accounts.password_fingerprint(row), fingerprint):
+        return None
+    return LoginUser(row)
+
+
+def auth_on() -> bool:
+    return current_app.config["AUTH"] == "on"
+
+
+def current_principal() -> Principal | None:
+    if "principal" not in g:
+        g.principal = _resolve()
+    return g.principal
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _resolve() -> Principal | None:
+    if not auth_on():
+        return Principal("local", "admin", "local")
+    token = bearer_token()
+    if token is not None:  # a wrong token is a wrong token: no falling back to a session
+        return _from_token(token)
+    header_user = _from_trusted_header()
+    if header_user is not None:
+        return header_user
+    if current_user.is_authenticated:
+        return Principal(current_user.name, current_user.role, "session")
+    return None
+
+
+def _from_token(token: str) -> Principal | None:
+    admin_token = current_app.config.get("ADMIN_TOKEN")
+    if admin_token and hmac.compare_digest(token.encode(), str(admin_token).encode()):
+        return Principal("admin-token", "admin", "admin-token")
+    found = accounts.find_token(get_db(), token)
+    if found is None:
+        return None
+    return Principal(found["user_name"] or f"token:{found['name']}", found["role"], "token")
+
+
+def peer_address() -> str | None:
+    """The address that connected to us, before ProxyFix replaced it with X-Forwarded-For."""
+    original = request.environ.get("werkzeug.proxy_fix.orig") or {}
+    return original.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR")
+
+
+def _from_trusted_header() -> Principal | None:
+    networks = current_app.config["TRUSTED_PROXY_NETWORKS"]
+    name = request.headers.get(current_app.config["REMOTE_USER_HEADER"])
+    if not networks or not name:
+        return None
+    try:
+        peer = ipaddress.ip_address(peer_address() or "")
+    except ValueError:
+        return None
+    if not any(peer in network for network in networks):
+        return None  # anyone else could send the header: ignore it
+    row = accounts.get_user(get_db(), name.strip())
+    return Principal(row["name"], row["role"], "header") if row else None
+
+
+def parse_networks(raw) -> list:
+    if not raw:
+        return []
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).replace(",", " ").split()
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in items if str(item).strip()]

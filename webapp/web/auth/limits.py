@@ -1,0 +1,32 @@
+"""Rate limits (Flask-Limiter, counted in Redis so every web process shares them): login and
+token endpoints per client address, and every state-changing request."""
+from __future__ import annotations
+
+from flask import request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+from webapp.web.auth.policy import SAFE_METHODS
+
+limiter = Limiter(key_func=get_remote_address, default_limits_exempt_when=lambda: request.method in SAFE_METHODS,
+                  swallow_errors=True)  # Redis down: let requests through rather than answer 500
+
+
+def storage_uri(redis_url: str) -> str:
+    """limits names a unix socket redis+unix://; redis-py and our settings say unix://."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://"):]
+    return redis_url
+
+
+def init_app(app) -> None:
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage_uri(app.config["REDIS_URL"]))
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "otweb:limits")
+    app.config.setdefault("RATELIMIT_DEFAULT", app.config.get("RATE_LIMIT_WRITES", "120 per minute"))
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
+
+
+def login_limit():
+    from flask import current_app
+    return current_app.config.get("RATE_LIMIT_LOGIN", "10 per minute")

@@ -1,0 +1,38 @@
+"""The config library as the web reaches it: the folder from the app's settings, and the
+library's refusals as the 4xx answers they are (for the config pages, their API and run starts)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from flask import current_app
+
+from webapp.config.library import ConfigConflict, ConfigLibrary, ConfigNotFound, InvalidConfigName, ReadOnlyConfig
+from webapp.config.loading import ConfigFormatError
+from webapp.web.errors import ApiError
+
+MAX_BODY = 4 * 1024 * 1024  # a config upload or save; larger bodies answer 413
+
+
+def library() -> ConfigLibrary:
+    return ConfigLibrary(current_app.config["CONFIG_DIR"])
+
+
+def workspace():
+    return current_app.config["WORKSPACE"]
+
+
+@contextmanager
+def library_errors():
+    """The library's refusals as the 4xx answers they are."""
+    try:
+        yield
+    except InvalidConfigName as exc:
+        raise ApiError(400, "invalid config name", [{"field": "name", "message": str(exc)}]) from None
+    except ConfigNotFound as exc:
+        raise ApiError(404, "unknown config", str(exc)) from None
+    except ReadOnlyConfig as exc:
+        raise ApiError(403, "read-only config", str(exc)) from None
+    except ConfigConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except ConfigFormatError as exc:
+        raise ApiError(400, "unreadable config", exc.errors) from None

@@ -1,0 +1,100 @@
+"""A run as people see it: its state made true (a running run whose worker is gone is
+interrupted), what it may do next, its summary for lists, its config as it ran, its log's tail."""
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from webapp import store
+from webapp.protocol import RunState
+from webapp.settings import LOG_NAME, heartbeat_key
+from webapp.web.errors import ApiError
+from webapp.web.extensions import get_db, get_redis
+from webapp.web.run_files import run_dir
+
+RESUMABLE_STATES = (RunState.FAILED.value, RunState.STOPPED.value, RunState.INTERRUPTED.value)
+LOG_TAIL_BYTES = 256 * 1024
+LOG_LINES = 400
+
+
+def worker_alive(worker: str | None) -> bool:
+    if not worker:
+        return False
+    try:
+        return bool(get_redis().exists(heartbeat_key(worker)))
+    except redis.RedisError:
+        return False
+
+
+def run_view(run: dict | None) -> dict | None:
+    """The run as a person should see it: a running run with no live worker is interrupted."""
+    if run is None:
+        return None
+    view = dict(run)
+    view.pop("config_json", None)
+    state = run["state"]
+    if state == RunState.RUNNING.value and not worker_alive(run["worker"]):
+        state = RunState.INTERRUPTED.value
+    view["state"] = state
+    running = state == RunState.RUNNING.value
+    view["can"] = {"start": not running, "stop": running and not run["stop_requested"],
+                   "save": running, "backup": running, "sample": running,
+                   "resume": state in RESUMABLE_STATES}
+    return view
+
+
+def current_run() -> dict | None:
+    return run_view(store.latest_run(get_db()))
+
+
+def config_as_run(run: dict) -> dict:
+    """The config the trainer got (run folder), else the one queued."""
+    path = run_dir(run["id"]) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return store.run_config(run)
+
+
+def get_run_view(run_id: int) -> dict:
+    run = store.get_run(get_db(), run_id)
+    if run is None:
+        raise ApiError(404, "unknown run", f"no run with id {run_id}")
+    return summarize(run)
+
+
+def summarize(run: dict) -> dict:
+    """A stored run as people see it (run_view), plus what the history and the API show:
+    model type, method, duration, steps, final loss, who started it."""
+    view = run_view(run)
+    config = json.loads(run["config_json"]) if run.get("config_json") else {}
+    progress = view.get("progress") or {}
+    end = view.get("finished_at") or (time.time() if view["state"] == RunState.RUNNING.value else None)
+    view.update(model_type=run.get("model_type") or config.get("model_type"),
+                training_method=run.get("training_method") or config.get("training_method"),
+                duration_s=(end - view["started_at"]) if end and view.get("started_at") else None,
+                steps=progress.get("global_step"), max_step=progress.get("max_step"),
+                final_loss=progress.get("smooth_loss", progress.get("loss")),
+                started_by=view.get("started_by") or "local")
+    view.pop("config_json", None)
+    return view
+
+
+def log_lines(run_id: int, query: str = "") -> list[str]:
+    """The tail of the trainer's stdout/stderr, optionally only the lines containing query."""
+    path = run_dir(run_id) / LOG_NAME
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - LOG_TAIL_BYTES))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    if size > LOG_TAIL_BYTES:
+        lines = lines[1:]  # the first is cut
+    if query:
+        lines = [line for line in lines if query.lower() in line.lower()]
+    return lines[-LOG_LINES:]
