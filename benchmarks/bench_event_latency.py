@@ -9,7 +9,7 @@
    written, 0.08 s now), so a progress event may be held up to that long before it is published:
    by design, so it is reported on its own row as well as in "all".
 2. synthetic, no torch: this process appends + publishes progress-shaped events through
-   webapp.worker.sink.EventSink (as the bridge does: metrics row, then emit) at 20 events/s for 10 s,
+   webapp.eventlog.EventSink (as the bridge does: metrics row, then emit) at 20 events/s for 10 s,
    with 10 and 100 clients on /api/events (JSON) and 100 on /events (HTML partials, what htmx
    pages use), and once more with 100 on /events for a run that already holds 100,000 loss
    values (the HTML renders read the run's history: a long run's cost). This isolates the web
@@ -76,7 +76,7 @@ def synthetic(bench: Bench, url: str, web_worker: psutil.Process, clients_n: int
     from redis import Redis
 
     from webapp import store
-    from webapp.worker.sink import EventSink
+    from webapp.eventlog import EventSink
     conn = store.connect(bench.workspace / "otweb.sqlite3")
     run_id = store.create_run(conn, "synthetic", {})
     sink = EventSink(conn, Redis.from_url(bench.env["REDIS_URL"], decode_responses=True))

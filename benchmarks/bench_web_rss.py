@@ -53,8 +53,8 @@ def publish(bench: Bench, count: int) -> None:
     from redis import Redis
 
     from webapp import store
-    from webapp.trainer.protocol import Event, make_event
-    from webapp.worker.sink import EventSink
+    from webapp.protocol import Event, make_event
+    from webapp.eventlog import EventSink
     conn = store.connect(bench.workspace / "otweb.sqlite3")
     run_id = store.create_run(conn, "rss", {})
     sink = EventSink(conn, Redis.from_url(bench.env["REDIS_URL"], decode_responses=True))

@@ -4,7 +4,7 @@
 RSS and USS (psutil) of:
   - the baseline: a bare `python -c` process kept alive on stdin, measured in the same run;
   - import probes, each a process of its own kept alive the same way: `import redis` (the worker's
-    one client library) and `import webapp.cli, webapp.worker.main` (everything `otweb worker` loads
+    one client library) and `import webapp.cli, webapp.worker.loop` (everything `otweb worker` loads
     before it serves), with the heavy libraries each finds in sys.modules (torch, diffusers,
     transformers, numpy, PIL, safetensors: only the trainer process should load them);
   - the worker: idle 2 s after it is ready (its heartbeat is in Redis), sampled at 10 Hz for 2 s;
@@ -131,8 +131,8 @@ def main() -> None:
     started = time.monotonic()
     base = probe("pass")
     probes = {"import redis": probe("import redis"),
-              "import webapp.cli, webapp.worker.main (what `otweb worker` loads)":
-                  probe("import webapp.cli, webapp.worker.main, webapp.worker.supervisor")}
+              "import webapp.cli, webapp.worker.loop (what `otweb worker` loads)":
+                  probe("import webapp.cli, webapp.worker.loop, webapp.worker.supervisor")}
     with Bench() as bench:
         demo = build_demo(bench)  # in the background: only the after-a-run phase needs it
         bench.redis()

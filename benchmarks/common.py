@@ -51,7 +51,7 @@ def maps_torch(pid: int) -> bool:
 def publish_progress(sink, run_id: int, step: int, last_step: int, rate: float) -> dict:
     """One progress event and its loss row, as the worker's bridge writes them (synthetic: no
     trainer); returns the numbered event."""
-    from webapp.trainer.protocol import Event, make_event
+    from webapp.protocol import Event, make_event
     event = make_event(Event.PROGRESS, global_step=step, max_step=last_step, epoch=0, max_epoch=1,
                        epoch_step=step, epoch_length=last_step, loss=1.0 / step, lr=1e-3,
                        speed=float(rate), eta_s=(last_step - step) / rate, smooth_loss=1.0 / step)
@@ -116,7 +116,7 @@ class Bench(contextlib.ExitStack):
         return self
 
     def redis(self) -> str:
-        from webapp.standalone import start_embedded_redis
+        from webapp.cli.serve import start_embedded_redis
         server = start_embedded_redis(self.workspace)
         self.callback(server.shutdown)
         self.env["REDIS_URL"] = url = f"unix://{server.socket_file}"
@@ -136,7 +136,7 @@ class Bench(contextlib.ExitStack):
 
     def web(self, port: int | None = None) -> tuple[subprocess.Popen, str]:
         """The product's own gunicorn command line; SIGINT is gunicorn's quick stop."""
-        from webapp.standalone import gunicorn_command
+        from webapp.cli.serve import gunicorn_command
         port = port or free_port()
         return self.spawn(f"web-{port}", gunicorn_command("127.0.0.1", port), signal.SIGINT), \
             f"http://127.0.0.1:{port}"
@@ -144,7 +144,7 @@ class Bench(contextlib.ExitStack):
     def web_app(self, app_spec: str, chdir: Path = BENCH_DIR, port: int | None = None) -> tuple[subprocess.Popen, str]:
         """Another WSGI app (e.g. a baseline) under the product's own gunicorn flags (gevent, the same
         worker_connections): only the app spec differs; ``chdir`` is where gunicorn imports it from."""
-        from webapp.standalone import gunicorn_command
+        from webapp.cli.serve import gunicorn_command
         port = port or free_port()
         command = gunicorn_command("127.0.0.1", port)[:-1] + ["--chdir", str(chdir), app_spec]
         return self.spawn(f"app-{port}", command, signal.SIGINT), f"http://127.0.0.1:{port}"

@@ -80,7 +80,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def auth_app(workspace, config_dir, redis_url, redis_server):
     """Accounts on: one user per role (password PASSWORD) and an admin token in app.config."""
-    from webapp.auth import store as auth_store
+    from webapp.store import accounts as auth_store
     redis_server.flushall()
     conn = auth_store.connect(workspace / "otweb.sqlite3")
     for name, role in USERS.items():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from webapp.trainer.callbacks import TrainCallbacks
-from webapp.trainer.protocol import Event
+from webapp.protocol import Event
 
 
 class Recorder(TrainCallbacks):

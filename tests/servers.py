@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_web(env: dict, port: int | None = None, app: str = "webapp:create_app()",
+def serve_web(env: dict, port: int | None = None, app: str = "wsgi:app",
               workers: int = 1, timeout_s: float = 30):
     """Run gunicorn -k gevent on 127.0.0.1:port; yield its base URL; kill its process group after.
 

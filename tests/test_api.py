@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from webapp import store
+from webapp.config.model import TRAIN_CONFIG
 
 
 def write_config(config_dir, workspace, name="tiny", **fields):
@@ -39,7 +40,13 @@ def test_start_queues_a_run_and_keeps_the_config(client, app, config_dir, worksp
     with app.app_context():
         run = store.get_run(store.connect(app.config["DATABASE"]), run_id)
     assert run["state"] == "queued"
-    assert json.loads(run["config_json"]) == config  # unknown keys kept as given
+    stored = json.loads(run["config_json"])
+    # stored whole (over OneTrainer's defaults, as every way of starting stores it), the user's
+    # values and unknown keys kept as given
+    assert set(TRAIN_CONFIG.defaults) <= set(stored)
+    assert {key: stored[key] for key in config if key != "concepts"} == \
+        {key: value for key, value in config.items() if key != "concepts"}
+    assert stored["concepts"][0]["path"] == "images" and stored["unknown_key_kept"] == {"x": 1}
     status = client.get("/api/training/status").json
     assert status["run"]["id"] == run_id and status["queued"] == 1
 

@@ -5,7 +5,9 @@ import re
 
 
 from conftest import PASSWORD, login
-from webapp.auth import policy, refuse_open_bind, store
+from webapp.web.auth import policy
+from webapp.store.accounts import refuse_open_bind
+from webapp.store import accounts
 
 DUMMY = {"integer": "1", "path": "x", "unicode": "x"}
 
@@ -46,8 +48,8 @@ def test_the_policy_table_covers_the_admin_routes(auth_app):
 
 
 def bearer(auth_app, role: str) -> dict:
-    conn = store.connect(auth_app.config["DATABASE"])
-    _, token = store.create_token(conn, f"test-{role}", role=role)
+    conn = accounts.connect(auth_app.config["DATABASE"])
+    _, token = accounts.create_token(conn, f"test-{role}", role=role)
     conn.close()
     return {"Authorization": f"Bearer {token}"}
 
@@ -77,13 +79,13 @@ def test_an_operator_trains_but_cannot_manage_users_or_delete_runs(auth_app):
 
 def test_tokens_are_stored_hashed_and_revocable_and_the_env_admin_token_works(auth_app, monkeypatch):
     client = auth_app.test_client()
-    conn = store.connect(auth_app.config["DATABASE"])
-    token_id, token = store.create_token(conn, "script", user="otto")
+    conn = accounts.connect(auth_app.config["DATABASE"])
+    token_id, token = accounts.create_token(conn, "script", user="otto")
     assert token not in str([tuple(r) for r in conn.execute("SELECT * FROM api_tokens")])
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/auth/whoami", headers=headers).json == {
         "name": "otto", "role": "operator", "via": "token", "accounts": "on"}
-    store.revoke_token(conn, token_id)
+    accounts.revoke_token(conn, token_id)
     conn.close()
     assert client.get("/api/auth/whoami", headers=headers).status_code == 401
     assert client.get("/api/auth/whoami", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -139,15 +141,15 @@ def test_login_logout_and_next(auth_app):
 def test_a_new_password_ends_old_sessions(auth_app):
     client = auth_app.test_client()
     login(client, "vera")
-    conn = store.connect(auth_app.config["DATABASE"])
-    store.set_password(conn, "vera", "another password")
+    conn = accounts.connect(auth_app.config["DATABASE"])
+    accounts.set_password(conn, "vera", "another password")
     conn.close()
     assert client.get("/").status_code == 302
 
 
 def test_trusted_header_only_from_the_proxy(auth_app):
-    auth_app.config["TRUSTED_PROXY_NETWORKS"] = __import__("webapp.auth.identity", fromlist=["x"]).parse_networks(
-        "127.0.0.1/32")
+    from webapp.web.auth.identity import parse_networks
+    auth_app.config["TRUSTED_PROXY_NETWORKS"] = parse_networks("127.0.0.1/32")
     client = auth_app.test_client()
     me = client.get("/api/auth/whoami", headers={"X-Remote-User": "ada"})
     assert me.status_code == 200 and me.json["via"] == "header" and me.json["role"] == "admin"
@@ -193,8 +195,8 @@ def test_serve_refuses_a_public_address_without_accounts(tmp_path, monkeypatch):
     assert refuse_open_bind("127.0.0.1", database) is None
     message = refuse_open_bind("0.0.0.0", database)
     assert message and "otweb user add" in message
-    conn = store.connect(database)
-    store.add_user(conn, "ada", PASSWORD, "admin")
+    conn = accounts.connect(database)
+    accounts.add_user(conn, "ada", PASSWORD, "admin")
     conn.close()
     assert refuse_open_bind("0.0.0.0", database) is None
 

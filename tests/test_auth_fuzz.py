@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from webapp import create_app
-from webapp.auth import store
+from webapp.store import accounts
 
 ENDPOINTS = [("POST", "/api/training/start"), ("POST", "/api/queue"), ("POST", "/api/samples/custom"),
              ("POST", "/api/config/validate"), ("POST", "/api/queue/order"), ("POST", "/api/training/stop"),
@@ -24,8 +24,8 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 @pytest.fixture
 def fuzz_app(workspace, config_dir, redis_url, redis_server):
     redis_server.flushall()
-    conn = store.connect(workspace / "otweb.sqlite3")
-    store.add_user(conn, "ada", "correct horse battery", "admin")
+    conn = accounts.connect(workspace / "otweb.sqlite3")
+    accounts.add_user(conn, "ada", "correct horse battery", "admin")
     conn.close()
     return create_app({"TESTING": True, "WORKSPACE": workspace, "CONFIG_DIR": config_dir, "REDIS_URL": redis_url,
                        "ADMIN_TOKEN": "f" * 32, "RATELIMIT_ENABLED": False})

@@ -12,7 +12,7 @@ from PIL import Image
 
 from webapp.trainer.commands import TrainCommands
 from webapp.trainer.demo import FAMILIES, build_demo
-from webapp.trainer.protocol import Event
+from webapp.protocol import Event
 
 from recorder import Recorder
 

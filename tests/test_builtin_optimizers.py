@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from webapp.trainer import optimizer_names
+from webapp.config.builtin import optimizer_names
 from webapp.trainer.builtin import optimizers
 from webapp.trainer.builtin.lr_schedule import make_lr_scheduler
 from webapp.trainer.builtin.optimizers import make_optimizer
-from webapp.trainer.optimizer_names import (DEFAULT_SETTINGS, SUPPORTED_LR_SCHEDULERS,
-                                            SUPPORTED_OPTIMIZERS, read_optimizer)
+from webapp.config.builtin.optimizer_names import DEFAULT_SETTINGS, SUPPORTED_LR_SCHEDULERS, SUPPORTED_OPTIMIZERS, read_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 ONETRAINER_DEFAULTS = Path("/work/shared/onetrainer/default_train_config.json")
@@ -350,7 +349,7 @@ def test_nesterov_with_momentum_reads():
 
 
 def test_optimizer_names_does_not_import_torch():
-    code = ("import sys, webapp.trainer.optimizer_names as m; m.read_optimizer(None); "
+    code = ("import sys, webapp.config.builtin.optimizer_names as m; m.read_optimizer(None); "
             "assert not {'torch', 'transformers', 'bitsandbytes'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

@@ -21,7 +21,7 @@ from webapp.trainer.builtin import families, outputs, single_file
 from webapp.trainer.builtin.methods import text_lora_targets, unet_lora_targets
 from webapp.trainer.builtin.tiny_model import build_tiny_model
 from webapp.trainer.demo import CAPTION_WORDS
-from webapp.trainer.output_formats import SUPPORTED_OUTPUT_FORMATS
+from webapp.config.builtin.output_formats import SUPPORTED_OUTPUT_FORMATS
 
 FAMILIES = ("sd15", "sd2", "sdxl")
 MODEL_TYPES = {"sd15": "STABLE_DIFFUSION_15", "sd2": "STABLE_DIFFUSION_21",
@@ -296,5 +296,5 @@ def test_output_metadata_and_formats():
     assert "KOHYA_LORA" in SUPPORTED_OUTPUT_FORMATS["LORA"]
     assert "DIFFUSERS" in SUPPORTED_OUTPUT_FORMATS["FINE_TUNE"]
     # the web validates configs with it: importing it must not import torch
-    check = "import sys, webapp.trainer.output_formats; sys.exit('torch' in sys.modules)"
+    check = "import sys, webapp.config.builtin.output_formats; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", check]).returncode == 0

@@ -15,7 +15,7 @@ import pytest
 
 from webapp.trainer.builtin.resume import ResumeError
 from webapp.trainer.commands import TrainCommands
-from webapp.trainer.protocol import Event
+from webapp.protocol import Event
 
 from recorder import Recorder
 

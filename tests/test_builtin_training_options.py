@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from webapp.trainer.commands import TrainCommands
-from webapp.trainer.protocol import Event
+from webapp.protocol import Event
 
 from recorder import Recorder
-from webapp.trainsettings import ConfigError, TrainSettings
+from webapp.config.builtin.settings import ConfigError, TrainSettings
 
 
 def backend_after(demo_workspace, config, tmp_path, **overrides):

@@ -1,6 +1,6 @@
-"""The loss chart's incremental buckets (store.metric_buckets, kept by an insert trigger; read by
-runs_store.loss_buckets): what is kept as rows are appended equals what a full aggregation of every
-metrics row gives (metric_buckets.bucket_stats in Python, and the chart's definition straight from the rows),
+"""The loss chart's incremental buckets (store.buckets, kept by an insert trigger; read by
+store.loss_buckets): what is kept as rows are appended equals what a full aggregation of every
+metrics row gives (store.buckets.bucket_stats in Python, and the chart's definition straight from the rows),
 for random series with NULL and NaN losses, missing lr, ties and a resumed run that appends steps
 again; rows changed in place and databases from before the table are summarised again."""
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from webapp import metric_buckets, runs_store, store
-from webapp.metric_buckets import BUCKET_WIDTHS
+
+from webapp import store
+from webapp.store.buckets import BUCKET_WIDTHS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench_loss_chart import old_loss_buckets  # noqa: E402  the chart's old full aggregate: the oracle
@@ -89,7 +90,7 @@ def full_aggregation(rows: list[tuple], buckets: int) -> tuple[list[dict], int]:
     low, high = min(r[0] for r in rows), max(r[0] for r in rows)
     width = 1
     for candidate in BUCKET_WIDTHS:
-        if high // candidate - low // candidate + 1 < runs_store.SUMMARY_PER_BUCKET * buckets:
+        if high // candidate - low // candidate + 1 < store.SUMMARY_PER_BUCKET * buckets:
             break
         width = candidate
     first, count = low // width, high // width - low // width + 1
@@ -129,9 +130,9 @@ def test_incremental_buckets_equal_the_full_aggregation(conn, seed, steps):
     store.append_metrics(conn, other, series(random.Random(99), range(1, 5000)))
     append_in_batches(conn, run_id, series(rng, range(1, steps + 1)), rng)
     rows = raw_rows(conn, run_id)
-    assert_same_summaries(stored(conn, run_id), metric_buckets.bucket_stats(rows))
+    assert_same_summaries(stored(conn, run_id), store.buckets.bucket_stats(rows))
     for buckets in (BUCKETS, 300):
-        points, total = runs_store.loss_buckets(conn, run_id, buckets)
+        points, total = store.loss_buckets(conn, run_id, buckets)
         expected, expected_total = full_aggregation(rows, buckets)
         assert total == expected_total == steps
         assert_same_points(points, expected)
@@ -143,14 +144,14 @@ def test_a_resumed_run_appends_steps_again(conn):
     rng = random.Random(7)
     run_id = store.create_run(conn, "r", {})
     append_in_batches(conn, run_id, series(rng, range(1, 3_001)), rng)
-    before = runs_store.loss_buckets(conn, run_id, BUCKETS)
+    before = store.loss_buckets(conn, run_id, BUCKETS)
     assert_same_points(before[0], full_aggregation(raw_rows(conn, run_id), BUCKETS)[0])
     append_in_batches(conn, run_id, series(rng, range(2_401, 9_001)), rng)
     rows = raw_rows(conn, run_id)
     assert len(rows) == 3_000 + 6_600
-    assert_same_summaries(stored(conn, run_id), metric_buckets.bucket_stats(rows))
+    assert_same_summaries(stored(conn, run_id), store.buckets.bucket_stats(rows))
     for buckets in (BUCKETS, 300):
-        points, total = runs_store.loss_buckets(conn, run_id, buckets)
+        points, total = store.loss_buckets(conn, run_id, buckets)
         expected, expected_total = full_aggregation(rows, buckets)
         assert total == expected_total
         assert_same_points(points, expected)
@@ -164,7 +165,7 @@ def test_chart_keeps_its_resolution_and_its_extremes(conn):
     rows = series(rng, range(1, 100_001), nulls=False)
     store.append_metrics(conn, run_id, rows)
     for buckets in (50, 300, 500):
-        points, total = runs_store.loss_buckets(conn, run_id, buckets)
+        points, total = store.loss_buckets(conn, run_id, buckets)
         assert total == 100_000
         assert buckets < len(points) <= 2 * buckets
         losses = [p["loss"] for p in points]
@@ -182,8 +183,8 @@ def test_a_short_run_shows_exactly_what_the_old_aggregation_showed(conn, seed, s
     rng = random.Random(seed)
     run_id = store.create_run(conn, "r", {})
     store.append_metrics(conn, run_id, series(rng, range(1, steps + 1), nulls=False))
-    assert steps < runs_store.SUMMARY_PER_BUCKET * BUCKET_WIDTHS[0] * buckets
-    assert_same_points(runs_store.loss_buckets(conn, run_id, buckets)[0], old_loss_buckets(conn, run_id, buckets)[0])
+    assert steps < store.SUMMARY_PER_BUCKET * BUCKET_WIDTHS[0] * buckets
+    assert_same_points(store.loss_buckets(conn, run_id, buckets)[0], old_loss_buckets(conn, run_id, buckets)[0])
 
 
 def test_an_old_workspace_gets_its_summaries_when_opened(tmp_path):
@@ -205,8 +206,8 @@ def test_an_old_workspace_gets_its_summaries_when_opened(tmp_path):
     store.append_metrics(conn, 2, series(rng, range(5_001, 5_101)))  # a worker appends meanwhile
     for run_id in (1, 2):
         rows = raw_rows(conn, run_id)
-        assert_same_points(runs_store.loss_buckets(conn, run_id, BUCKETS)[0], full_aggregation(rows, BUCKETS)[0])
-        assert_same_summaries(stored(conn, run_id), metric_buckets.bucket_stats(rows))
+        assert_same_points(store.loss_buckets(conn, run_id, BUCKETS)[0], full_aggregation(rows, BUCKETS)[0])
+        assert_same_summaries(stored(conn, run_id), store.buckets.bucket_stats(rows))
     assert conn.execute("SELECT COUNT(*) FROM metric_buckets_stale").fetchone()[0] == 0
     # opened again (another process, a restart): found done, nothing marked again
     store.init_schema(conn)
@@ -221,24 +222,24 @@ def test_rows_changed_in_place_are_summarised_again(conn):
     run_id = store.create_run(conn, "r", {})
     store.append_metrics(conn, run_id, series(rng, range(1, 20_001)))
     conn.execute("UPDATE metrics SET loss = 50 WHERE run_id = ? AND step = 12345", (run_id,))
-    points, _ = runs_store.loss_buckets(conn, run_id, BUCKETS)
+    points, _ = store.loss_buckets(conn, run_id, BUCKETS)
     assert max(p["loss"] for p in points) == 50 and {p["step"] for p in points if p["loss"] == 50} == {12345}
     conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > 15000", (run_id,))
     rows = raw_rows(conn, run_id)
-    points, total = runs_store.loss_buckets(conn, run_id, BUCKETS)
+    points, total = store.loss_buckets(conn, run_id, BUCKETS)
     assert total == 15_000 and points[-1]["step"] <= 15_000
     assert_same_points(points, full_aggregation(rows, BUCKETS)[0])
-    assert_same_summaries(stored(conn, run_id), metric_buckets.bucket_stats(rows))
+    assert_same_summaries(stored(conn, run_id), store.buckets.bucket_stats(rows))
 
 
 def test_deleting_a_run_deletes_its_summaries(conn):
     run_id = store.create_run(conn, "r", {})
     store.append_metrics(conn, run_id, series(random.Random(3), range(1, 2_000)))
     conn.execute("UPDATE runs SET state = 'completed' WHERE id = ?", (run_id,))
-    assert runs_store.delete_run_rows(conn, run_id)
+    assert store.delete_run_rows(conn, run_id)
     for table in ("metric_buckets", "metric_buckets_stale"):
         assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", (run_id,)).fetchone()[0] == 0
-    assert runs_store.loss_buckets(conn, run_id, BUCKETS) == ([], 0)
+    assert store.loss_buckets(conn, run_id, BUCKETS) == ([], 0)
 
 
 def test_appending_inside_a_callers_transaction(conn):
@@ -249,4 +250,4 @@ def test_appending_inside_a_callers_transaction(conn):
     assert conn.execute("SELECT COUNT(*) FROM metric_buckets").fetchone()[0] > 0
     conn.execute("ROLLBACK")
     assert conn.execute("SELECT COUNT(*) FROM metric_buckets").fetchone()[0] == 0
-    assert runs_store.loss_buckets(conn, run_id, BUCKETS) == ([], 0)
+    assert store.loss_buckets(conn, run_id, BUCKETS) == ([], 0)

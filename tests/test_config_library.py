@@ -10,9 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from webapp import configlib
-from webapp.config.library import (PRESETS_DIR, ConfigConflict, ConfigLibrary, ConfigNotFound, InvalidConfigName,
-                                   ReadOnlyConfig, check_name, sanitize_name)
+from webapp.config.library import PRESETS_DIR, ConfigConflict, ConfigLibrary, ConfigNotFound, InvalidConfigName, ReadOnlyConfig, check_name, config_path, list_configs, sanitize_name
 
 
 @pytest.fixture
@@ -127,19 +125,19 @@ def test_unreadable_files_are_a_clear_error(library):
         library.read("list")
 
 
-def test_the_configlib_functions_the_app_calls(tmp_path):
+def test_the_library_functions_the_app_calls(tmp_path):
     folder = tmp_path / "configs"
     folder.mkdir()
     (folder / "old.json").write_text(json.dumps({"__version": 5, "save_after": 3, "mine": 1}))
-    assert configlib.list_configs(folder)[0] == "old" and "presets/demo" in configlib.list_configs(folder)
-    assert configlib.load_config(folder, "old") == {"__version": 11, "save_every": 3, "mine": 1}
-    assert configlib.load_config(folder, "presets/demo") == json.loads((PRESETS_DIR / "demo.json").read_text())
-    assert configlib.config_path(folder, "presets/demo") == PRESETS_DIR / "demo.json"
-    assert configlib.list_configs(tmp_path / "missing") == sorted(configlib.list_configs(tmp_path / "missing"))
-    with pytest.raises(configlib.ConfigNotFound):
-        configlib.load_config(folder, "nope")
-    with pytest.raises(configlib.InvalidConfigName):
-        configlib.check_name("../x")
+    assert list_configs(folder)[0] == "old" and "presets/demo" in list_configs(folder)
+    assert ConfigLibrary(folder).read("old").raw == {"__version": 5, "save_after": 3, "mine": 1}
+    assert ConfigLibrary(folder).read("presets/demo").raw == json.loads((PRESETS_DIR / "demo.json").read_text())
+    assert config_path(folder, "presets/demo") == PRESETS_DIR / "demo.json"
+    assert list_configs(tmp_path / "missing") == sorted(list_configs(tmp_path / "missing"))
+    with pytest.raises(ConfigNotFound):
+        ConfigLibrary(folder).read("nope")
+    with pytest.raises(InvalidConfigName):
+        check_name("../x")
 
 
 hostile_names = st.one_of(

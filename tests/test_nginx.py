@@ -38,11 +38,11 @@ http {{ access_log {tmp}/access.log; client_body_temp_path {tmp}/body; proxy_tem
 def proxied(demo_workspace, redis_url, redis_server, tmp_path):
     if not Path(NGINX).exists():
         pytest.skip("nginx is missing: scripts/setup.sh --test installs nginx-light")
-    from webapp.auth import store
+    from webapp.store import accounts
     redis_server.flushall()
     workspace, config_dir = demo_workspace
-    conn = store.connect(workspace / "otweb.sqlite3")
-    store.add_user(conn, "nina", PASSWORD, "operator")
+    conn = accounts.connect(workspace / "otweb.sqlite3")
+    accounts.add_user(conn, "nina", PASSWORD, "operator")
     conn.close()
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
            "OTWEB_WORKER_NAME": f"nginx-{free_port()}", "OTWEB_PROXY_HOPS": "1", "OTWEB_AUTH": "on"}
@@ -64,8 +64,8 @@ def proxied(demo_workspace, redis_url, redis_server, tmp_path):
                 proc.terminate()
                 proc.wait(timeout=10)
     finally:
-        conn = store.connect(workspace / "otweb.sqlite3")
-        store.remove_user(conn, "nina")
+        conn = accounts.connect(workspace / "otweb.sqlite3")
+        accounts.remove_user(conn, "nina")
         conn.close()
 
 

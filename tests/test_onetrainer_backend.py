@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from webapp.cli import main as cli
-from webapp.trainer.backend_choice import BUILTIN, ONETRAINER, choose_backend
+from webapp.config.builtin.backend_choice import BUILTIN, ONETRAINER, choose_backend
 from webapp.trainer.backends import make_backend
 from webapp.trainer.callbacks import QueueCallbacks
 from webapp.trainer.commands import TrainCommands
 from webapp.trainer.onetrainer import OneTrainerBackend, onetrainer_config_dict, progress_fields
-from webapp.trainer.protocol import Command, make_command
+from webapp.protocol import Command, make_command
 from webapp.worker.bridge import EventBridge
 
 from stack import json_frames, read_sse

@@ -11,8 +11,8 @@ import zipfile
 import pytest
 
 from test_api import write_config
-from webapp import runs_store, store
-from webapp.trainer.protocol import Event, RunState, make_event
+from webapp import store
+from webapp.protocol import Event, RunState, make_event
 
 
 @pytest.fixture
@@ -67,14 +67,14 @@ def test_queue_refuses_bad_input(client, tiny, body, field):
 
 def test_one_bad_item_queues_nothing(client, db, tiny):
     answer = client.post("/api/queue", json={"items": [{"config_name": "tiny"}, {"config_name": "nope"}]})
-    assert answer.status_code == 404 and runs_store.queued_runs(db) == []
+    assert answer.status_code == 404 and store.queued_runs(db) == []
 
 
 def test_reorder_pause_and_cancel_decide_what_a_worker_claims(client, db, tiny):
     a, b, c = queue(client, count=3)
     assert client.post("/api/queue/order", json={"order": [c, a]}).json["order"] == [c, a, b]
     later = queue(client)[0]  # queued after a reorder: last
-    assert [r["id"] for r in runs_store.queued_runs(db)] == [c, a, b, later]
+    assert [r["id"] for r in store.queued_runs(db)] == [c, a, b, later]
     assert client.post("/api/queue/pause", json={"paused": True}).json == {"paused": True}
     assert store.claim_next_run(db, "w") is None  # paused: nothing claimed
     client.post("/api/queue/pause", json={"paused": False})
@@ -94,9 +94,9 @@ def test_queue_order_from_the_page_forms(client, db, tiny):
     assert panel.count("disabled") == 2  # the first can't go up, the last can't go down
     answer = client.post(f"/queue/{b}/move/up", headers={"HX-Request": "true"})
     assert answer.status_code == 200 and answer.text.index(f'data-run-id="{b}"') < answer.text.index(f'data-run-id="{a}"')
-    assert [r["id"] for r in runs_store.queued_runs(db)] == [b, a]
+    assert [r["id"] for r in store.queued_runs(db)] == [b, a]
     assert 'data-testid="queue-paused"' in client.post("/queue/pause", data={"paused": "1"}).text
-    assert runs_store.queue_paused(db)
+    assert store.queue_paused(db)
     client.post("/queue/pause", data={"paused": "0"})
     assert "canceled" in client.post(f"/queue/{a}/cancel").text
     assert "Queued runs" in client.post("/queue/add", data={"config_name": "tiny", "count": "2"}).text

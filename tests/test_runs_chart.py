@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench_loss_chart import STEPS, fill  # noqa: E402
 
 from webapp import store  # noqa: E402
-from webapp.web.runs import CHART_POINTS  # noqa: E402
+from webapp.web import run_charts  # noqa: E402
+from webapp.web.run_charts import CHART_POINTS  # noqa: E402
 
 
 def test_100k_loss_values_chart_in_under_a_second(app, client):
@@ -37,25 +38,24 @@ def test_100k_loss_values_chart_in_under_a_second(app, client):
 
 
 def test_the_live_chart_is_redrawn_at_most_once_a_second(app):
-    """The SSE stream's chart (runs.live_chart): redrawn when due, from the incremental buckets, and
+    """The SSE stream's chart (run_charts.live_chart): redrawn when due, from the incremental buckets, and
     in between the same drawing (the stream sends it only when it changed)."""
-    from webapp.web import runs
     conn = store.connect(app.config["DATABASE"])
     run_id = fill(conn, 5_000)
     with app.test_request_context("/events"):
-        first = runs.live_chart(run_id)
+        first = run_charts.live_chart(run_id)
         assert 'class="series loss"' in first and "5000 steps" in first
         store.append_metrics(conn, run_id, [(5_000 + s, 0.5, 1e-5, time.time()) for s in range(1, 1_001)])
-        assert runs.live_chart(run_id) is first  # not due yet
+        assert run_charts.live_chart(run_id) is first  # not due yet
         cache = app.extensions["run_chart_cache"]
         cache[run_id] = (0.0, cache[run_id][1])  # a second later
-        redrawn = runs.live_chart(run_id)
+        redrawn = run_charts.live_chart(run_id)
         assert redrawn != first and "6000 steps" in redrawn
     conn.close()
 
 
 def test_the_page_chart_is_drawn_again_only_when_the_run_changed(app, client):
-    from webapp.trainer.protocol import make_event
+    from webapp.protocol import make_event
     conn = store.connect(app.config["DATABASE"])
     run_id = fill(conn, 2_000)
     first = client.get(f"/runs/{run_id}/chart").text

@@ -12,9 +12,11 @@ import requests
 from servers import SSEReader, serve_web
 from webapp import create_app, store
 from webapp.settings import EVENTS_CHANNEL
-from webapp.trainer.protocol import make_event
+from webapp.protocol import make_event
 from webapp.web import events as events_view
-from webapp.web import fragments, sse
+from webapp.web.sse import fragments
+from webapp import eventlog
+from webapp.web import sse
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def worker(web, redis_server):
     def emit(name="log", run=run_id, publish=True, **data) -> dict:
         numbered = store.append_event(conn, run, make_event(name, **(data or {"text": "hello"})))
         if publish:
-            sse.publish_event(redis_server, numbered)
+            eventlog.publish_event(redis_server, numbered)
         return numbered
 
     emit.conn, emit.run_id = conn, run_id
@@ -147,7 +149,7 @@ def test_out_of_order_and_missing_publishes_are_filled_from_sqlite(web, worker, 
         reader.frame()
         early = worker(publish=False)  # another worker appended it but has not published it yet
         later = worker()
-        sse.publish_event(redis_server, early)  # arrives late: already sent from SQLite, dropped
+        eventlog.publish_event(redis_server, early)  # arrives late: already sent from SQLite, dropped
         final = worker()
         assert seqs(reader.frames_until_id(final["seq"])) == [early["seq"], later["seq"], final["seq"]]
     finally:
@@ -224,9 +226,9 @@ def test_line_breaks_in_event_or_id_are_refused(field, bad):
 
 def test_publish_refuses_a_bad_event_name(redis_server):
     with pytest.raises(ValueError):
-        sse.publish_event(redis_server, {"seq": 1, "run_id": 1, "event": "log\n\ndata: x", "data": {}})
+        eventlog.publish_event(redis_server, {"seq": 1, "run_id": 1, "event": "log\n\ndata: x", "data": {}})
     with pytest.raises(ValueError):
-        sse.publish_event(redis_server, {"seq": None, "run_id": 1, "event": "log", "data": {}})
+        eventlog.publish_event(redis_server, {"seq": None, "run_id": 1, "event": "log", "data": {}})
 
 
 def test_message_framing_keeps_id_zero_and_every_data_line():
@@ -241,9 +243,10 @@ def test_message_framing_keeps_id_zero_and_every_data_line():
 
 
 def test_html_is_rendered_once_per_event_for_all_clients(app, redis_server, monkeypatch):
-    real, calls = fragments.render_event_fragments, []
-    monkeypatch.setattr(fragments, "render_event_fragments", lambda e: calls.append(e["seq"]) or real(e))
     broker = app.extensions["sse_broker"]
+    real, calls = broker.render_fragments, []
+    assert real is fragments.render_event_fragments  # the factory hands the broker its renderer
+    monkeypatch.setattr(broker, "render_fragments", lambda e, replayed=False: calls.append(e["seq"]) or real(e, replayed))
     conn = store.connect(app.config["DATABASE"])
     streams = []
     try:
@@ -252,7 +255,7 @@ def test_html_is_rendered_once_per_event_for_all_clients(app, redis_server, monk
                                   key=("html", "")) for _ in range(5)]
             assert all(next(s).startswith(b"retry:") for s in streams)
             event = store.append_event(conn, store.create_run(conn, "t", {}), make_event("log", text="hi"))
-            sse.publish_event(redis_server, event)
+            eventlog.publish_event(redis_server, event)
             texts = [next(s) for s in streams]
         assert calls == [event["seq"]]
         assert (broker.renders, broker.framings) == (1, 1)  # not once per client
@@ -275,7 +278,7 @@ def test_a_client_that_falls_behind_is_dropped(app, redis_server):
             next(client)
             run_id = store.create_run(conn, "t", {})
             for _ in range(5):
-                sse.publish_event(redis_server, store.append_event(conn, run_id, make_event("log", text="x")))
+                eventlog.publish_event(redis_server, store.append_event(conn, run_id, make_event("log", text="x")))
             assert wait_for(lambda: broker.client_count == 0)
             # its response ends; the browser reconnects with Last-Event-ID and replays from SQLite
             assert list(client) == []
@@ -300,9 +303,8 @@ def test_the_open_file_limit_is_raised_for_many_viewers():
 
 
 def test_live_progress_carries_the_chart_only_when_it_changed(app, monkeypatch):
-    from webapp.web import runs
     drawn = iter(["<svg>1</svg>", "<svg>1</svg>", "<svg>2</svg>", "<svg>2</svg>"])
-    monkeypatch.setattr(runs, "live_chart", lambda run_id: next(drawn))
+    monkeypatch.setattr(fragments, "live_chart", lambda run_id: next(drawn))
     event = {"event": "progress", "run_id": 7, "seq": 1,
              "data": {"global_step": 1, "max_step": 10, "loss": 0.5}}
     with app.test_request_context("/events"):

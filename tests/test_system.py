@@ -30,7 +30,7 @@ def test_processes_name_the_web_and_redis(client, redis_server):
 
 
 def test_processes_find_a_worker_and_its_trainer_by_heartbeat(client, app):
-    from webapp.extensions import get_redis
+    from webapp.web.extensions import get_redis
     from webapp.settings import heartbeat_key
     with app.app_context():
         get_redis().set(heartbeat_key("gpu-test"), json.dumps({"pid": os.getpid(), "trainer_pid": os.getppid(),
