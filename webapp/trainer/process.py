@@ -17,7 +17,6 @@ from webapp.trainer.callbacks import QueueCallbacks
 from webapp.trainer.commands import TrainCommands
 
 
-
 def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the worker decides how to stop us
     signal.signal(signal.SIGINT, signal.SIG_IGN)

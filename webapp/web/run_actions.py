@@ -139,7 +139,13 @@ def send_command(command: Command, run_id: int | None = None, **data) -> dict:
     run = running_run(run_id)
     if run["stop_requested"] and command is not Command.STOP:
         raise ApiError(409, "run is stopping", f"run {run['id']} is saving and ending")
-    get_redis().rpush(commands_key(run["id"]), json.dumps(make_command(command, **data)))
+    try:
+        get_redis().rpush(commands_key(run["id"]), json.dumps(make_command(command, **data)))
+    except redis.RedisError:
+        # refused, never dropped: the caller knows the command did not go out
+        raise ApiError(503, "reconnecting", f"Redis cannot be reached, so the {command.value.replace('_', ' ')} "
+                       "command was not sent; the run goes on. Try again in a moment.",
+                       headers={"Retry-After": "2"}) from None
     if command is Command.STOP:
         store.mark_stop_requested(get_db(), run["id"])
     sink().emit(run["id"], make_event(Event.STATUS, text=_requested_text(command, run)))

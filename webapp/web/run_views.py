@@ -9,7 +9,7 @@ import redis
 
 from webapp import store
 from webapp.protocol import RunState
-from webapp.settings import LOG_NAME, heartbeat_key
+from webapp.settings import HEARTBEAT_TTL_S, LOG_NAME, heartbeat_key
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db, get_redis
 from webapp.web.run_files import run_dir
@@ -19,24 +19,36 @@ LOG_TAIL_BYTES = 256 * 1024
 LOG_LINES = 400
 
 
-def worker_alive(worker: str | None) -> bool:
+def worker_alive(worker: str | None) -> bool | None:
+    """Whether the worker's heartbeat is there; None when Redis cannot be asked: then nothing
+    can be said about the worker, and a run must not be shown as stopped on that alone."""
     if not worker:
         return False
     try:
         return bool(get_redis().exists(heartbeat_key(worker)))
     except redis.RedisError:
-        return False
+        return None
 
 
 def run_view(run: dict | None) -> dict | None:
-    """The run as a person should see it: a running run with no live worker is interrupted."""
+    """The run as a person should see it: a running run whose worker's heartbeat is gone while
+    Redis answers is interrupted; while Redis does not answer, it is shown running and
+    "reconnecting" (its trainer goes on: the worker keeps it while Redis is away)."""
     if run is None:
         return None
     view = dict(run)
     view.pop("config_json", None)
     state = run["state"]
-    if state == RunState.RUNNING.value and not worker_alive(run["worker"]):
-        state = RunState.INTERRUPTED.value
+    view["reconnecting"] = False
+    if state == RunState.RUNNING.value:
+        alive = worker_alive(run["worker"])
+        if alive is False:
+            state = RunState.INTERRUPTED.value
+            view["reason"] = (f"lost contact with its worker {run['worker']} (no heartbeat for "
+                              f"{HEARTBEAT_TTL_S} s)")
+        elif alive is None:
+            view["reconnecting"] = True
+            view["status_text"] = "reconnecting: the web cannot reach Redis; the run goes on"
     view["state"] = state
     running = state == RunState.RUNNING.value
     view["can"] = {"start": not running, "stop": running and not run["stop_requested"],

@@ -74,10 +74,11 @@ class Worker:
 
     def _recover(self) -> None:
         """A run this worker had when it died is not running any more: say so, durably."""
+        cause = os.environ.get("OTWEB_RESTART_CAUSE")  # set by `otweb serve` when it restarts us
+        reason = "the worker stopped while this run was training" + (f" ({cause})" if cause else "") + \
+            "; resume it to continue from its newest backup"
         for run in store.runs_of_worker(self.conn, self.name, RunState.RUNNING):
-            self.sink.emit(run["id"], make_event(
-                Event.RUN, state=RunState.INTERRUPTED.value,
-                reason="the worker stopped while this run was training"))
+            self.sink.emit(run["id"], make_event(Event.RUN, state=RunState.INTERRUPTED.value, reason=reason))
 
     def _heartbeat(self) -> None:
         key = heartbeat_key(self.name)
