@@ -31,6 +31,8 @@ def _fold_into_run(conn, run_id: int, name: str, data: dict, at: float) -> None:
         conn.execute("UPDATE runs SET progress_json = ? WHERE id = ?", (dumps(data), run_id))
     elif name == Event.STATUS:
         conn.execute("UPDATE runs SET status_text = ? WHERE id = ?", (data.get("text", ""), run_id))
+    elif name == Event.LOG and data.get("skipped_files"):  # dataset files the trainer could not use
+        conn.execute("UPDATE runs SET skipped_files = ? WHERE id = ?", (int(data["skipped_files"]), run_id))
     elif name == Event.FINISHED:
         conn.execute("UPDATE runs SET output_path = ? WHERE id = ?", (data.get("output"), run_id))
     elif name == Event.RUN:

@@ -35,8 +35,8 @@ class TrainCallbacks:
     def sample_progress(self, step: int, max_step: int) -> None:
         self.emit(Event.SAMPLE_PROGRESS, step=step, max_step=max_step)
 
-    def log(self, text: str, level: str = "info") -> None:
-        self.emit(Event.LOG, text=text, level=level)
+    def log(self, text: str, level: str = "info", **data) -> None:
+        self.emit(Event.LOG, text=text, level=level, **data)
 
     def error(self, message: str, traceback: str = "") -> None:
         self.emit(Event.ERROR, message=message, traceback=traceback)

@@ -144,10 +144,15 @@ class BuiltinBackend:
 
     def _find_items(self):
         settings = self.settings
+        skipped: list = []
         items = concepts.find_items(settings.concepts, min(settings.resolutions),
-                                    self.callbacks.log, self._stop_requested)
+                                    self.callbacks.log, self._stop_requested, skipped)
+        if skipped:  # the count travels with the event, for the run page
+            self.callbacks.log(f"skipped {len(skipped)} of {len(skipped) + len(items or [])} dataset files that "
+                               "cannot be used (each named above)", "warning", skipped_files=len(skipped))
         if items is not None and not items:
-            raise ValueError(f"no usable images in {', '.join(c.path for c in settings.concepts)}")
+            raise ValueError(f"nothing to train on: no usable image in {', '.join(c.path for c in settings.concepts)}"
+                             " (every file was skipped: see the warnings in the log)")
         return items
 
     def _training_data(self, items) -> TrainingData:
