@@ -4,7 +4,9 @@ It is the only process that imports torch and the model libraries (through the b
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -36,8 +38,11 @@ def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue
             backend.end()
     except BaseException as exc:  # noqa: BLE001 - everything is reported, then the process ends
         trace = traceback.format_exc()
-        print(trace, file=sys.stderr, flush=True)
-        callbacks.error(message=f"{type(exc).__name__}: {exc}", traceback=trace)
+        try:
+            print(trace, file=sys.stderr, flush=True)
+        except OSError:
+            pass  # the log's disk may be the full one: the event below still says what happened
+        callbacks.error(message=error_message(exc, run_path), traceback=trace)
         exit_code = 1
     # make sure every event reached the pipe before the process goes
     events_queue.close()
@@ -45,6 +50,31 @@ def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(exit_code)
+
+
+def error_message(exc: BaseException, run_dir: Path) -> str:
+    """What the run page says. A full disk names the place and what is left there: OSError's own
+    text rarely names the file being written."""
+    if _disk_full(exc):
+        where = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else run_dir
+        try:
+            free = shutil.disk_usage(where if where.exists() else run_dir).free
+        except OSError:
+            free = 0
+        return (f"no space left on the disk holding {where} ({free / 2**20:.1f} MiB free): the run stopped; "
+                "its newest complete backup is kept. Free some space, then resume it.")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC, also as libraries report it (safetensors: "No space left on device (os error 28)")."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _log_to_file(path: Path) -> None:

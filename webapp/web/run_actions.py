@@ -15,6 +15,7 @@ import redis
 from flask import current_app, request
 
 from webapp import store
+from webapp.config.builtin import disk
 from webapp.config.builtin.backend_choice import ONETRAINER, choose_backend, onetrainer_dir
 from webapp.config.builtin.settings import ConfigError, TrainSettings
 from webapp.config.checks import Report, validate
@@ -75,6 +76,9 @@ def check_runnable(config: dict) -> TrainSettings | None:
                 for path in settings.concept_paths if not Path(path).is_dir()]
     if missing:
         raise ApiError(400, "invalid config", missing)
+    short = disk.shortage(settings, current_app.config["WORKSPACE"] / "runs")
+    if short:
+        raise ApiError(507, "not enough disk space", short)
     return settings
 
 
