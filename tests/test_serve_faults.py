@@ -58,8 +58,15 @@ def _family(serve) -> list:
         return []
 
 
+def cmdline(process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie not reaped yet
+        return ""
+
+
 def child(serve, needle: str) -> psutil.Process | None:
-    return next((p for p in _family(serve) if needle in " ".join(p.cmdline())), None)
+    return next((p for p in _family(serve) if needle in cmdline(p)), None)
 
 
 def answers(url) -> bool:
@@ -146,7 +153,41 @@ def test_a_killed_redis_comes_back_and_the_run_is_never_shown_stopped(served, de
 def test_killing_serve_leaves_no_redis_and_a_new_start_does_not_reuse_one(served):
     serve, url, workspace, log = served
     family = _family(serve)
-    assert any("redis-server" in " ".join(p.cmdline()) for p in family)
+    assert any("redis-server" in cmdline(p) for p in family)
     serve.send_signal(signal.SIGKILL)
     _, alive = psutil.wait_procs(family, timeout=15)
     assert not alive, f"orphans: {[p.cmdline() for p in alive]}"
+
+
+def test_a_killed_web_worker_is_replaced_and_training_goes_on(served, demo_config):
+    serve, url, workspace, log = served
+    run_id = start_long_run(url, demo_config)
+    arbiter = child(serve, "gunicorn")
+    web_worker = next(p for p in arbiter.children() if "gunicorn" in cmdline(p))
+    step_before = status(url)["progress"]["global_step"]
+    web_worker.send_signal(signal.SIGKILL)
+    wait_for(lambda: answers(url + "/api/health"), 10, "the API answers again")
+    assert status(url)["state"] == "running"
+    wait_for(lambda: status(url)["progress"]["global_step"] > step_before, 30, "training went on")
+    assert requests.post(url + "/api/training/stop", timeout=10).status_code == 202
+    conn = store.connect(workspace / "otweb.sqlite3")
+    wait_for(lambda: store.get_run(conn, run_id)["state"] == "stopped", 30, "stopped")
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM events WHERE run_id = ? ORDER BY seq", (run_id,))]
+    conn.close()
+    assert len(seqs) == len(set(seqs))
+
+
+def test_a_killed_trainer_fails_its_run_and_the_next_one_trains(served, demo_config):
+    serve, url, workspace, log = served
+    run_id = start_long_run(url, demo_config)
+    worker = child(serve, "webapp.cli worker")
+    trainer = next(p for p in worker.children() if "spawn_main" in cmdline(p))
+    trainer.send_signal(signal.SIGKILL)
+    conn = store.connect(workspace / "otweb.sqlite3")
+    wait_for(lambda: store.get_run(conn, run_id)["state"] == "failed", 15, "the run failed")
+    assert "SIGKILL" in store.get_run(conn, run_id)["reason"] or "killed" in store.get_run(conn, run_id)["reason"]
+    assert child(serve, "webapp.cli worker").pid == worker.pid, "the worker itself lived on"
+    next_id = start_long_run(url, demo_config)
+    assert requests.post(url + "/api/training/stop", timeout=10).status_code == 202
+    wait_for(lambda: store.get_run(conn, next_id)["state"] == "stopped", 30, "the next run stopped")
+    conn.close()
