@@ -11,7 +11,7 @@ import time
 from enum import Enum
 
 # a config holding this key is a playground session, not a training: the trainer process hosts the
-# playground backend for it (webapp/trainer/playground.py) and the web lists it apart
+# playground backend for it (webapp/trainer/playground_backend.py) and the web lists it apart
 PLAYGROUND_MARKER = "__playground__"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import os
 import signal
 import socket
 import subprocess

@@ -29,7 +29,7 @@ def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue
     commands = TrainCommands(commands_queue)
     exit_code = 0
     try:
-        from webapp.trainer.backends import make_backend
+        from webapp.trainer.backend_factory import make_backend
         backend = make_backend(config, callbacks, commands, run_dir=run_path, base_dir=Path(base_dir))
         try:
             backend.start()

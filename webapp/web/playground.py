@@ -1,7 +1,7 @@
 """The playground: sample a trained LoRA interactively, after its run (or on any saved LoRA).
 
 A playground session is a job in the runs queue whose config is the marker
-``{"__playground__": {...}}`` (webapp/trainer/backends.py picks the playground backend for
+``{"__playground__": {...}}`` (webapp/trainer/backend_factory.py picks the playground backend for
 it), so the worker runs it like a run, one GPU job at a time, and its images are ordinary
 samples of that job. The sources it can open are listed from our records
 (store.samples.lora_sources) and named by key: no request carries a path.

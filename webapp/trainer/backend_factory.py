@@ -9,7 +9,7 @@ from webapp.config.builtin.backend_choice import BUILTIN, ONETRAINER, choose_bac
 
 def make_backend(config: dict, callbacks, commands, run_dir: Path, base_dir: Path):
     if PLAYGROUND_MARKER in config:
-        from webapp.trainer.playground import PlaygroundBackend
+        from webapp.trainer.playground_backend import PlaygroundBackend
         return PlaygroundBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir)
     directory = onetrainer_dir()
     choice = choose_backend(config, directory)
