@@ -15,6 +15,11 @@ CONFIG_NAME = "config.json"              # the config as it ran
 LOG_NAME = "trainer.log"                 # the trainer process's stdout and stderr
 
 
+def rank_log_name(rank: int) -> str:
+    """The log of rank ``rank`` > 0 of a multi-GPU run (rank 0 writes LOG_NAME)."""
+    return f"trainer-rank{rank}.log"
+
+
 def heartbeat_key(worker: str) -> str:
     return f"otweb:worker:{worker}"
 
