@@ -50,8 +50,9 @@ class Backups:
         self.callbacks.status("creating backup")
         progress = {"epoch": self.epoch, "epoch_step": self.epoch_step,
                     "global_step": self.global_step, "samples_seen": self.samples_seen,
-                    "max_step": self.max_step, "max_epoch": self.settings.epochs,
-                    "world_size": self.group.world_size}
+                    "max_step": self.max_step, "max_epoch": self.settings.epochs}
+        if self.group.world_size > 1:
+            progress["world_size"] = self.group.world_size
         state = resume.training_state(self.optimizer, self.lr_scheduler, self.stepper.scaler,
                                       self.noise_rng, self.ema)
         state["rng_ranks"] = self.group.gather(state["rng"])
