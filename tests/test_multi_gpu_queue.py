@@ -38,3 +38,18 @@ def test_gpus_on_the_queue_and_a_run_too_big_for_the_worker_waits(demo_workspace
 def test_worker_gpus_option_rejects_a_bad_list():
     result = CliRunner().invoke(otweb, ["worker", "--gpus", "0,x"], env={"REDIS_URL": "redis://localhost:1"})
     assert result.exit_code == 2 and "list the GPUs as numbers" in result.output
+
+
+def test_multi_gpu_fields_are_checked_naming_the_field(demo_config):
+    import pytest
+    from webapp.config.builtin.settings import ConfigError, TrainSettings
+    bad = {**demo_config, "multi_gpu": True, "device_indexes": "0,x", "gradient_reduce_precision": "HALF",
+           "fused_gradient_reduce": "yes"}
+    with pytest.raises(ConfigError) as caught:
+        TrainSettings.from_config(bad)
+    fields = {e["field"] for e in caught.value.errors}
+    assert {"device_indexes", "gradient_reduce_precision", "fused_gradient_reduce"} <= fields
+    with pytest.raises(ConfigError, match="device_indexes: multi_gpu needs the devices"):
+        TrainSettings.from_config({**demo_config, "multi_gpu": True, "device_indexes": ""})
+    ok = TrainSettings.from_config({**demo_config, "multi_gpu": True, "device_indexes": "1, 3"})
+    assert ok.multi_gpu.world_size == 2 and ok.multi_gpu.device_indexes == (1, 3)

@@ -228,6 +228,10 @@ class BuiltinBackend(Backups):
         finally:
             self._in_loop = False
             self.board.close()
+        if self.group.world_size > 1:
+            steps = max(1, self.group.reduces)
+            self.callbacks.log(f"gradient averaging over {self.group.world_size} ranks: "
+                               f"{1000 * self.group.reduce_seconds / steps:.3f} ms per optimizer step")
         if self.settings.backup_before_save:
             self._backup()
         output = None
