@@ -15,6 +15,22 @@ CONFIG_NAME = "config.json"              # the config as it ran
 LOG_NAME = "trainer.log"                 # the trainer process's stdout and stderr
 
 
+def rank_log_name(rank: int) -> str:
+    """The log of rank ``rank`` > 0 of a multi-GPU run (rank 0 writes LOG_NAME)."""
+    return f"trainer-rank{rank}.log"
+
+
+def parse_gpus(text: str) -> tuple[int, ...]:
+    """"0,1,2,3" → (0, 1, 2, 3); ValueError naming what is wrong."""
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise ValueError(f"{text!r}: list the GPUs as numbers separated by commas, e.g. 0,1")
+    gpus = tuple(int(part) for part in parts)
+    if len(set(gpus)) != len(gpus):
+        raise ValueError(f"{text!r} names a GPU twice")
+    return gpus
+
+
 def heartbeat_key(worker: str) -> str:
     return f"otweb:worker:{worker}"
 
@@ -29,6 +45,7 @@ class Settings:
     config_dir: Path
     redis_url: str | None
     worker_name: str
+    worker_gpus: tuple[int, ...] = (0,)  # the devices this worker owns (otweb worker --gpus 0,1)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -38,6 +55,7 @@ class Settings:
             config_dir=Path(env.get("OTWEB_CONFIG_DIR", "configs")),
             redis_url=env.get("REDIS_URL") or None,
             worker_name=env.get("OTWEB_WORKER_NAME") or f"{socket.gethostname()}-gpu0",
+            worker_gpus=parse_gpus(env.get("OTWEB_WORKER_GPUS") or "0"),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
@@ -55,7 +73,8 @@ class Settings:
     def export_env(self) -> dict:
         """The environment a child process (worker, gunicorn) needs to see the same settings."""
         env = dict(os.environ, OTWEB_WORKSPACE=str(self.workspace), OTWEB_CONFIG_DIR=str(self.config_dir),
-                   OTWEB_WORKER_NAME=self.worker_name)
+                   OTWEB_WORKER_NAME=self.worker_name,
+                   OTWEB_WORKER_GPUS=",".join(str(i) for i in self.worker_gpus))
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         return env

@@ -61,12 +61,21 @@ def web(host, port, workers, workspace, config_dir):
 @workspace_option
 @click.option("--check", is_flag=True,
               help="Report whether OneTrainer (ONETRAINER_DIR) imports here, and its commit; then exit.")
-def worker(workspace, check):
-    """Only a worker (one per GPU), against REDIS_URL."""
+@click.option("--gpus", default=None, metavar="0,1,...",
+              help="The GPUs this worker owns (default: OTWEB_WORKER_GPUS, else 0); a run that "
+                   "asks for more (multi_gpu, device_indexes) waits for a bigger worker.")
+def worker(workspace, check, gpus):
+    """Only a worker (one per GPU host), against REDIS_URL."""
     if check:
         sys.exit(_check_worker_host())
+    from webapp.settings import parse_gpus
     from webapp.worker.loop import Worker
     settings = _settings(workspace)
+    if gpus is not None:
+        try:
+            settings.worker_gpus = parse_gpus(gpus)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--gpus") from None
     if not settings.redis_url:
         raise click.UsageError("set REDIS_URL (or use `otweb serve`, which embeds Redis)")
     Worker(settings).serve_forever()

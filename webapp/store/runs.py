@@ -21,10 +21,11 @@ HISTORY_FILTERS = {  # name: SQL (one ? each)
 }
 
 
-def create_run(conn, config_name: str, config: dict) -> int:
+def create_run(conn, config_name: str, config: dict, gpus: int = 1) -> int:
+    """``gpus``: how many devices the run needs (a worker with fewer does not take it)."""
     cur = conn.execute(
-        "INSERT INTO runs (config_name, config_json, state, created_at) VALUES (?, ?, ?, ?)",
-        (config_name, json.dumps(config), RunState.QUEUED.value, time.time()))
+        "INSERT INTO runs (config_name, config_json, state, created_at, gpus) VALUES (?, ?, ?, ?, ?)",
+        (config_name, json.dumps(config), RunState.QUEUED.value, time.time(), max(1, int(gpus))))
     return cur.lastrowid
 
 
@@ -50,15 +51,16 @@ def active_runs(conn) -> list[dict]:
         "SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id")]
 
 
-def claim_next_run(conn, worker: str) -> dict | None:
+def claim_next_run(conn, worker: str, gpus: int | None = None) -> dict | None:
     """Atomically move the first queued run (queue order, else id) to running for this worker
-    (several workers may race); none while the queue is paused (set_queue_paused)."""
+    (several workers may race); none while the queue is paused (set_queue_paused). A worker with
+    ``gpus`` devices passes over runs that need more (they wait for a bigger worker)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute(
-            "SELECT id FROM runs WHERE state = 'queued' AND NOT EXISTS (SELECT 1 FROM settings"
-            " WHERE key = 'queue_paused' AND value = '1') ORDER BY COALESCE(queue_position, id), id LIMIT 1"
-        ).fetchone()
+            "SELECT id FROM runs WHERE state = 'queued' AND gpus <= ? AND NOT EXISTS (SELECT 1 FROM settings"
+            " WHERE key = 'queue_paused' AND value = '1') ORDER BY COALESCE(queue_position, id), id LIMIT 1",
+            (gpus if gpus is not None else 1 << 30,)).fetchone()
         if row is None:
             conn.execute("COMMIT")
             return None

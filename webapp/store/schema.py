@@ -64,7 +64,8 @@ def init_schema(conn: sqlite3.Connection) -> None:
     # columns added after a workspace was first made
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
     for name, kind in (("resume_requested", "INTEGER NOT NULL DEFAULT 0"), ("queue_position", "REAL"),
-                       ("started_by", "TEXT"), ("skipped_files", "INTEGER NOT NULL DEFAULT 0")):
+                       ("started_by", "TEXT"), ("skipped_files", "INTEGER NOT NULL DEFAULT 0"),
+                       ("gpus", "INTEGER NOT NULL DEFAULT 1")):
         if name not in columns:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     if setting(conn, buckets.BUCKETS_KEY) != buckets.BUCKETS_VERSION:  # from before them

@@ -51,3 +51,18 @@ class QueueCallbacks(TrainCallbacks):
 
     def emit(self, event: Event, **data) -> None:
         self._queue.put_nowait(make_event(event, **data))
+
+
+class RankCallbacks(QueueCallbacks):
+    """A rank other than 0 of a multi-GPU run: rank 0 reports for the group, so only this
+    rank's own failure goes out (named, so the run's reason says which rank failed)."""
+
+    def __init__(self, events_queue, rank: int):
+        super().__init__(events_queue)
+        self.rank = rank
+
+    def emit(self, event: Event, **data) -> None:
+        if event is Event.ERROR:
+            data["message"] = f"rank {self.rank}: {data.get('message', '')}"
+            data["rank"] = self.rank
+            super().emit(event, **data)

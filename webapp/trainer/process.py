@@ -1,6 +1,9 @@
 """The trainer process: spawned by the worker, hosts one backend, talks only through two queues.
 
 It is the only process that imports torch and the model libraries (through the backend).
+A multi-GPU built-in run is N of these, one per rank (``rank``, ``world_size``, ``init_method``
+say where the ranks meet); rank 0 reports and reads the commands, the others only report their
+own failure, and log to ``trainer-rank<N>.log``.
 """
 from __future__ import annotations
 
@@ -14,23 +17,29 @@ import time
 import traceback
 from pathlib import Path
 
-from webapp.settings import LOG_NAME
-from webapp.trainer.callbacks import QueueCallbacks
+from webapp.settings import LOG_NAME, rank_log_name
+from webapp.trainer.callbacks import QueueCallbacks, RankCallbacks
 from webapp.trainer.commands import TrainCommands
 
 
-def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int) -> None:
+def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int,
+         rank: int = 0, world_size: int = 1, init_method: str = "") -> None:
     # Ctrl-C in a terminal reaches the whole process group; the worker decides how to stop us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     run_path = Path(run_dir)
-    _log_to_file(run_path / LOG_NAME)
+    _log_to_file(run_path / (rank_log_name(rank) if rank else LOG_NAME))
     _exit_with_parent(parent_pid)
-    callbacks = QueueCallbacks(events_queue)
-    commands = TrainCommands(commands_queue)
+    callbacks = RankCallbacks(events_queue, rank) if rank else QueueCallbacks(events_queue)
+    commands = TrainCommands(commands_queue if rank == 0 else None)
+    rendezvous = None
+    if world_size > 1:
+        from webapp.trainer.builtin.distributed import Rendezvous
+        rendezvous = Rendezvous(rank, world_size, init_method)
     exit_code = 0
     try:
         from webapp.trainer.backend_factory import make_backend
-        backend = make_backend(config, callbacks, commands, run_dir=run_path, base_dir=Path(base_dir))
+        backend = make_backend(config, callbacks, commands, run_dir=run_path, base_dir=Path(base_dir),
+                               rendezvous=rendezvous)
         try:
             backend.start()
             backend.train()

@@ -17,6 +17,7 @@ from flask import current_app, request
 from webapp import store
 from webapp.config.builtin import disk
 from webapp.config.builtin.backend_choice import ONETRAINER, choose_backend, onetrainer_dir
+from webapp.config.builtin.multi_gpu import requested_gpus
 from webapp.config.builtin.settings import ConfigError, TrainSettings
 from webapp.config.checks import Report, validate
 from webapp.config.library import ConfigLibrary
@@ -95,7 +96,7 @@ def started_by() -> str:
 def queue_run(name: str, config: dict) -> int:
     """Record a checked config as a queued run and tell every dashboard."""
     conn = get_db()
-    run_id = store.create_run(conn, name, config)
+    run_id = store.create_run(conn, name, config, gpus=requested_gpus(config))
     store.set_started_by(conn, run_id, started_by())
     sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name))
     return run_id

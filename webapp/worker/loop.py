@@ -15,6 +15,7 @@ from webapp.settings import HEARTBEAT_TTL_S, WAKE_KEY, Settings, heartbeat_key
 from webapp.protocol import Event, RunState, dumps, make_event
 from webapp.eventlog import EventSink
 from webapp.worker.supervisor import TrainerHost
+from webapp.worker.usage import rank_usage
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 1.0
@@ -38,10 +39,11 @@ class Worker:
         self._recover()
         beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         beat.start()
-        log.info("worker %s ready (workspace %s)", self.name, self.settings.workspace)
+        log.info("worker %s ready (workspace %s, GPUs %s)", self.name, self.settings.workspace,
+                 ",".join(map(str, self.settings.worker_gpus)))
         try:
             while not self.stopping.is_set():
-                run = store.claim_next_run(self.conn, self.name)
+                run = store.claim_next_run(self.conn, self.name, gpus=len(self.settings.worker_gpus))
                 if run is None:
                     self._wait_for_work()
                     continue
@@ -86,7 +88,9 @@ class Worker:
             host = self.host
             beat = {"pid": os.getpid(), "time": time.time(),
                     "run_id": host.run_id if host else None,
-                    "trainer_pid": host.pid if host else None}
+                    "trainer_pid": host.pid if host else None,
+                    "gpus": list(self.settings.worker_gpus),
+                    "ranks": rank_usage(host.pids) if host else []}
             try:
                 self.redis.set(key, dumps(beat), ex=HEARTBEAT_TTL_S)
             except redis.RedisError as exc:

@@ -75,3 +75,13 @@ def choose_backend(config: dict, onetrainer_path: str | None) -> BackendChoice:
     if available:
         return choice(ONETRAINER, f"the built-in trainer does not support {missing}; OneTrainer does")
     return choice(BUILTIN, f"the built-in trainer does not support {missing}; OneTrainer does: {INSTALL_HINT}")
+
+
+def ranks_to_start(config: dict, directory: str | None = None) -> int:
+    """How many trainer processes the worker starts for a run: one per requested device for the
+    built-in trainer; one for OneTrainer, which gets the multi-GPU fields as they are and starts
+    its own ranks."""
+    from webapp.config.builtin.multi_gpu import requested_gpus
+    if choose_backend(config, directory if directory is not None else onetrainer_dir()).backend != BUILTIN:
+        return 1
+    return requested_gpus(config)
