@@ -18,6 +18,7 @@ from webapp.protocol import PLAYGROUND_MARKER as MARKER, Command, Event, RunStat
 from webapp.config.builtin.settings import SAMPLE_SCHEDULERS, SampleSpec
 from webapp.web import run_actions, run_views
 from webapp.web.errors import ApiError
+from webapp.web.sample_requests import parse_sample_request
 
 bp = Blueprint("playground", __name__)
 IDLE_S = 600
@@ -132,7 +133,6 @@ def close_form():
 
 @bp.post("/playground/sample")
 def sample_form():
-    from webapp.web.sample_requests import parse_sample_request
     session = require_open()
     sample = parse_sample_request(request.form)
     run_actions.send_command(Command.SAMPLE_CUSTOM, session["id"], sample=sample)

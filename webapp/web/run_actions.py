@@ -25,6 +25,7 @@ from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
 from webapp.protocol import Command, Event, RunState, make_command, make_event
 from webapp.settings import WAKE_KEY, commands_key
+from webapp.web.auth.identity import current_principal
 from webapp.web.config_files import library, library_errors
 from webapp.web.errors import ApiError, display_path
 from webapp.web.extensions import get_db, get_redis
@@ -86,7 +87,6 @@ def check_runnable(config: dict) -> TrainSettings | None:
 def started_by() -> str:
     """Who starts a run: the logged-in user or the token's name; with accounts off, the server's
     REMOTE_USER when it sets one, else "local"."""
-    from webapp.web.auth.identity import current_principal
     principal = current_principal()
     if principal is not None and principal.via != "local":
         return principal.name
