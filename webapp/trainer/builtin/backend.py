@@ -332,7 +332,8 @@ class BuiltinBackend:
                                     "grads": [None if p.grad is None else p.grad.detach().cpu()
                                               for p in self.stepper.params]}
         folder = checkpoint.write_backup(self.run_dir, self.groups, state, progress, self.config)
-        self.callbacks.log(f"backup written: {folder.relative_to(self.run_dir).as_posix()}")
+        self.callbacks.log(f"backup written: {folder.relative_to(self.run_dir).as_posix()}",
+                           artifact=self._artifact("backup", folder))
         if self.settings.rolling_backup:
             for old in checkpoint.prune_backups(self.run_dir, self.settings.rolling_backup_count):
                 self.callbacks.log(f"rolling backup: removed {old.name}")
@@ -343,8 +344,12 @@ class BuiltinBackend:
         name = (f"{self.settings.save_filename_prefix}{checkpoint.timestamp()}"
                 f"-step{self.global_step}{self.output_path.suffix}")
         path = self._write_output(self.run_dir / "saves" / name)
-        self.callbacks.log(f"saved: {path.relative_to(self.run_dir).as_posix()}")
+        self.callbacks.log(f"saved: {path.relative_to(self.run_dir).as_posix()}", artifact=self._artifact("save", path))
         self._resume_status()
+
+    def _artifact(self, kind: str, path: Path) -> dict:
+        return {"kind": kind, "path": path.relative_to(self.run_dir).as_posix(),
+                "global_step": self.global_step, "epoch": self.epoch}
 
     def _write_output(self, destination: Path) -> Path:
         """The trained model in the config's output format (EMA weights when EMA is on)."""
