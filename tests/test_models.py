@@ -37,6 +37,9 @@ def _record_run(app, name="lora-a", config=None, files=True, started_by="otto") 
         (paths["backup"] / "trained.safetensors").write_bytes(b"backup" * 50)
         paths["output"].parent.mkdir(parents=True)
         paths["output"].write_bytes(b"final" * 300)
+        from PIL import Image
+        (folder / "samples" / "default").mkdir(parents=True)
+        Image.new("RGB", (64, 64), "red").save(folder / "samples" / "default" / "4-0.png")
     events = [make_event(Event.RUN, state="running"), _progress(4, 0.5),
               make_event(Event.LOG, text="saved: saves/lora-step4.safetensors",
                          artifact={"kind": "save", "path": "saves/lora-step4.safetensors", "global_step": 4, "epoch": 0}),
