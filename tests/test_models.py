@@ -183,6 +183,9 @@ def test_models_pages(app, client):
     assert card.status_code == 200 and "★ pick" in card.get_data(as_text=True)
     refused = client.post(f"/models/{ids[0]}/tags", data={"tag": ""}, headers={"HX-Request": "true"})
     assert refused.status_code == 400 and refused.headers["HX-Retarget"] == "#flash"
+    backup = client.get("/api/models?kind=backup").get_json()["versions"][0]["id"]
+    refused = client.post(f"/models/{backup}/playground", headers={"HX-Request": "true"})
+    assert refused.status_code == 409 and "not playable" in refused.get_data(as_text=True)
     assert client.post(f"/models/{ids[0]}/delete", data={}).status_code == 400
     assert client.post(f"/models/{ids[0]}/delete", data={"confirm": str(ids[0])}).status_code == 302
 

@@ -3,6 +3,7 @@ htmx form shows on the card, two ticked versions compare, and the CSP is never v
 from __future__ import annotations
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -30,7 +31,9 @@ def test_models_page_on_a_phone(driver, app, redis_url):
             version_id = card.get_attribute("data-version")
             card.find_element(By.NAME, "tag").send_keys("candidate")
             card.find_element(By.CSS_SELECTOR, "[data-action=tag]").click()
-            WebDriverWait(driver, 10).until(lambda d: "candidate" in d.find_element(By.ID, f"version-{version_id}").text)
+            # htmx swaps the whole card: an element found a moment ago may be replaced while read
+            WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+                lambda d: "candidate" in d.find_element(By.ID, f"version-{version_id}").text)
             boxes = driver.find_elements(By.CSS_SELECTOR, "input[name=v]")
             boxes[0].click()
             boxes[1].click()
