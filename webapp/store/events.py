@@ -6,7 +6,7 @@ import json
 import time
 
 from ..protocol import SAMPLE_EVENTS, Event, RunState, dumps
-from . import buckets
+from . import buckets, models
 
 
 def append_event(conn, run_id: int, event: dict) -> dict:
@@ -19,6 +19,7 @@ def append_event(conn, run_id: int, event: dict) -> dict:
         _fold_into_run(conn, run_id, name, data, at)
         if name in SAMPLE_EVENTS:
             _record_sample(conn, run_id, name, data, at)
+        models.register_from_event(conn, run_id, name, data, at)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -35,8 +35,10 @@ class TrainCallbacks:
     def sample_progress(self, step: int, max_step: int) -> None:
         self.emit(Event.SAMPLE_PROGRESS, step=step, max_step=max_step)
 
-    def log(self, text: str, level: str = "info", **data) -> None:
-        self.emit(Event.LOG, text=text, level=level, **data)
+    def log(self, text: str, level: str = "info", **extra) -> None:
+        """extra: ``artifact={"kind": "save"|"backup", "path", "global_step", "epoch"}`` when the
+        line announces a model written into the run folder (it becomes a model version)."""
+        self.emit(Event.LOG, text=text, level=level, **extra)
 
     def error(self, message: str, traceback: str = "") -> None:
         self.emit(Event.ERROR, message=message, traceback=traceback)

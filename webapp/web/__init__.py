@@ -14,7 +14,8 @@ def register(app: Flask) -> None:
     # imported here, so that importing one of the web's modules (a test, a benchmark) does not
     # load every blueprint and what they need (Pillow for thumbnails, ...)
     from webapp.web import (api, auth, config_api, configs, dashboard, downloads, errors, events, extensions,
-                            filters, playground, runs, runs_api, samples, samples_api, sse, system)
+                            filters, models, models_api, openapi, playground, runs, runs_api, samples, samples_api,
+                            sse, system)
     from webapp.web.auth import routes as auth_routes
     from webapp.web.sse import fragments
 
@@ -32,6 +33,9 @@ def register(app: Flask) -> None:
         samples.bp,        # /runs/<id>/samples, /samples
         samples_api.bp,    # /api/samples
         playground.bp,     # /playground, /api/playground
+        models.bp,         # /models              model versions, their lineage, compare
+        models_api.bp,     # /api/models
+        openapi.bp,        # /api/openapi.json, /api/docs
     )
     extensions.init_app(app)
     auth.init_app(app)  # accounts, the authorization policy, CSRF, headers, rate limits

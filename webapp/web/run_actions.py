@@ -23,12 +23,13 @@ from webapp.config.checks import Report, validate
 from webapp.config.library import ConfigLibrary
 from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
-from webapp.protocol import Command, Event, RunState, make_command, make_event
+from webapp.protocol import PLAYGROUND_MARKER, Command, Event, RunState, make_command, make_event
 from webapp.settings import WAKE_KEY, commands_key
 from webapp.web.auth.identity import current_principal
 from webapp.web.config_files import library, library_errors
 from webapp.web.errors import ApiError, display_path
 from webapp.web.extensions import get_db, get_redis
+from webapp.web.model_files import record_dataset
 from webapp.web.run_files import run_dir
 from webapp.web.run_views import RESUMABLE_STATES, config_as_run, get_run_view, run_view
 
@@ -98,6 +99,8 @@ def queue_run(name: str, config: dict) -> int:
     conn = get_db()
     run_id = store.create_run(conn, name, config, gpus=requested_gpus(config))
     store.set_started_by(conn, run_id, started_by())
+    if PLAYGROUND_MARKER not in config:
+        record_dataset(run_id, config)  # the lineage of the models it will save
     sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name))
     return run_id
 

@@ -354,8 +354,12 @@ class BuiltinBackend(Backups):
         name = (f"{self.settings.save_filename_prefix}{checkpoint.timestamp()}"
                 f"-step{self.global_step}{self.output_path.suffix}")
         path = self._write_output(self.run_dir / "saves" / name)
-        self.callbacks.log(f"saved: {path.relative_to(self.run_dir).as_posix()}")
+        self.callbacks.log(f"saved: {path.relative_to(self.run_dir).as_posix()}", artifact=self._artifact("save", path))
         self._resume_status()
+
+    def _artifact(self, kind: str, path: Path) -> dict:
+        return {"kind": kind, "path": path.relative_to(self.run_dir).as_posix(),
+                "global_step": self.global_step, "epoch": self.epoch}
 
     def _write_output(self, destination: Path) -> Path:
         """The trained model in the config's output format (EMA weights when EMA is on)."""

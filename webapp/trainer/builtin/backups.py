@@ -67,7 +67,8 @@ class Backups:
                                     "grads": [None if p.grad is None else p.grad.detach().cpu()
                                               for p in self.stepper.params]}
         folder = checkpoint.write_backup(self.run_dir, self.groups, state, progress, self.config)
-        self.callbacks.log(f"backup written: {folder.relative_to(self.run_dir).as_posix()}")
+        self.callbacks.log(f"backup written: {folder.relative_to(self.run_dir).as_posix()}",
+                           artifact=self._artifact("backup", folder))
         if self.settings.rolling_backup:
             for old in checkpoint.prune_backups(self.run_dir, self.settings.rolling_backup_count):
                 self.callbacks.log(f"rolling backup: removed {old.name}")
