@@ -15,8 +15,10 @@ import collections
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
+from . import onetrainer_hooks
 from .protocol import Event
 from .sample_files import save_sample_image
 
@@ -66,10 +68,32 @@ def read_commit(directory: Path) -> str | None:
     return None
 
 
+def newest_file_date(directory: Path) -> str | None:
+    """The date of the newest source file: a snapshot without .git says this much of its version."""
+    newest = 0.0
+    for pattern in ("*.py", "*.txt", "*.toml"):
+        for path in Path(directory).rglob(pattern):
+            try:
+                newest = max(newest, path.stat().st_mtime)
+            except OSError:
+                continue
+    return time.strftime("%Y-%m-%d", time.gmtime(newest)) if newest else None
+
+
+def describe_version(directory: Path) -> str:
+    """The checkout's version from what it has: its commit, else its newest file's date."""
+    commit = read_commit(directory)
+    if commit:
+        return f"commit {commit}"
+    date = newest_file_date(directory)
+    return f"a snapshot without .git, newest file of {date}" if date else "unknown (no .git, no files)"
+
+
 def check_installation(directory: Path) -> dict:
-    """Whether OneTrainer imports from ``directory``, and its commit. Restores the working dir."""
+    """Whether OneTrainer imports from ``directory``, and its version. Restores the working dir."""
     path = Path(directory).expanduser()
-    info = {"dir": str(path), "commit": read_commit(path), "ok": False, "error": None}
+    info = {"dir": str(path), "commit": read_commit(path), "version": describe_version(path),
+            "ok": False, "error": None}
     if not (path / "modules").is_dir():
         info["error"] = "not a OneTrainer checkout (it has no modules/ folder)"
         return info
@@ -202,7 +226,7 @@ class OneTrainerBackend:
         self.ot_config_dict = onetrainer_config_dict(config, self.run_dir, self.base_dir)
         self.default_specs = default_sample_specs(config, self.base_dir)
         self.custom_pending: collections.deque = collections.deque()
-        self.trainer = self.ot_commands = self.forwarder = None
+        self.trainer = self.ot_commands = self.forwarder = self.scalars = None
         self.position = {"global_step": 0, "epoch": 0}
         self._last_step: int | None = None
         self._default_index = 0
@@ -219,9 +243,11 @@ class OneTrainerBackend:
             ot = import_onetrainer()
         except ImportError as exc:
             raise RuntimeError(f"OneTrainer in {self.onetrainer_dir} could not be imported: {exc}") from exc
+        onetrainer_hooks.quiet_git(self.onetrainer_dir, describe_version(self.onetrainer_dir))
         sample_config = ot["SampleConfig"]
         train_config = ot["TrainConfig"].default_values()
         train_config.from_dict(self.ot_config_dict)
+        onetrainer_hooks.preflight(train_config)  # fail now, not after the last step
         ot_callbacks = ot["TrainCallbacks"](
             on_update_train_progress=self._on_progress,
             on_update_status=self._on_status,
@@ -236,6 +262,7 @@ class OneTrainerBackend:
             self.custom_pending.append, self.callbacks.log)
         self.forwarder.start()  # a stop while loading still reaches OneTrainer (which may ignore it)
         self.trainer = ot["create"].create_trainer(train_config, ot_callbacks, self.ot_commands)
+        self.scalars = onetrainer_hooks.tap_scalars(self.trainer)
         self.trainer.start()
 
     def train(self) -> None:
@@ -265,7 +292,8 @@ class OneTrainerBackend:
             return  # the end-of-epoch repeat of the last step
         self._last_step = fields["global_step"]
         self.position = {"global_step": fields["global_step"], "epoch": fields["epoch"]}
-        self.callbacks.progress(**fields, loss=extra.get("loss"), lr=extra.get("lr"))
+        loss, lr = self.scalars.take() if self.scalars is not None else (None, None)
+        self.callbacks.progress(**fields, loss=loss, lr=lr)
 
     def _on_status(self, text: str) -> None:
         if "sampl" in text.lower():
