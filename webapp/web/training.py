@@ -14,6 +14,7 @@ from .. import configlib, runs_store, store
 from ..extensions import get_db, get_redis
 from ..settings import WAKE_KEY, commands_key, heartbeat_key
 from ..trainer.protocol import Command, Event, RunState, make_command, make_event
+from ..config.onetrainer_rules import onetrainer_warnings
 from ..trainer.backend_choice import ONETRAINER, choose_backend, onetrainer_dir
 from ..trainsettings import ConfigError, TrainSettings
 from ..worker.sink import EventSink
@@ -55,8 +56,12 @@ def check_config(config: dict) -> TrainSettings | None:
     choice = choose_backend(config, onetrainer_dir())
     if choice.backend is None:
         raise ApiError(400, "invalid config", [{"field": "backend", "message": choice.reason}])
-    if choice.backend == ONETRAINER:
-        return None  # OneTrainer checks its own config; its errors end the run as failed
+    if choice.backend == ONETRAINER:  # what OneTrainer would refuse only at its end, refused now
+        refused = [w for w in onetrainer_warnings(config, onetrainer_dir(), current_app.config["WORKSPACE"])
+                   if w["blocking"]]
+        if refused:
+            raise ApiError(400, "invalid config", [{"field": w["field"], "message": w["message"]} for w in refused])
+        return None
     try:
         settings = TrainSettings.from_config(config, current_app.config["WORKSPACE"])
     except ConfigError as exc:
