@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import sys
 import threading
-import time
 from pathlib import Path
 
 from . import onetrainer_hooks
@@ -68,25 +68,31 @@ def read_commit(directory: Path) -> str | None:
     return None
 
 
-def newest_file_date(directory: Path) -> str | None:
-    """The date of the newest source file: a snapshot without .git says this much of its version."""
-    newest = 0.0
-    for pattern in ("*.py", "*.txt", "*.toml"):
-        for path in Path(directory).rglob(pattern):
-            try:
-                newest = max(newest, path.stat().st_mtime)
-            except OSError:
-                continue
-    return time.strftime("%Y-%m-%d", time.gmtime(newest)) if newest else None
+PINS = re.compile(r"^(torch==[^\s#]+|-e git\+\S+/(diffusers|mgds)\.git@\w+)", re.M)
+
+
+def requirement_pins(directory: Path) -> list[str]:
+    """The pins in its requirements files that date a checkout: torch, and the commits of
+    diffusers and mgds it installs from git."""
+    found = []
+    for name in ("requirements-default.txt", "requirements-global.txt"):
+        try:
+            text = (Path(directory) / name).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for match in PINS.finditer(text):
+            pin = match.group(1)
+            found.append(pin.rsplit("/", 1)[-1].replace(".git@", "@") if pin.startswith("-e") else pin)
+    return found
 
 
 def describe_version(directory: Path) -> str:
-    """The checkout's version from what it has: its commit, else its newest file's date."""
+    """The checkout's version from what it has: its commit, else (a copy without .git) its pins."""
     commit = read_commit(directory)
     if commit:
         return f"commit {commit}"
-    date = newest_file_date(directory)
-    return f"a snapshot without .git, newest file of {date}" if date else "unknown (no .git, no files)"
+    pins = requirement_pins(directory)
+    return "commit unknown (no .git)" + (f"; it pins {', '.join(pins)}" if pins else "")
 
 
 def check_installation(directory: Path) -> dict:
