@@ -44,7 +44,8 @@ def _read_formats(checkout: str, stamp: float) -> dict[tuple[str, str], tuple[st
     undone afterwards: this process keeps no ``modules`` package of OneTrainer's."""
     with _import_lock:
         saved_path, saved_modules = list(sys.path), {k: v for k, v in sys.modules.items() if _ours(k)}
-        sys.path.insert(0, checkout)
+        # only this checkout's "modules": another one on the path (a regular package) would win
+        sys.path[:] = [checkout] + [entry for entry in saved_path if not (Path(entry or ".") / "modules").exists()]
         try:
             for name in [k for k in sys.modules if _ours(k)]:
                 del sys.modules[name]
