@@ -91,7 +91,7 @@ def _check_worker_host() -> int:
         return 0
     info = check_installation(Path(directory))
     click.echo(f"OneTrainer: {ENV_VAR}={info['dir']}")
-    click.echo(f"OneTrainer: commit {info['commit'] or 'unknown (not a git checkout)'}")
+    click.echo(f"OneTrainer: {info['version']}")
     if info["ok"]:
         click.echo("OneTrainer: imports OK")
         return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from webapp.config.builtin.backend_choice import BUILTIN, INSTALL_HINT, ONETRAINER, BackendChoice, choose_backend, onetrainer_dir
 from webapp.config.builtin.settings import ConfigError, TrainSettings
 from webapp.config.model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
+from webapp.config.onetrainer_rules import onetrainer_warnings
 
 COSMETIC = {"__version", "concepts[*].name"}  # no effect on training: never worth a warning
 INDEX = re.compile(r"\[\d+\]")
@@ -52,8 +53,8 @@ def backend_warnings(config: dict, base_dir: Path) -> tuple[BackendChoice, list[
     """Which backend the config will run on (OneTrainer's availability read from this process's
     environment: see ``backend_choice``), and what that backend cannot honour."""
     choice = choose_backend(config, onetrainer_dir())
-    if choice.backend == ONETRAINER:
-        return choice, []  # OneTrainer reads every setting of its own format
+    if choice.backend == ONETRAINER:  # it reads every setting of its own format; some it refuses late
+        return choice, onetrainer_warnings(config, onetrainer_dir(), base_dir)
     if choice.backend is None:
         return choice, [{"field": "backend", "message": choice.reason, "backend": ONETRAINER, "blocking": True}]
     warnings = builtin_warnings(config, base_dir)

@@ -21,6 +21,7 @@ from webapp.config.builtin.multi_gpu import requested_gpus
 from webapp.config.builtin.settings import ConfigError, TrainSettings
 from webapp.config.checks import Report, validate
 from webapp.config.library import ConfigLibrary
+from webapp.config.onetrainer_rules import onetrainer_warnings
 from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
 from webapp.protocol import PLAYGROUND_MARKER, Command, Event, RunState, make_command, make_event
@@ -67,8 +68,12 @@ def check_runnable(config: dict) -> TrainSettings | None:
     choice = choose_backend(config, onetrainer_dir())
     if choice.backend is None:
         raise ApiError(400, "invalid config", [{"field": "backend", "message": choice.reason}])
-    if choice.backend == ONETRAINER:
-        return None  # OneTrainer checks its own config; its errors end the run as failed
+    if choice.backend == ONETRAINER:  # what OneTrainer would refuse only at its end, refused now
+        refused = [w for w in onetrainer_warnings(config, onetrainer_dir(), current_app.config["WORKSPACE"])
+                   if w["blocking"]]
+        if refused:
+            raise ApiError(400, "invalid config", [{"field": w["field"], "message": w["message"]} for w in refused])
+        return None
     try:
         settings = TrainSettings.from_config(config, current_app.config["WORKSPACE"])
     except ConfigError as exc:
