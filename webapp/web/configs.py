@@ -10,6 +10,7 @@ import time
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, url_for
 
+from webapp.config.backend_support import offered_choices
 from webapp.config.checks import Report, errors_by_field, validate
 from webapp.config.datasets import THUMBNAILS, concept_folder, image_files
 from webapp.config.editor import EditorView, input_id
@@ -135,8 +136,9 @@ def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_e
     report = report or validate(config, workspace(), whole=whole)
     errors = errors_by_field(report.errors)
     errors.update(form_errors or {})
+    backend = (report.backend or {}).get("name")
     view = EditorView(config, errors, texts or {}, errors_by_field(report.warnings), workspace(), saved,
-                      check_url=url_for(".check_field"))
+                      check_url=url_for(".check_field"), choices=offered_choices(config, backend))
     all_errors = report.errors + [{"field": k, "message": v} for k, v in (form_errors or {}).items()]
     template = "configs/_editor.html" if is_htmx() else "configs/editor.html"
     return render_template(template, stored=stored, name=stored.name, view=view, tabs=TABS, tab=tab,
