@@ -38,6 +38,20 @@ def _die_with_parent() -> None:
         pass
 
 
+def _own_worker_token(settings: Settings) -> str | None:
+    """With accounts on, the worker needs a worker token like any other (none needed otherwise)."""
+    import os
+    from webapp.store import accounts
+    if accounts.resolve_mode(os.environ.get("OTWEB_AUTH"), os.environ.get("OTWEB_ADMIN_TOKEN"),
+                             settings.database) != "on":
+        return None
+    conn = accounts.connect(settings.database)
+    try:
+        return accounts.replace_worker_token(conn, settings.worker_name)
+    finally:
+        conn.close()
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -68,6 +82,7 @@ class Standalone:
                 self.redis_server = start_embedded_redis(self.settings.workspace)
                 self.settings.redis_url = f"unix://{self.redis_server.socket_file}"
                 print(f"otweb: embedded Redis at {self.settings.redis_url}", flush=True)
+            self.settings.worker_token = self.settings.worker_token or _own_worker_token(self.settings)
             env = self.settings.export_env()
             self._spawn("worker", [sys.executable, "-m", "webapp.cli", "worker"], env)
             self._spawn("web", gunicorn_command(self.host, self.port), env)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import buckets
+from . import buckets, fleet
 from .db import setting
 
 SCHEMA = """
@@ -67,5 +67,6 @@ def init_schema(conn: sqlite3.Connection) -> None:
                        ("started_by", "TEXT")):
         if name not in columns:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    fleet.init_fleet_schema(conn, columns)
     if setting(conn, buckets.BUCKETS_KEY) != buckets.BUCKETS_VERSION:  # from before them
         buckets.mark_all_buckets_stale(conn)

@@ -22,7 +22,7 @@ from webapp.config.library import ConfigLibrary
 from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
 from webapp.protocol import Command, Event, RunState, make_command, make_event
-from webapp.settings import WAKE_KEY, commands_key
+from webapp.settings import WAKE_KEY, commands_key, parse_labels
 from webapp.web.config_files import library, library_errors
 from webapp.web.errors import ApiError, display_path
 from webapp.web.extensions import get_db, get_redis
@@ -88,18 +88,42 @@ def started_by() -> str:
     return request.environ.get("REMOTE_USER") or "local"
 
 
-def queue_run(name: str, config: dict) -> int:
+def queue_run(name: str, config: dict, target: dict | None = None) -> int:
     """Record a checked config as a queued run and tell every dashboard."""
     conn = get_db()
     run_id = store.create_run(conn, name, config)
     store.set_started_by(conn, run_id, started_by())
-    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name))
+    if target:
+        store.fleet.set_target(conn, run_id, target)
+    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name, **(
+        {"target": target} if target else {})))
     return run_id
 
 
-def start_run(config_name=None, config=None, report: Report | None = None) -> int:
+def parse_target(raw) -> dict | None:
+    """Where a run may go: {"worker": NAME} and/or {"labels": ["24gb", "sdxl"]} (or "24gb,sdxl");
+    none: any worker."""
+    if raw in (None, "", {}):
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"worker", "labels"}:
+        raise ApiError(400, "invalid field", [{"field": "target", "message": 'an object with "worker" and/or "labels"'}])
+    target = {}
+    worker = raw.get("worker")
+    if worker:
+        if not isinstance(worker, str) or len(worker) > 64 or any(c.isspace() for c in worker):
+            raise ApiError(400, "invalid field", [{"field": "target.worker", "message": "a worker name (1-64 characters, no spaces)"}])
+        target["worker"] = worker
+    labels = raw.get("labels")
+    if labels:
+        if not isinstance(labels, (str, list)) or isinstance(labels, list) and not all(isinstance(x, str) for x in labels):
+            raise ApiError(400, "invalid field", [{"field": "target.labels", "message": "a list of labels or a comma-separated string"}])
+        target["labels"] = list(parse_labels(labels))[:16]
+    return target or None
+
+
+def start_run(config_name=None, config=None, report: Report | None = None, target=None) -> int:
     name, raw = resolve_config(config_name, config)
-    run_id = queue_run(name, prepare_config(raw, report))
+    run_id = queue_run(name, prepare_config(raw, report), parse_target(target))
     nudge_workers()
     return run_id
 
@@ -124,7 +148,7 @@ def nudge_workers() -> None:
         get_redis().lpush(WAKE_KEY, 1)
         get_redis().ltrim(WAKE_KEY, 0, 9)  # a nudge, not a queue: the queue is in SQLite
     except redis.RedisError:
-        pass  # workers poll SQLite every second anyway
+        pass  # the dispatcher looks at the queue several times a second anyway
 
 
 def running_run(run_id: int | None = None) -> dict:
@@ -160,8 +184,8 @@ def enqueue(items: list[dict]) -> list[int]:
         overrides = item.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise ApiError(400, "invalid field", [{"field": "overrides", "message": "must be a JSON object"}])
-        prepared.append((name, prepare_config({**config, **overrides})))
-    ids = [queue_run(name, config) for name, config in prepared]
+        prepared.append((name, prepare_config({**config, **overrides}), parse_target(item.get("target"))))
+    ids = [queue_run(name, config, target) for name, config, target in prepared]
     nudge_workers()
     return ids
 
