@@ -17,10 +17,10 @@ from pathlib import Path
 import redis
 
 from webapp import store
-from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, decode_entry, publish_event,
+from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, decode_entry, encode_event,
                              sha256_of)
 from webapp.protocol import Event, make_event
-from webapp.settings import EVENT_STREAM, RECORDER_GROUP
+from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -50,8 +50,14 @@ class Recorder:
         self._ensure_group()
         entries = self._claim()
         if not entries:
-            answer = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, {self.stream: ">"}, count=BATCH,
-                                           block=block_ms)
+            try:
+                answer = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, {self.stream: ">"}, count=BATCH,
+                                               block=block_ms)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis came back without the stream: make the group again
+                    self._group_ready = False
+                    return 0
+                raise
             entries = answer[0][1] if answer else []
         if entries:
             self.record(entries)
@@ -144,8 +150,6 @@ class Recorder:
 
 
 def _publication(event: dict) -> tuple:
-    from webapp.eventlog import encode_event
-    from webapp.settings import EVENTS_CHANNEL
     return EVENTS_CHANNEL, encode_event(event)
 
 
