@@ -40,6 +40,20 @@ def _die_with_parent() -> None:
         pass
 
 
+def _own_worker_token(settings: Settings) -> str | None:
+    """With accounts on, the worker needs a worker token like any other (none needed otherwise)."""
+    import os
+    from webapp.store import accounts
+    if accounts.resolve_mode(os.environ.get("OTWEB_AUTH"), os.environ.get("OTWEB_ADMIN_TOKEN"),
+                             settings.database) != "on":
+        return None
+    conn = accounts.connect(settings.database)
+    try:
+        return accounts.replace_worker_token(conn, settings.worker_name)
+    finally:
+        conn.close()
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -157,6 +171,7 @@ class Standalone:
         try:
             if with_demo:
                 self._ensure_demo()
+            self.settings.worker_token = self.settings.worker_token or _own_worker_token(self.settings)
             env = self.settings.export_env()
             if not self.settings.redis_url:
                 if not self._start_redis(env):

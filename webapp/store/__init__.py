@@ -8,7 +8,7 @@ transactions), ``schema``, ``runs`` (rows, queue, history), ``events`` (the numb
 the gallery's and the accounts' own calls are reached as ``store.samples.grid(...)`` and
 ``store.accounts.add_user(...)``.
 """
-from . import accounts, buckets, db, events, metrics, models, runs, samples, schema  # noqa: F401
+from . import accounts, buckets, db, events, fleet, metrics, models, runs, samples, schema  # noqa: F401
 from .db import connect, setting, transaction  # noqa: F401
 from .events import append_event, chart_version, events_since, last_seq, recent_events  # noqa: F401
 from .metrics import append_metrics, loss_buckets, recent_losses  # noqa: F401

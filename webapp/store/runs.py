@@ -77,7 +77,9 @@ def requeue_for_resume(conn, run_id: int) -> bool:
     """Put an ended run back in the queue to continue from its newest backup (same id, same folder).
     A run still marked running counts as ended only when the caller has checked its worker is gone."""
     cur = conn.execute(
-        "UPDATE runs SET state = 'queued', resume_requested = 1, stop_requested = 0, reason = NULL,"
+        # assignment = NULL: what the run's last worker still says about it (its restart's "interrupted")
+        # is from an assignment the run has left, and the recorder does not let it change the state
+        "UPDATE runs SET state = 'queued', resume_requested = 1, stop_requested = 0, reason = NULL, assignment = NULL,"
         " finished_at = NULL, pid = NULL, status_text = 'queued to resume'"
         " WHERE id = ? AND state IN ('failed', 'stopped', 'interrupted', 'running')", (run_id,))
     return cur.rowcount == 1
@@ -204,7 +206,8 @@ def delete_run_rows(conn, run_id: int) -> bool:
     try:
         cur = conn.execute("DELETE FROM runs WHERE id = ? AND state NOT IN ('queued', 'running')", (run_id,))
         if cur.rowcount == 1:
-            for table in ("events", "metrics", "metric_buckets", "metric_buckets_stale", "samples"):
+            for table in ("events", "metrics", "metric_buckets", "metric_buckets_stale", "samples", "ingested",
+                          "assignments"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         conn.execute("COMMIT")
     except BaseException:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import buckets, models
+from . import buckets, fleet, models
 from .db import setting
 
 SCHEMA = """
@@ -68,6 +68,7 @@ def init_schema(conn: sqlite3.Connection) -> None:
                        ("gpus", "INTEGER NOT NULL DEFAULT 1")):
         if name not in columns:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    fleet.init_fleet_schema(conn, columns)
     if setting(conn, buckets.BUCKETS_KEY) != buckets.BUCKETS_VERSION:  # from before them
         buckets.mark_all_buckets_stale(conn)
     models.backfill(conn)  # the versions of runs recorded before model versions: once

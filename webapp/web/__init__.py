@@ -13,9 +13,9 @@ from flask import Flask
 def register(app: Flask) -> None:
     # imported here, so that importing one of the web's modules (a test, a benchmark) does not
     # load every blueprint and what they need (Pillow for thumbnails, ...)
-    from webapp.web import (api, auth, config_api, configs, dashboard, downloads, errors, events, extensions,
-                            filters, models, models_api, openapi, playground, runs, runs_api, samples, samples_api,
-                            sse, system)
+    from webapp.web import (api, auth, config_api, configs, control, dashboard, downloads, errors, events,
+                            extensions, filters, fleet, models, models_api, openapi, playground, runs, runs_api,
+                            samples, samples_api, sse, system)
     from webapp.web.auth import routes as auth_routes
     from webapp.web.sse import fragments
 
@@ -36,6 +36,7 @@ def register(app: Flask) -> None:
         models.bp,         # /models              model versions, their lineage, compare
         models_api.bp,     # /api/models
         openapi.bp,        # /api/openapi.json, /api/docs
+        fleet.bp,          # /fleet, /api/workers
     )
     extensions.init_app(app)
     auth.init_app(app)  # accounts, the authorization policy, CSRF, headers, rate limits
@@ -44,3 +45,4 @@ def register(app: Flask) -> None:
     sse.init_app(app, render=fragments.render_event_fragments)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    control.init_app(app)  # the recorder and the dispatcher (one process leads)

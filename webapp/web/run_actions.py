@@ -25,7 +25,7 @@ from webapp.config.onetrainer_rules import onetrainer_warnings
 from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
 from webapp.protocol import PLAYGROUND_MARKER, Command, Event, RunState, make_command, make_event
-from webapp.settings import WAKE_KEY, commands_key
+from webapp.settings import WAKE_KEY, commands_key, parse_labels
 from webapp.web.auth.identity import current_principal
 from webapp.web.config_files import library, library_errors
 from webapp.web.errors import ApiError, display_path
@@ -99,20 +99,44 @@ def started_by() -> str:
     return request.environ.get("REMOTE_USER") or "local"
 
 
-def queue_run(name: str, config: dict) -> int:
+def queue_run(name: str, config: dict, target: dict | None = None) -> int:
     """Record a checked config as a queued run and tell every dashboard."""
     conn = get_db()
     run_id = store.create_run(conn, name, config, gpus=requested_gpus(config))
     store.set_started_by(conn, run_id, started_by())
     if PLAYGROUND_MARKER not in config:
         record_dataset(run_id, config)  # the lineage of the models it will save
-    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name))
+    if target:
+        store.fleet.set_target(conn, run_id, target)
+    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name, **(
+        {"target": target} if target else {})))
     return run_id
 
 
-def start_run(config_name=None, config=None, report: Report | None = None) -> int:
+def parse_target(raw) -> dict | None:
+    """Where a run may go: {"worker": NAME} and/or {"labels": ["24gb", "sdxl"]} (or "24gb,sdxl");
+    none: any worker."""
+    if raw in (None, "", {}):
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"worker", "labels"}:
+        raise ApiError(400, "invalid field", [{"field": "target", "message": 'an object with "worker" and/or "labels"'}])
+    target = {}
+    worker = raw.get("worker")
+    if worker:
+        if not isinstance(worker, str) or len(worker) > 64 or any(c.isspace() for c in worker):
+            raise ApiError(400, "invalid field", [{"field": "target.worker", "message": "a worker name (1-64 characters, no spaces)"}])
+        target["worker"] = worker
+    labels = raw.get("labels")
+    if labels:
+        if not isinstance(labels, (str, list)) or isinstance(labels, list) and not all(isinstance(x, str) for x in labels):
+            raise ApiError(400, "invalid field", [{"field": "target.labels", "message": "a list of labels or a comma-separated string"}])
+        target["labels"] = list(parse_labels(labels))[:16]
+    return target or None
+
+
+def start_run(config_name=None, config=None, report: Report | None = None, target=None) -> int:
     name, raw = resolve_config(config_name, config)
-    run_id = queue_run(name, prepare_config(raw, report))
+    run_id = queue_run(name, prepare_config(raw, report), parse_target(target))
     nudge_workers()
     return run_id
 
@@ -137,7 +161,7 @@ def nudge_workers() -> None:
         get_redis().lpush(WAKE_KEY, 1)
         get_redis().ltrim(WAKE_KEY, 0, 9)  # a nudge, not a queue: the queue is in SQLite
     except redis.RedisError:
-        pass  # workers poll SQLite every second anyway
+        pass  # the dispatcher looks at the queue several times a second anyway
 
 
 def running_run(run_id: int | None = None) -> dict:
@@ -179,8 +203,8 @@ def enqueue(items: list[dict]) -> list[int]:
         overrides = item.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise ApiError(400, "invalid field", [{"field": "overrides", "message": "must be a JSON object"}])
-        prepared.append((name, prepare_config({**config, **overrides})))
-    ids = [queue_run(name, config) for name, config in prepared]
+        prepared.append((name, prepare_config({**config, **overrides}), parse_target(item.get("target"))))
+    ids = [queue_run(name, config, target) for name, config, target in prepared]
     nudge_workers()
     return ids
 

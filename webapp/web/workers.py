@@ -16,7 +16,7 @@ def live_workers() -> list[dict]:
         client = get_redis()
         for key in sorted(client.scan_iter(heartbeat_key("*"))):
             beat = json.loads(client.get(key) or "{}")
-            workers.append({"name": key.split(":", 2)[-1], "gpus": beat.get("gpus") or [0],
+            workers.append({"name": key.split(":", 2)[-1], "gpus": beat.get("devices") or [0],
                             "run_id": beat.get("run_id"), "ranks": beat.get("ranks") or []})
     except (redis.RedisError, ValueError):
         return []

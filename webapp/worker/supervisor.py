@@ -37,8 +37,11 @@ STOP_GRACE_S = 1.0
 
 
 class TrainerHost:
-    def __init__(self, run: dict, config: dict, run_dir: Path, base_dir: Path, sink, redis_client):
-        self.run, self.config = run, config
+    def __init__(self, run: dict, config: dict, run_dir: Path, base_dir: Path, sink, redis_client,
+                 on_exit=None):
+        """on_exit(): called when the trainer process has ended, before the run's final state is
+        sent (the worker sends the run folder's last files there)."""
+        self.run, self.config, self.on_exit = run, config, on_exit
         self.run_id = run["id"]
         self.run_dir, self.base_dir = run_dir, base_dir
         self.sink, self.redis = sink, redis_client
@@ -71,6 +74,8 @@ class TrainerHost:
             self.done.set()
             for timer in self.timers:
                 timer.cancel()
+            if self.on_exit is not None:
+                self.on_exit()
         state, reason = self._final_state()
         self.sink.emit(self.run_id, make_event(Event.RUN, state=state.value, reason=reason,
                                                exit_code=self.process.exitcode))
