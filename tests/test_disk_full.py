@@ -27,11 +27,17 @@ def small_disk(demo_workspace, tmp_path, redis_url, redis_server):
     for part in ("models", "datasets"):
         shutil.copytree(demo_workspace[0] / part, workspace / part)
     shutil.copytree(demo_workspace[1], config_dir)
-    runs = workspace / "runs"
-    runs.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}M", "tmpfs", str(runs)],
+    # one small disk under both the worker's run folders and the control plane's copies of them
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounts = [disk, workspace / "runs", workspace / "worker" / "runs"]
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}M", "tmpfs", str(disk)],
                              capture_output=True, text=True)
     assert mounted.returncode == 0, f"this test needs root to mount a tmpfs: {mounted.stderr}"
+    for name, target in (("runs", mounts[1]), ("worker-runs", mounts[2])):
+        (disk / name).mkdir()
+        target.mkdir(parents=True)
+        subprocess.run(["mount", "--bind", str(disk / name), str(target)], check=True)
     redis_server.flushall()
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
            "OTWEB_WORKER_NAME": f"test-{uuid.uuid4().hex[:8]}"}
@@ -39,7 +45,12 @@ def small_disk(demo_workspace, tmp_path, redis_url, redis_server):
         with run_worker(env) as worker, serve_web(env) as url:
             yield Stack(url, env, worker), workspace
     finally:
-        subprocess.run(["umount", "-l", str(runs)], check=False)
+        for mount in reversed(mounts):
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def disk_of(workspace: Path) -> Path:
+    return workspace.parent / "disk"
 
 
 def fill(folder: Path) -> None:
@@ -57,12 +68,12 @@ def test_a_full_disk_fails_the_run_and_keeps_the_last_backup(small_disk, demo_co
     stack, workspace = small_disk
     run_id = stack.start(short_run(demo_config, epochs=400, backup_after=2, backup_after_unit="STEP",
                                    rolling_backup=True, rolling_backup_count=2))
-    backups = workspace / "runs" / str(run_id) / "backups"
+    backups = workspace / "worker" / "runs" / str(run_id) / "backups"  # where its trainer writes
     stack.wait_for(lambda: backups.is_dir() and any(not p.name.startswith(".") for p in backups.iterdir()))
-    fill(workspace / "runs")
+    fill(disk_of(workspace))
     run = stack.wait_until_ended(run_id, timeout=120)
     assert run["state"] == "failed", run
-    assert "no space left on the disk holding" in run["reason"] and str(workspace / "runs") in run["reason"], run
+    assert "no space left on the disk holding" in run["reason"] and str(workspace / "worker" / "runs") in run["reason"], run
     kept = [p for p in backups.iterdir() if not p.name.startswith(".")]
     assert kept and all(json.loads((p / "progress.json").read_text())["global_step"] > 0 for p in kept)
     assert not [p for p in backups.iterdir() if p.name.startswith(".")], "a half-written backup was left"

@@ -122,3 +122,29 @@ def test_worker_tokens_join_the_fleet_and_open_nothing_else(app, client):
     answer = client.get("/api/workers")
     assert answer.status_code == 200 and answer.get_json()["workers"] == []
     assert client.post("/api/workers/nobody/drain", json={}).status_code == 404
+
+
+def test_a_run_marked_interrupted_by_a_lapse_is_corrected_when_its_worker_is_heard_again(app, redis_url):
+    """The record never lies for long: the dispatcher marked the run interrupted (no heartbeat),
+    then its worker's events arrive from the same assignment: the run is running again and the
+    timeline says what happened."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, source = _run(app)
+    store.append_event(conn, run_id, make_event(Event.RUN, state="running"))
+    store.append_event(conn, run_id, make_event(Event.PROGRESS, global_step=336, max_step=2000))
+    store.append_event(conn, run_id, make_event(
+        Event.RUN, state="interrupted", reason="worker w1 stopped sending heartbeats (16 s): its process died"))
+    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="progress",
+                                           data={"global_step": 1155, "max_step": 2000}, time=2.0))
+    recorder = _recorder(app, conn, client)
+    while recorder.step(block_ms=10):
+        pass
+    assert store.get_run(conn, run_id)["state"] == "running"
+    texts = [e["data"].get("text") for e in store.timeline(conn, run_id)]
+    assert "lost contact with worker w1 at step 336; back at step 1155: the run went on meanwhile" in texts
+    # a run interrupted for another reason (its worker's own report) stays interrupted
+    store.append_event(conn, run_id, make_event(Event.RUN, state="interrupted", reason="worker w1 stopped"))
+    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 2, event="log", data={"text": "x"}))
+    while recorder.step(block_ms=10):
+        pass
+    assert store.get_run(conn, run_id)["state"] == "interrupted"

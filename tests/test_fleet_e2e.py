@@ -9,7 +9,6 @@ import signal
 import time
 
 import pytest
-import requests
 
 from conftest import short_run
 from fleet import entry_numbers, host_folder, record, redis_server, sha256

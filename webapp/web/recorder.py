@@ -24,6 +24,7 @@ from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
 log = logging.getLogger(__name__)
 BATCH = 1000
+LAPSED = "stopped sending heartbeats"  # the dispatcher's reason for a lapse (dispatch.py)
 CLAIM_IDLE_MS = 3000     # a pending entry this old belongs to a recorder that is gone
 
 
@@ -142,7 +143,24 @@ class Recorder:
         if name == Event.FINISHED and data.get("output") and not os.path.isabs(data["output"]):
             data["output"] = str(confined(Path(self.run_dir(run_id)), data["output"]))
         event = {"event": name, "data": data, "time": entry.get("time") or time.time()}
-        return [store.append_event(self.conn, run_id, event)]
+        corrected = self._back_in_contact(run_id, name, data, event["time"]) if name != Event.RUN else []
+        return corrected + [store.append_event(self.conn, run_id, event)]
+
+    def _back_in_contact(self, run_id: int, name: str, data: dict, at: float) -> list[dict]:
+        """A run marked interrupted because its worker's heartbeat lapsed, whose worker turns out to
+        be training still (its events arrive, from the same assignment): the record is corrected,
+        and the timeline says what happened. The evidence came late; the record must not lie."""
+        run = store.get_run(self.conn, run_id)
+        if run is None or run["state"] != "interrupted" or LAPSED not in (run.get("reason") or ""):
+            return []
+        lost_at = (run.get("progress") or {}).get("global_step")
+        back_at = data.get("global_step", lost_at) if name == Event.PROGRESS else lost_at
+        text = (f"lost contact with worker {run.get('worker')} at step {lost_at}; back at step {back_at}: "
+                "the run went on meanwhile")
+        back = make_event(Event.RUN, state="running", reason=None)
+        note = make_event(Event.STATUS, text=text, back_in_contact=True)
+        back["time"] = note["time"] = at
+        return [store.append_event(self.conn, run_id, back), store.append_event(self.conn, run_id, note)]
 
     def _stale(self, run_id: int, source: str) -> bool:
         row = self.conn.execute("SELECT assignment FROM runs WHERE id = ?", (run_id,)).fetchone()
