@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from webapp.config import paths
 from webapp.config.migrate import migrate, migrate_concept
 from webapp.config.model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
 
@@ -85,11 +86,14 @@ def resolve(path_text: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else Path(base_dir) / path
 
 
-def read_list_file(path_text, base_dir: Path) -> tuple[list | None, str | None]:
-    """The list of objects in a concepts or samples file, or None and why not."""
+def read_list_file(path_text, base_dir: Path, roots=None) -> tuple[list | None, str | None]:
+    """The list of objects in a concepts or samples file, or None and why not. Only inside the
+    read roots (default: the workspace and OTWEB_DATA_ROOTS)."""
     if not isinstance(path_text, str) or "\x00" in path_text or not path_text.endswith(".json"):
         return None, "must name a .json file"
-    path = resolve(path_text, base_dir)
+    path = paths.readable(path_text, base_dir, roots if roots is not None else paths.read_roots(base_dir))
+    if path is None:
+        return None, f"{path_text} {paths.OUTSIDE_READ}"
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             return None, f"{path_text} is larger than {MAX_FILE_BYTES // 2**20} MiB"
@@ -103,14 +107,14 @@ def read_list_file(path_text, base_dir: Path) -> tuple[list | None, str | None]:
     return items, None
 
 
-def pack(config: dict, base_dir: Path) -> tuple[dict, list[dict]]:
+def pack(config: dict, base_dir: Path, roots=None) -> tuple[dict, list[dict]]:
     """The config with concepts and samples inline; warnings for list files that cannot be read
-    (their inline list then stays as it was)."""
+    (their inline list then stays as it was). ``roots``: where list files may be read from."""
     packed, warnings = json_copy(config), []
     for inline, file_key, spec in LIST_FILES:
         if packed.get(inline) is not None or not packed.get(file_key):
             continue
-        items, problem = read_list_file(packed[file_key], base_dir)
+        items, problem = read_list_file(packed[file_key], base_dir, roots)
         if problem:
             warnings.append({"field": file_key, "message": problem})
             continue

@@ -23,7 +23,7 @@ from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
 from webapp.protocol import Command, Event, RunState, make_command, make_event
 from webapp.settings import WAKE_KEY, commands_key
-from webapp.web.config_files import library, library_errors
+from webapp.web.config_files import library, library_errors, read_roots
 from webapp.web.errors import ApiError, display_path
 from webapp.web.extensions import get_db, get_redis
 from webapp.web.run_files import run_dir
@@ -50,7 +50,7 @@ def prepare_config(raw, report: Report | None = None) -> dict:
     """The one path from a config as given to the config a run stores; 400 with the fields when it
     cannot run. ``report``: the caller validated ``raw`` already (the editor), so it is not again."""
     workspace = current_app.config["WORKSPACE"]
-    report = report or validate(raw, workspace)
+    report = report or validate(raw, workspace, roots=read_roots())
     if not report.valid:
         raise ApiError(400, "invalid config", report.errors)
     config = settle_default_samples(report.packed, workspace)

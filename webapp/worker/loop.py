@@ -11,6 +11,7 @@ import time
 import redis
 
 from webapp import store
+from webapp.config import paths
 from webapp.settings import HEARTBEAT_TTL_S, WAKE_KEY, Settings, heartbeat_key
 from webapp.protocol import Event, RunState, dumps, make_event
 from webapp.eventlog import EventSink
@@ -56,6 +57,8 @@ class Worker:
         config = store.run_config(run)
         if run["resume_requested"]:
             config = {**config, "continue_last_backup": True}  # the trainer picks the newest backup
+        if self._refuses_paths(run["id"], config, run_dir):
+            return RunState.FAILED
         _write_atomic(run_dir / "config.json", json.dumps(config, indent=2))
         self.host = TrainerHost(run, config, run_dir, self.settings.workspace, self.sink, self.redis)
         try:
@@ -64,6 +67,16 @@ class Worker:
             self.host = None
         log.info("run %s ended: %s", run["id"], state.value)
         return state
+
+    def _refuses_paths(self, run_id: int, config: dict, run_dir) -> bool:
+        """The web checked the config's paths; the worker checks again with its own roots, in case
+        the record was written by something else (never trust one check alone)."""
+        roots = paths.read_roots(self.settings.workspace, self.settings.config_dir)
+        problems = paths.config_problems(config, self.settings.workspace, roots, run_dir)
+        if problems:
+            reason = "refused before start: " + "; ".join(f"{p['field']} {p['message']}" for p in problems)
+            self.sink.emit(run_id, make_event(Event.RUN, state=RunState.FAILED.value, reason=reason))
+        return bool(problems)
 
     def _wait_for_work(self) -> None:
         try:
