@@ -41,7 +41,8 @@ def validate(raw, base_dir: Path, backends: bool = True, whole: bool = False, ro
     report = Report(config, model.check(config), notes=notes)
     packed, report.warnings = pack(config, base_dir, roots)
     report.packed = packed
-    refused = paths.config_problems(packed, base_dir, roots)
+    typed = {item["field"] for item in report.errors}  # a value of the wrong kind has its error already
+    refused = [item for item in paths.config_problems(packed, base_dir, roots) if item["field"] not in typed]
     report.errors += refused
     # a refused path is an error, not also a warning that would say more about it
     report.warnings = [item for item in report.warnings if item["field"] not in {e["field"] for e in refused}]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from webapp.config import paths
@@ -34,9 +35,16 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: JSON allows the digits, but no config (or OneTrainer) can use them
+        raise ValueError(f"{text[:20]} is too large a number")
+    return value
+
+
 def parse_json(text: str | bytes):
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise ConfigFormatError("the JSON is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -45,12 +53,26 @@ def parse_json(text: str | bytes):
     return value
 
 
+def _bad_text(text: str) -> bool:
+    """A lone surrogate (\\ud800): valid JSON escapes, but no UTF-8 file or database can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def check_depth(value) -> None:
+    """Refuse junk nested deeper than MAX_DEPTH and text that cannot be stored (lone surrogates)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ConfigFormatError(f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, str) and _bad_text(item):
+            raise ConfigFormatError("the text holds an unpaired surrogate (not valid Unicode)")
+        if isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
         children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
         stack.extend((child, depth + 1) for child in children)
 

@@ -90,12 +90,16 @@ def reorder():
     order = json_body().get("order")
     if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
         raise ApiError(400, "invalid field", [{"field": "order", "message": "must be a list of run ids"}])
+    queued = {run["id"] for run in store.queued_runs(get_db())}
+    moved = [run_id for run_id in order if run_id not in queued]
+    if moved:
+        raise ApiError(409, "run is not queued", f"run {moved[0]} is not in the queue")
     return jsonify(order=store.reorder_queue(get_db(), order))
 
 
 @bp.post("/queue/pause")
 def pause():
-    paused = json_body().get("paused", True)
+    paused = json_body().get("paused")
     if not isinstance(paused, bool):
         raise ApiError(400, "invalid field", [{"field": "paused", "message": "must be true or false"}])
     store.set_queue_paused(get_db(), paused)
