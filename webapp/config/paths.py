@@ -48,6 +48,7 @@ def split_roots(raw: str | None) -> list[Path]:
 def read_roots(workspace: Path, config_dir: Path | None = None, extra=None) -> tuple[Path, ...]:
     """The folders a config may read from. ``extra`` defaults to OTWEB_DATA_ROOTS."""
     extra = split_roots(os.environ.get(ENV_ROOTS)) if extra is None else extra
+    extra = split_roots(extra) if isinstance(extra, str) else extra
     roots = [Path(workspace), *([Path(config_dir)] if config_dir else []), *extra]
     return tuple(dict.fromkeys(Path(os.path.realpath(root)) for root in roots))
 

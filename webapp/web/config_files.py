@@ -11,7 +11,7 @@ from webapp.config.library import ConfigConflict, ConfigLibrary, ConfigNotFound,
 from webapp.config.loading import ConfigFormatError
 from webapp.web.errors import ApiError
 
-MAX_BODY = 4 * 1024 * 1024  # a config upload or save; larger bodies answer 413
+MAX_BODY = 1024 * 1024  # a config upload or save; larger bodies answer 413 (the app-wide cap: caps.py)
 
 
 def library() -> ConfigLibrary:

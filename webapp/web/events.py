@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, stream_with_context
 
-from webapp.web import sse
+from webapp.web import caps, sse
 from webapp.web.errors import ApiError
 
 bp = Blueprint("events", __name__)
@@ -48,12 +48,15 @@ def _event_stream(to_messages, key):
     """key: what the framing depends on besides the event; each event is framed once per key."""
     after, run_id = stream_position()
     config = current_app.config
+    release = caps.stream_slot()  # 429/503 past the caps; given back when the server closes the stream
     body = sse.stream(sse.get_broker(), to_messages, after=after, run_id=run_id,
                       heartbeat_s=float(config["SSE_HEARTBEAT_S"]), retry_ms=int(config["SSE_RETRY_MS"]), key=key)
-    return current_app.response_class(
+    response = current_app.response_class(
         stream_with_context(body), content_type="text/event-stream",
         # no-cache: never a stored stream; X-Accel-Buffering: nginx passes frames on as they come
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(release)
+    return response
 
 
 def stream_position() -> tuple[int | None, int | None]:

@@ -23,6 +23,7 @@ from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
 from webapp.protocol import Command, Event, RunState, make_command, make_event
 from webapp.settings import WAKE_KEY, commands_key
+from webapp.web import caps
 from webapp.web.config_files import library, library_errors, read_roots
 from webapp.web.errors import ApiError, display_path
 from webapp.web.extensions import get_db, get_redis
@@ -99,7 +100,9 @@ def queue_run(name: str, config: dict) -> int:
 
 def start_run(config_name=None, config=None, report: Report | None = None) -> int:
     name, raw = resolve_config(config_name, config)
-    run_id = queue_run(name, prepare_config(raw, report))
+    prepared = prepare_config(raw, report)
+    caps.check_queue(started_by())
+    run_id = queue_run(name, prepared)
     nudge_workers()
     return run_id
 
@@ -161,6 +164,7 @@ def enqueue(items: list[dict]) -> list[int]:
         if not isinstance(overrides, dict):
             raise ApiError(400, "invalid field", [{"field": "overrides", "message": "must be a JSON object"}])
         prepared.append((name, prepare_config({**config, **overrides})))
+    caps.check_queue(started_by(), len(prepared))
     ids = [queue_run(name, config) for name, config in prepared]
     nudge_workers()
     return ids

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify, request
 from webapp import store
 from webapp.web.extensions import get_db
 from webapp.web import run_actions, run_charts, run_views
+from webapp.web.auth.identity import can, error_text
 from webapp.web.api_input import int_arg, json_body
 from webapp.web.charts import loss_series
 from webapp.web.errors import ApiError
@@ -16,7 +17,20 @@ MAX_ITEMS = 50
 
 
 def _public(run: dict) -> dict:
-    return {k: v for k, v in run.items() if k not in ("config_json",)}
+    public = {k: v for k, v in run.items() if k not in ("config_json",)}
+    if public.get("reason"):  # an error's whole text (tracebacks, log tails) is for admins
+        public["reason"] = error_text(public["reason"], public.get("id"))
+    return public
+
+
+def _public_event(event: dict) -> dict:
+    data = event.get("data")
+    if can("admin") or not isinstance(data, dict) or not ({"traceback", "reason"} & set(data)):
+        return event
+    data = {k: v for k, v in data.items() if k != "traceback"}
+    if data.get("reason"):
+        data["reason"] = error_text(data["reason"], event.get("run_id"))
+    return {**event, "data": data}
 
 
 @bp.get("/runs")
@@ -45,7 +59,8 @@ def run_events(run_id: int):
     run_views.get_run_view(run_id)
     after, limit = int_arg("after", default=0, minimum=0, maximum=2**62), int_arg("limit", default=1000, minimum=1, maximum=5000)
     events = store.events_since(get_db(), after, run_id, limit=limit)
-    return jsonify(run_id=run_id, events=events, last_seq=events[-1]["seq"] if events else after)
+    return jsonify(run_id=run_id, events=[_public_event(e) for e in events],
+                   last_seq=events[-1]["seq"] if events else after)
 
 
 @bp.get("/runs/<int:run_id>/loss")
