@@ -80,11 +80,17 @@ def test_the_app_through_nginx_under_a_prefix(proxied, demo_config):
     answer = session.post(proxied + "/login", data={"username": "nina", "password": PASSWORD, "csrf_token": token,
                                                     "next": "/"}, allow_redirects=False)
     assert answer.status_code == 302 and answer.headers["Location"].endswith("/trainer/"), answer.text
+    assert "Path=/trainer" in answer.headers["Set-Cookie"]  # the cookie is the app's, not the host's
     dashboard = session.get(proxied + "/").text
     assert 'sse-connect="/trainer/events' in dashboard or "/trainer/events" in dashboard
     token = re.search(r'name="csrf-token" content="([^"]+)"', dashboard)[1]
     for asset in ("/static/app.css", "/static/vendor/htmx.min.js", "/static/favicon.svg"):
         assert session.get(proxied + asset).status_code == 200, asset
+
+    # a config is at most 1 MB: nginx refuses more before the app reads it
+    big = session.post(proxied + "/api/config/validate", data=b'{"x": "' + b"a" * 2_000_000 + b'"}',
+                       headers={"X-CSRF-Token": token, "Content-Type": "application/json"})
+    assert big.status_code == 413
 
     stream = session.get(proxied + "/api/events", stream=True, timeout=(5, 60))
     assert stream.status_code == 200
