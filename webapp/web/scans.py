@@ -33,7 +33,7 @@ class Scanner:
         self.threads = threads
         self._lock = _real_lock()
         self._cache: dict[tuple, tuple[float, int | None, FolderStats]] = {}
-        self._pending: dict[tuple, object] = {}
+        self._pending: dict[tuple, bool] = {}
         self._executor = None
 
     @staticmethod
@@ -43,15 +43,25 @@ class Scanner:
                 str(text.get("prompt_source") or "sample"), str(text.get("prompt_path") or ""))
 
     def cached(self, concept: dict, base_dir, roots) -> FolderStats | None:
-        """The figures when a fresh answer is cached; otherwise start a scan and answer None."""
+        """The cached figures (a scan starts when they are older than FRESH_S); None while the first
+        scan of this folder runs."""
         key = (self.key(concept), str(base_dir), tuple(map(str, roots)))
         with self._lock:
             entry = self._cache.get(key)
             if entry is not None and time.monotonic() - entry[0] < FRESH_S:
                 return entry[2]
-            if key not in self._pending:
-                self._pending[key] = self._submit(self._scan, key, dict(concept), base_dir, roots, entry)
-        return None
+            start = key not in self._pending
+            if start:
+                self._pending[key] = True
+        if start:  # outside the lock: a full gevent pool makes spawn wait, and this lock is a real one
+            try:
+                self._submit(self._scan, key, dict(concept), base_dir, roots, entry)
+            except BaseException:
+                with self._lock:
+                    self._pending.pop(key, None)
+                raise
+        # an older answer meanwhile (checked again in the background); none: "scanning…"
+        return entry[2] if entry is not None else None
 
     def wait(self, concept: dict, base_dir, roots, timeout: float = 10.0) -> FolderStats | None:
         """For a route that needs the answer (a thumbnail): waits without blocking the event loop."""
