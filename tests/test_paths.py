@@ -135,3 +135,17 @@ def test_the_worker_refuses_what_the_web_never_checked(workspace, config_dir, re
     assert run["id"] == run_id
     assert worker.run_one(run) == RunState.FAILED
     assert not (settings.run_dir(run_id) / "config.json").exists()  # no trainer was started for it
+
+
+def test_unicode_forms_are_judged_as_the_filesystem_sees_them(workspace, tmp_path):
+    """A root named in NFC; the same name in NFD is another folder on Linux: outside. And a name
+    that only NFKC turns into '..' is refused too, whichever form a later tool would open."""
+    root = tmp_path / "caf\u00e9"
+    (root / "images").mkdir(parents=True)
+    roots = paths.read_roots(workspace, extra=[root])
+    inside = {"concepts": [{"path": str(root / "images")}]}
+    decomposed = {"concepts": [{"path": str(tmp_path / "cafe\u0301" / "images")}]}
+    widened = {"concepts": [{"path": str(root / "images") + "/" + FULLWIDTH_UP * 3 + "etc"}]}
+    assert paths.config_problems(inside, workspace, roots) == []
+    assert [p["field"] for p in paths.config_problems(decomposed, workspace, roots)] == ["concepts[0].path"]
+    assert [p["field"] for p in paths.config_problems(widened, workspace, roots)] == ["concepts[0].path"]
