@@ -95,7 +95,7 @@ def test_live_streams_are_capped_per_user_and_per_process(auth_app):
         response.close_here()
     for pool in threads:
         pool.shutdown()
-
+    auth_app.extensions["sse_broker"].stop()  # its Redis subscription would outlive the test
 
 @pytest.fixture
 def runnable(workspace, config_dir, demo_workspace, demo_config):

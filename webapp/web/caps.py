@@ -88,7 +88,7 @@ def check_queue(user: str, adding: int = 1) -> None:
 def _count_submission(user: str) -> None:
     from limits import parse
     from webapp.web.auth.limits import limiter
-    if not limiter.enabled:
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
     try:
         allowed = limiter.limiter.hit(parse(str(current_app.config["SUBMIT_RATE"])), "otweb-submit", user)
