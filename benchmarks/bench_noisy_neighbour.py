@@ -169,10 +169,19 @@ def phase(bench, url, tokens, sink, run_id, seconds, noisy: bool) -> dict:
 
 
 def blocking_reports(log: str) -> dict:
-    """gevent's monitor reports, and those whose stack is in a dataset scan's file I/O."""
+    """gevent's monitor reports: how many, how many in a dataset scan's file I/O, and where in our
+    code (the innermost frame of webapp/ or templates/) the loop was each time."""
     reports = log.split("appears to be blocked")[1:]
-    scans = sum(1 for text in reports if "datasets.py" in text.split("\n\n")[0] or "os.walk" in text[:4000])
-    return {"reports": len(reports), "in_file_io": scans}
+    where: dict[str, int] = {}
+    scans = 0
+    for text in reports:
+        frames = [line.strip() for line in text.split("\n") if line.strip().startswith("File ")]
+        ours = [line for line in frames if "/webapp/" in line or "/templates/" in line]
+        scans += any("datasets.py" in line or "os.walk" in line for line in ours)
+        key = ours[-1].split("/")[-1][:90] if ours else "outside webapp/"
+        where[key] = where.get(key, 0) + 1
+    top = dict(sorted(where.items(), key=lambda item: -item[1])[:5])
+    return {"reports": len(reports), "in_file_io": scans, "where": top}
 
 
 def main() -> None:
