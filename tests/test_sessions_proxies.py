@@ -128,10 +128,24 @@ def test_viewers_see_an_error_message_and_an_id_admins_the_whole_text(auth_app):
         api = client.get(f"/api/runs/{run_id}").get_json()["run"]["reason"]
         events = client.get(f"/api/runs/{run_id}/events").get_data(as_text=True)
         assert "out of memory" in page and "out of memory" in api
-        for text in (page, api, events):
+        streamed = first_frames(client, "/api/events?after=0", "failed")
+        for text in (page, api, events, streamed):
             assert ("/srv/secret/path.py" in text) is sees_paths, name
         if not sees_paths:
-            assert f"run {run_id}" in api
+            assert f"run {run_id}" in api and "out of memory" in streamed
+    auth_app.extensions["sse_broker"].stop()  # its Redis subscription would outlive the test
+
+
+def first_frames(client, url: str, until: str) -> str:
+    """The stream's text up to the first frame that holds ``until`` (a replay: it comes at once)."""
+    response = client.get(url, buffered=False)
+    text = ""
+    for chunk in response.response:
+        text += chunk.decode() if isinstance(chunk, bytes) else chunk
+        if until in text:
+            break
+    response.close()
+    return text
 
 
 def test_buttons_a_role_cannot_use_are_not_shown(auth_app):

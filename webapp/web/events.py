@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, stream_with_context
 
+from webapp.protocol import dumps
 from webapp.web import caps, sse
+from webapp.web.auth.identity import can, redacted_data
 from webapp.web.errors import ApiError
 
 bp = Blueprint("events", __name__)
@@ -22,7 +24,9 @@ def html_events():
 
 @bp.get("/api/events")
 def json_events():
-    return _event_stream(json_messages, "json")
+    if can("admin"):
+        return _event_stream(json_messages, "json")
+    return _event_stream(viewer_json_messages, "json-viewer")  # framed once for every non-admin
 
 
 @bp.get("/api/events/stats")
@@ -42,6 +46,14 @@ def html_messages(broker: sse.EventBroker, live: sse.LiveEvent) -> list[sse.Mess
 
 def json_messages(live: sse.LiveEvent) -> list[sse.Message]:
     return [sse.Message(live.wire, type=live.name, id=live.seq)]
+
+
+def viewer_json_messages(live: sse.LiveEvent) -> list[sse.Message]:
+    """Without tracebacks and log tails: an error's first line and its run for anyone but an admin."""
+    data = live.event.get("data")
+    safe = redacted_data(data, live.run_id)
+    wire = live.wire if safe is data else dumps({**live.event, "data": safe})
+    return [sse.Message(wire, type=live.name, id=live.seq)]
 
 
 def _event_stream(to_messages, key):

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 from webapp import store
 from webapp.web.extensions import get_db
 from webapp.web import run_actions, run_charts, run_views
-from webapp.web.auth.identity import can, error_text
+from webapp.web.auth.identity import can, error_text, redacted_data
 from webapp.web.api_input import int_arg, json_body
 from webapp.web.charts import loss_series
 from webapp.web.errors import ApiError
@@ -24,13 +24,7 @@ def _public(run: dict) -> dict:
 
 
 def _public_event(event: dict) -> dict:
-    data = event.get("data")
-    if can("admin") or not isinstance(data, dict) or not ({"traceback", "reason"} & set(data)):
-        return event
-    data = {k: v for k, v in data.items() if k != "traceback"}
-    if data.get("reason"):
-        data["reason"] = error_text(data["reason"], event.get("run_id"))
-    return {**event, "data": data}
+    return event if can("admin") else {**event, "data": redacted_data(event.get("data"), event.get("run_id"))}
 
 
 @bp.get("/runs")

@@ -139,8 +139,22 @@ def can(role: str) -> bool:
 def error_text(text, reference=None) -> str:
     """An error as this user may see it: admins the whole text; anyone else its first line and an
     id to quote, never a traceback or a log tail with server paths."""
+    return str(text or "") if can("admin") else short_error(text, reference)
+
+
+def short_error(text, reference=None) -> str:
     text = str(text or "")
-    if can("admin") or "\n" not in text.strip():
+    if "\n" not in text.strip():
         return text
     first = text.strip().splitlines()[0]
     return f"{first} (details for an admin: run {reference})" if reference is not None else first
+
+
+def redacted_data(data, run_id):
+    """An event's data as a non-admin gets it: no traceback, an error's first line."""
+    if not isinstance(data, dict) or not ({"traceback", "reason"} & set(data)):
+        return data
+    data = {key: value for key, value in data.items() if key != "traceback"}
+    if data.get("reason"):
+        data["reason"] = short_error(data["reason"], run_id)
+    return data
