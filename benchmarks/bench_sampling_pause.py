@@ -30,7 +30,7 @@ SAMPLE_EVERY = 4
 
 
 def child(config_path: str, workspace: str, out: str) -> None:
-    from webapp.trainer.backends import make_backend
+    from webapp.trainer.backend_factory import make_backend
     from webapp.trainer.callbacks import TrainCallbacks
     from webapp.trainer.commands import TrainCommands
 

@@ -55,7 +55,7 @@ def short_config(config_dir: Path, batch_size: int) -> dict:
 def quiet_child(config_path: str, workspace: str, seconds: str, out: str) -> None:
     """Baseline: the backend with callbacks that do no work but read the clock at each step and
     stop the run `seconds` after the first."""
-    from webapp.trainer.backends import make_backend
+    from webapp.trainer.backend_factory import make_backend
     from webapp.trainer.callbacks import TrainCallbacks
     from webapp.trainer.commands import TrainCommands
 

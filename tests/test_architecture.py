@@ -88,6 +88,8 @@ def broken_rules(edges: dict[str, set[str]]) -> list[str]:
     broken = []
     for name, targets in edges.items():
         for target in targets:
+            if within(name, "webapp.worker") and within(target, "webapp.store"):
+                broken.append(f"{name} imports {target} (a worker shares only Redis with the web)")
             if within(name, "webapp.web") or within(name, "webapp.worker"):
                 own = "webapp.web" if within(name, "webapp.web") else "webapp.worker"
                 if target.startswith("webapp") and not within(target, own) and target != "webapp" \
@@ -117,12 +119,16 @@ def test_the_rules_check_catches_what_it_should():
     assert "webapp.web.runs imports webapp.worker.loop" in found
     assert "webapp.web.runs imports torch (only the trainer process may)" in found
     assert "webapp.store.runs imports webapp.web.extensions (only create_app may)" in found
+    assert "webapp.worker.loop imports webapp.store.runs (a worker shares only Redis with the web)" in \
+        broken_rules({"webapp.worker.loop": {"webapp.store.runs"}})
 
 
 def test_the_worker_process_loads_neither_flask_nor_torch():
-    """What actually loads: the worker's modules bring in no Flask, flask-sse or torch."""
+    """What actually loads: the worker's modules bring in no Flask, flask-sse or torch, and not the
+    record (no webapp.store, no sqlite3): a worker host has no database to open."""
     code = ("import sys; import webapp.worker.loop, webapp.worker.supervisor, webapp.eventlog; "
-            "print(sorted(m for m in ('flask', 'flask_sse', 'torch', 'diffusers') if m in sys.modules))")
+            "print(sorted(m for m in ('flask', 'flask_sse', 'torch', 'diffusers', 'sqlite3', 'webapp.store')"
+            " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 

@@ -41,11 +41,14 @@ def proxied(demo_workspace, redis_url, redis_server, tmp_path):
     from webapp.store import accounts
     redis_server.flushall()
     workspace, config_dir = demo_workspace
+    worker = f"nginx-{free_port()}"
     conn = accounts.connect(workspace / "otweb.sqlite3")
     accounts.add_user(conn, "nina", PASSWORD, "operator")
+    worker_token = accounts.replace_worker_token(conn, worker)  # accounts on: a worker needs its token
     conn.close()
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
-           "OTWEB_WORKER_NAME": f"nginx-{free_port()}", "OTWEB_PROXY_HOPS": "1", "OTWEB_AUTH": "on"}
+           "OTWEB_WORKER_NAME": worker, "OTWEB_WORKER_TOKEN": worker_token, "OTWEB_PROXY_HOPS": "1",
+           "OTWEB_AUTH": "on"}
     listen = free_port()
     try:
         with run_worker(env), serve_web(env) as url:
@@ -102,6 +105,7 @@ def test_the_app_through_nginx_under_a_prefix(proxied, demo_config):
     assert run.status_code == 202, run.text
     first_event_s, events = None, []
     for line in stream.iter_lines(decode_unicode=True):
+        assert time.monotonic() - started < 240, f"the run did not finish; events so far: {events[-20:]}"
         if line.startswith("event:"):
             first_event_s = first_event_s or time.monotonic() - started
             events.append(line.split(":", 1)[1].strip())

@@ -14,7 +14,7 @@ from PIL import Image
 from webapp.cli import main as cli
 from webapp.config.builtin.backend_choice import BUILTIN, ONETRAINER, choose_backend
 from webapp.config.paths import PathRefused
-from webapp.trainer.backends import make_backend
+from webapp.trainer.backend_factory import make_backend
 from webapp.trainer.callbacks import QueueCallbacks
 from webapp.trainer.commands import TrainCommands
 from webapp.trainer.onetrainer import OneTrainerBackend, onetrainer_config_dict, progress_fields

@@ -21,7 +21,7 @@ def test_queue_survives_restarts_and_a_killed_worker(demo_workspace, demo_config
     redis_server.flushall()
     workspace, config_dir = demo_workspace
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
-           "OTWEB_WORKER_NAME": f"test-{free_port()}"}
+           "OTWEB_WORKER_NAME": f"test-{free_port()}", "OTWEB_HEARTBEAT_TTL_S": "5"}
     items = [{"config": short_run(demo_config, epochs=1)}, {"config": short_run(demo_config, epochs=60)},
              {"config": short_run(demo_config, epochs=1)}]
     with serve_web(env) as url:

@@ -23,7 +23,10 @@ from webapp.web import sse
 def web(tmp_path_factory, redis_url, redis_server):
     workspace = tmp_path_factory.mktemp("sse-workspace")
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(tmp_path_factory.mktemp("sse-configs")),
-           "REDIS_URL": redis_url, "OTWEB_SSE_HEARTBEAT_S": "1"}
+           "REDIS_URL": redis_url, "OTWEB_SSE_HEARTBEAT_S": "1",
+           # the test plays the worker, appending and publishing itself: no dispatcher (it would
+           # announce why its queued run waits) and no recorder
+           "OTWEB_CONTROL_LOOP": "false"}
     with serve_web(env) as base_url:
         yield base_url, workspace / "otweb.sqlite3"
 

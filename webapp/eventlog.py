@@ -1,22 +1,42 @@
 """The one seam every event passes: append numbered to the record, then publish on Redis.
 
-``EventSink.emit`` appends to SQLite (durable, numbered by ``seq``) and publishes the numbered
-event; ``encode_event`` / ``decode_event`` are its wire format, read by each web process's SSE
-broker. Neither the trainer nor the web's templates know which side of it they are on. A worker
-on another GPU host can swap the sink for one that ships events to the host that keeps the record.
+Two sides, one wire format:
+
+- the control plane appends directly (``EventSink``: the events the web makes itself, such as
+  queued, canceled, "stop requested"), and its recorder (``webapp.web.recorder``) appends what
+  workers send;
+- a worker never touches the record: its ``StreamSink`` (``webapp.worker.stream_sink``) numbers
+  each entry (event, losses, a file's chunk) by (assignment, n) and XADDs it to ``EVENT_STREAM``,
+  spooling to its own folder while Redis is away. The recorder inserts each entry once by
+  (run, assignment, n), commits, XACKs, then publishes for the SSE fan-out.
+
+``encode_event`` / ``decode_event`` are the numbered events' format on the pub/sub channel each web
+process's SSE broker reads; ``encode_entry`` / ``decode_entry`` are the stream entries'. Neither the
+trainer nor the web's templates know which side of it they are on.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
+from pathlib import Path
 
 import redis
 
-from webapp import store
 from webapp.protocol import dumps
 from webapp.settings import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
+
+# what a stream entry carries ("k")
+ENTRY_EVENT = "event"        # event: {event, data, time}
+ENTRY_METRICS = "metrics"    # rows: [[step, loss, lr, time], ...]
+ENTRY_FILE = "file"          # one chunk of a file in the run folder (see file_chunks)
+ENTRY_REMOVE = "remove"      # a file or folder the worker removed (a pruned rolling backup)
+ENTRY_KINDS = (ENTRY_EVENT, ENTRY_METRICS, ENTRY_FILE, ENTRY_REMOVE)
+CHUNK_BYTES = 256 * 1024     # a file travels in entries of this much (base64 in JSON)
+FIELD = "e"                  # the one field of a stream entry
 
 
 def encode_event(event: dict) -> str:
@@ -39,11 +59,73 @@ def publish_event(redis_client: redis.Redis, event: dict) -> int:
     return redis_client.publish(EVENTS_CHANNEL, encode_event(event))
 
 
+# -- stream entries: worker -> recorder -------------------------------------------------------
+
+def encode_entry(kind: str, run_id: int, source: str, number: int, **body) -> dict:
+    """The fields of one XADD. ``source`` is the assignment the worker runs (the control plane
+    made it), ``number`` counts that assignment's entries from 1: (run, source, number) is the key
+    the recorder inserts by, so an entry read twice is recorded once."""
+    if kind not in ENTRY_KINDS:
+        raise ValueError(f"unknown entry kind {kind!r}")
+    return {FIELD: dumps({"k": kind, "run": int(run_id), "src": str(source), "n": int(number), **body})}
+
+
+def decode_entry(fields: dict) -> dict:
+    """The entry, or ValueError naming what is wrong (the recorder acks and drops such entries)."""
+    try:
+        entry = json.loads(fields[FIELD])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"not a stream entry: {str(fields)[:200]}") from None
+    if not isinstance(entry, dict) or entry.get("k") not in ENTRY_KINDS:
+        raise ValueError(f"unknown entry: {str(fields)[:200]}")
+    if not isinstance(entry.get("run"), int) or not isinstance(entry.get("n"), int) or not entry.get("src"):
+        raise ValueError(f"an entry needs run, src and n: {str(fields)[:200]}")
+    return entry
+
+
+def file_chunks(path, relative: str, mode: str = "whole", offset: int = 0):
+    """The bodies of ENTRY_FILE entries for ``path`` from ``offset``: base64 data and its offset.
+    mode "whole": the file's size and sha256 ride on every chunk; the recorder writes a temporary
+    file, checks the sum at the last chunk and renames it into place (a partial upload never
+    shows). mode "append" (the trainer's log, as it grows): each chunk is written at its offset."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = sha256_of(path, size) if mode == "whole" else None
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        first = True
+        while True:
+            data = fh.read(CHUNK_BYTES if mode == "append" else min(CHUNK_BYTES, max(0, size - offset)))
+            end = offset + len(data)
+            last = (len(data) < CHUNK_BYTES) if mode == "append" else end >= size
+            if data or first:
+                yield {"path": relative, "mode": mode, "offset": offset, "size": size, "sha256": digest,
+                       "last": last, "length": len(data), "data": base64.b64encode(data).decode("ascii")}
+            first, offset = False, end
+            if last or not data:
+                return
+
+
+def sha256_of(path, limit: int | None = None) -> str:
+    digest, left = hashlib.sha256(), limit
+    with open(path, "rb") as fh:
+        while left is None or left > 0:
+            block = fh.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            left = None if left is None else left - len(block)
+    return digest.hexdigest()
+
+
 class EventSink:
+    """The control plane's direct path: append to SQLite, then publish."""
+
     def __init__(self, conn, redis_client):
         self.conn, self.redis = conn, redis_client
 
     def emit(self, run_id: int, event: dict) -> dict:
+        from webapp import store  # the worker imports this module too, and never opens the record
         numbered = store.append_event(self.conn, run_id, event)
         try:
             publish_event(self.redis, numbered)
@@ -53,4 +135,5 @@ class EventSink:
         return numbered
 
     def metrics(self, run_id: int, rows: list[tuple]) -> None:
+        from webapp import store
         store.append_metrics(self.conn, run_id, rows)

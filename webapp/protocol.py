@@ -11,7 +11,7 @@ import time
 from enum import Enum
 
 # a config holding this key is a playground session, not a training: the trainer process hosts the
-# playground backend for it (webapp/trainer/playground.py) and the web lists it apart
+# playground backend for it (webapp/trainer/playground_backend.py) and the web lists it apart
 PLAYGROUND_MARKER = "__playground__"
 
 
@@ -22,7 +22,7 @@ class Event(str, Enum):
     SAMPLE_DEFAULT = "sample_default"  # sample: path (relative to the run folder), prompt, settings...
     SAMPLE_CUSTOM = "sample_custom"
     SAMPLE_PROGRESS = "sample_progress"  # step, max_step
-    LOG = "log"                      # text, level
+    LOG = "log"                      # text, level[, artifact: {kind: save|backup, path, global_step, epoch}]
     ERROR = "error"                  # message, traceback
     FINISHED = "finished"            # stopped (bool), output (path or None)
     # emitted by the worker, not the trainer: the run's lifecycle

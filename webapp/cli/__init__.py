@@ -58,17 +58,33 @@ def web(host, port, workers, workspace, config_dir):
 
 
 @main.command()
-@workspace_option
+@click.option("--workspace", type=click.Path(path_type=Path), default=None,
+              help="This worker's own folder: its run folders (worker/runs/), its spool, and where a config's "
+                   "relative paths (models, datasets, caches) resolve (env OTWEB_WORKSPACE).")
+@click.option("--redis-url", default=None, help="The fleet's Redis, e.g. rediss://:PASSWORD@web-host:6380/0 (env REDIS_URL).")
+@click.option("--token", default=None, help="This worker's token: otweb token create --worker NAME (env OTWEB_WORKER_TOKEN).")
+@click.option("--name", default=None, help="The worker's name in the fleet (env OTWEB_WORKER_NAME; default HOST-gpu0).")
+@click.option("--labels", default=None, help="What runs may ask for, e.g. 24gb,sdxl (env OTWEB_WORKER_LABELS).")
 @click.option("--check", is_flag=True,
               help="Report whether OneTrainer (ONETRAINER_DIR) imports here, and its commit; then exit.")
-def worker(workspace, check):
-    """Only a worker (one per GPU), against REDIS_URL."""
+@click.option("--gpus", default=None, metavar="0,1,...",
+              help="The GPUs this worker owns (default: OTWEB_WORKER_GPUS, else 0); a run that "
+                   "asks for more (multi_gpu, device_indexes) waits for a bigger worker.")
+def worker(workspace, redis_url, token, name, labels, check, gpus):
+    """Only a worker (one per GPU host): needs only Redis, its token and its own folder."""
     if check:
         sys.exit(_check_worker_host())
+    from webapp.settings import parse_gpus, parse_labels
     from webapp.worker.loop import Worker
-    settings = _settings(workspace)
+    settings = Settings.from_env(workspace=workspace, redis_url=redis_url, worker_token=token, worker_name=name,
+                                 worker_labels=parse_labels(labels) if labels is not None else None)
+    if gpus is not None:
+        try:
+            settings.worker_gpus = parse_gpus(gpus)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--gpus") from None
     if not settings.redis_url:
-        raise click.UsageError("set REDIS_URL (or use `otweb serve`, which embeds Redis)")
+        raise click.UsageError("set REDIS_URL or --redis-url (or use `otweb serve`, which embeds Redis)")
     Worker(settings).serve_forever()
 
 
@@ -82,7 +98,7 @@ def _check_worker_host() -> int:
         return 0
     info = check_installation(Path(directory))
     click.echo(f"OneTrainer: {ENV_VAR}={info['dir']}")
-    click.echo(f"OneTrainer: commit {info['commit'] or 'unknown (not a git checkout)'}")
+    click.echo(f"OneTrainer: {info['version']}")
     if info["ok"]:
         click.echo("OneTrainer: imports OK")
         return 0

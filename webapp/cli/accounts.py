@@ -93,15 +93,25 @@ def token():
 
 
 @token.command("create")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--user", "user_name", default=None, help="Act as this user (the token never outranks them).")
 @click.option("--role", type=click.Choice(ROLES), default=None,
               help="Default: the user's role, or operator for a token without a user.")
+@click.option("--worker", "worker_name", default=None,
+              help="A worker's token (for `otweb worker --token`): lets the worker NAME join the fleet, nothing else.")
 @workspace_option
-def token_create(name, user_name, role, workspace):
+def token_create(name, user_name, role, worker_name, workspace):
+    if bool(name) == bool(worker_name):
+        raise click.UsageError("give a token NAME, or --worker NAME for a worker's token")
     with _db(workspace) as conn:
         first = not accounts.has_principals(conn)
-        token_id, secret = accounts.create_token(conn, name, role=role, user=user_name)
+        if worker_name:
+            if user_name or role:
+                raise click.UsageError("a worker's token has no user and no role")
+            token_id, secret = accounts.create_worker_token(conn, worker_name)
+            first, name = False, f"worker {worker_name}"
+        else:
+            token_id, secret = accounts.create_token(conn, name, role=role, user=user_name)
     click.echo(f"token {token_id} ({name}) created; it is shown only now:", err=True)
     click.echo(secret)
     if first:

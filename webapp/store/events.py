@@ -6,23 +6,20 @@ import json
 import time
 
 from ..protocol import SAMPLE_EVENTS, Event, RunState, dumps
-from . import buckets
+from . import buckets, models
+from .db import transaction
 
 
 def append_event(conn, run_id: int, event: dict) -> dict:
     """Record one event and fold it into the run's row, in one transaction. Returns it numbered."""
     name, data, at = event["event"], event.get("data") or {}, event.get("time") or time.time()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):  # or the caller's: the recorder commits a batch of entries at once
         seq = conn.execute("INSERT INTO events (run_id, name, data, time) VALUES (?, ?, ?, ?)",
                            (run_id, name, dumps(data), at)).lastrowid
         _fold_into_run(conn, run_id, name, data, at)
         if name in SAMPLE_EVENTS:
             _record_sample(conn, run_id, name, data, at)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        models.register_from_event(conn, run_id, name, data, at)
     return {"seq": seq, "run_id": run_id, "event": name, "data": data, "time": at}
 
 
@@ -31,6 +28,8 @@ def _fold_into_run(conn, run_id: int, name: str, data: dict, at: float) -> None:
         conn.execute("UPDATE runs SET progress_json = ? WHERE id = ?", (dumps(data), run_id))
     elif name == Event.STATUS:
         conn.execute("UPDATE runs SET status_text = ? WHERE id = ?", (data.get("text", ""), run_id))
+    elif name == Event.LOG and data.get("skipped_files"):  # dataset files the trainer could not use
+        conn.execute("UPDATE runs SET skipped_files = ? WHERE id = ?", (int(data["skipped_files"]), run_id))
     elif name == Event.FINISHED:
         conn.execute("UPDATE runs SET output_path = ? WHERE id = ?", (data.get("output"), run_id))
     elif name == Event.RUN:

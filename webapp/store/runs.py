@@ -21,10 +21,11 @@ HISTORY_FILTERS = {  # name: SQL (one ? each)
 }
 
 
-def create_run(conn, config_name: str, config: dict) -> int:
+def create_run(conn, config_name: str, config: dict, gpus: int = 1) -> int:
+    """``gpus``: how many devices the run needs (a worker with fewer does not take it)."""
     cur = conn.execute(
-        "INSERT INTO runs (config_name, config_json, state, created_at) VALUES (?, ?, ?, ?)",
-        (config_name, json.dumps(config), RunState.QUEUED.value, time.time()))
+        "INSERT INTO runs (config_name, config_json, state, created_at, gpus) VALUES (?, ?, ?, ?, ?)",
+        (config_name, json.dumps(config), RunState.QUEUED.value, time.time(), max(1, int(gpus))))
     return cur.lastrowid
 
 
@@ -50,15 +51,16 @@ def active_runs(conn) -> list[dict]:
         "SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id")]
 
 
-def claim_next_run(conn, worker: str) -> dict | None:
+def claim_next_run(conn, worker: str, gpus: int | None = None) -> dict | None:
     """Atomically move the first queued run (queue order, else id) to running for this worker
-    (several workers may race); none while the queue is paused (set_queue_paused)."""
+    (several workers may race); none while the queue is paused (set_queue_paused). A worker with
+    ``gpus`` devices passes over runs that need more (they wait for a bigger worker)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute(
-            "SELECT id FROM runs WHERE state = 'queued' AND NOT EXISTS (SELECT 1 FROM settings"
-            " WHERE key = 'queue_paused' AND value = '1') ORDER BY COALESCE(queue_position, id), id LIMIT 1"
-        ).fetchone()
+            "SELECT id FROM runs WHERE state = 'queued' AND gpus <= ? AND NOT EXISTS (SELECT 1 FROM settings"
+            " WHERE key = 'queue_paused' AND value = '1') ORDER BY COALESCE(queue_position, id), id LIMIT 1",
+            (gpus if gpus is not None else 1 << 30,)).fetchone()
         if row is None:
             conn.execute("COMMIT")
             return None
@@ -75,7 +77,9 @@ def requeue_for_resume(conn, run_id: int) -> bool:
     """Put an ended run back in the queue to continue from its newest backup (same id, same folder).
     A run still marked running counts as ended only when the caller has checked its worker is gone."""
     cur = conn.execute(
-        "UPDATE runs SET state = 'queued', resume_requested = 1, stop_requested = 0, reason = NULL,"
+        # assignment = NULL: what the run's last worker still says about it (its restart's "interrupted")
+        # is from an assignment the run has left, and the recorder does not let it change the state
+        "UPDATE runs SET state = 'queued', resume_requested = 1, stop_requested = 0, reason = NULL, assignment = NULL,"
         " finished_at = NULL, pid = NULL, status_text = 'queued to resume'"
         " WHERE id = ? AND state IN ('failed', 'stopped', 'interrupted', 'running')", (run_id,))
     return cur.rowcount == 1
@@ -202,7 +206,8 @@ def delete_run_rows(conn, run_id: int) -> bool:
     try:
         cur = conn.execute("DELETE FROM runs WHERE id = ? AND state NOT IN ('queued', 'running')", (run_id,))
         if cur.rowcount == 1:
-            for table in ("events", "metrics", "metric_buckets", "metric_buckets_stale", "samples"):
+            for table in ("events", "metrics", "metric_buckets", "metric_buckets_stale", "samples", "ingested",
+                          "assignments"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         conn.execute("COMMIT")
     except BaseException:

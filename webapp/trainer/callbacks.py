@@ -35,8 +35,10 @@ class TrainCallbacks:
     def sample_progress(self, step: int, max_step: int) -> None:
         self.emit(Event.SAMPLE_PROGRESS, step=step, max_step=max_step)
 
-    def log(self, text: str, level: str = "info") -> None:
-        self.emit(Event.LOG, text=text, level=level)
+    def log(self, text: str, level: str = "info", **extra) -> None:
+        """extra: ``artifact={"kind": "save"|"backup", "path", "global_step", "epoch"}`` when the
+        line announces a model written into the run folder (it becomes a model version)."""
+        self.emit(Event.LOG, text=text, level=level, **extra)
 
     def error(self, message: str, traceback: str = "") -> None:
         self.emit(Event.ERROR, message=message, traceback=traceback)
@@ -51,3 +53,18 @@ class QueueCallbacks(TrainCallbacks):
 
     def emit(self, event: Event, **data) -> None:
         self._queue.put_nowait(make_event(event, **data))
+
+
+class RankCallbacks(QueueCallbacks):
+    """A rank other than 0 of a multi-GPU run: rank 0 reports for the group, so only this
+    rank's own failure goes out (named, so the run's reason says which rank failed)."""
+
+    def __init__(self, events_queue, rank: int):
+        super().__init__(events_queue)
+        self.rank = rank
+
+    def emit(self, event: Event, **data) -> None:
+        if event is Event.ERROR:
+            data["message"] = f"rank {self.rank}: {data.get('message', '')}"
+            data["rank"] = self.rank
+            super().emit(event, **data)

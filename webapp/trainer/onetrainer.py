@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import sys
 import threading
 from pathlib import Path
 
 from webapp.config import paths
 from webapp.protocol import Event
+from webapp.trainer import onetrainer_hooks
 from webapp.trainer.sample_files import save_sample_image
 
 FORWARD_EVERY_S = 0.2
@@ -67,10 +69,38 @@ def read_commit(directory: Path) -> str | None:
     return None
 
 
+PINS = re.compile(r"^(torch==[^\s#]+|-e git\+\S+/(diffusers|mgds)\.git@\w+)", re.M)
+
+
+def requirement_pins(directory: Path) -> list[str]:
+    """The pins in its requirements files that date a checkout: torch, and the commits of
+    diffusers and mgds it installs from git."""
+    found = []
+    for name in ("requirements-default.txt", "requirements-global.txt"):
+        try:
+            text = (Path(directory) / name).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for match in PINS.finditer(text):
+            pin = match.group(1)
+            found.append(pin.rsplit("/", 1)[-1].replace(".git@", "@") if pin.startswith("-e") else pin)
+    return found
+
+
+def describe_version(directory: Path) -> str:
+    """The checkout's version from what it has: its commit, else (a copy without .git) its pins."""
+    commit = read_commit(directory)
+    if commit:
+        return f"commit {commit}"
+    pins = requirement_pins(directory)
+    return "commit unknown (no .git)" + (f"; it pins {', '.join(pins)}" if pins else "")
+
+
 def check_installation(directory: Path) -> dict:
-    """Whether OneTrainer imports from ``directory``, and its commit. Restores the working dir."""
+    """Whether OneTrainer imports from ``directory``, and its version. Restores the working dir."""
     path = Path(directory).expanduser()
-    info = {"dir": str(path), "commit": read_commit(path), "ok": False, "error": None}
+    info = {"dir": str(path), "commit": read_commit(path), "version": describe_version(path),
+            "ok": False, "error": None}
     if not (path / "modules").is_dir():
         info["error"] = "not a OneTrainer checkout (it has no modules/ folder)"
         return info
@@ -205,7 +235,7 @@ class OneTrainerBackend:
         self.ot_config_dict = onetrainer_config_dict(config, self.run_dir, self.base_dir)
         self.default_specs = default_sample_specs(config, self.base_dir)
         self.custom_pending: collections.deque = collections.deque()
-        self.trainer = self.ot_commands = self.forwarder = None
+        self.trainer = self.ot_commands = self.forwarder = self.scalars = None
         self.position = {"global_step": 0, "epoch": 0}
         self._last_step: int | None = None
         self._default_index = 0
@@ -222,9 +252,11 @@ class OneTrainerBackend:
             ot = import_onetrainer()
         except ImportError as exc:
             raise RuntimeError(f"OneTrainer in {self.onetrainer_dir} could not be imported: {exc}") from exc
+        onetrainer_hooks.quiet_git(self.onetrainer_dir, describe_version(self.onetrainer_dir))
         sample_config = ot["SampleConfig"]
         train_config = ot["TrainConfig"].default_values()
         train_config.from_dict(self.ot_config_dict)
+        onetrainer_hooks.preflight(train_config)  # fail now, not after the last step
         ot_callbacks = ot["TrainCallbacks"](
             on_update_train_progress=self._on_progress,
             on_update_status=self._on_status,
@@ -239,6 +271,7 @@ class OneTrainerBackend:
             self.custom_pending.append, self.callbacks.log)
         self.forwarder.start()  # a stop while loading still reaches OneTrainer (which may ignore it)
         self.trainer = ot["create"].create_trainer(train_config, ot_callbacks, self.ot_commands)
+        self.scalars = onetrainer_hooks.tap_scalars(self.trainer)
         self.trainer.start()
 
     def train(self) -> None:
@@ -268,7 +301,8 @@ class OneTrainerBackend:
             return  # the end-of-epoch repeat of the last step
         self._last_step = fields["global_step"]
         self.position = {"global_step": fields["global_step"], "epoch": fields["epoch"]}
-        self.callbacks.progress(**fields, loss=extra.get("loss"), lr=extra.get("lr"))
+        loss, lr = self.scalars.take() if self.scalars is not None else (None, None)
+        self.callbacks.progress(**fields, loss=loss, lr=lr)
 
     def _on_status(self, text: str) -> None:
         if "sampl" in text.lower():

@@ -1,10 +1,15 @@
 """The trainer process: spawned by the worker, hosts one backend, talks only through two queues.
 
 It is the only process that imports torch and the model libraries (through the backend).
+A multi-GPU built-in run is N of these, one per rank (``rank``, ``world_size``, ``init_method``
+say where the ranks meet); rank 0 reports and reads the commands, the others only report their
+own failure, and log to ``trainer-rank<N>.log``.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -12,24 +17,29 @@ import time
 import traceback
 from pathlib import Path
 
-from webapp.settings import LOG_NAME
-from webapp.trainer.callbacks import QueueCallbacks
+from webapp.settings import LOG_NAME, rank_log_name
+from webapp.trainer.callbacks import QueueCallbacks, RankCallbacks
 from webapp.trainer.commands import TrainCommands
 
 
-
-def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int) -> None:
+def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int,
+         rank: int = 0, world_size: int = 1, init_method: str = "") -> None:
     # Ctrl-C in a terminal reaches the whole process group; the worker decides how to stop us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     run_path = Path(run_dir)
-    _log_to_file(run_path / LOG_NAME)
+    _log_to_file(run_path / (rank_log_name(rank) if rank else LOG_NAME))
     _exit_with_parent(parent_pid)
-    callbacks = QueueCallbacks(events_queue)
-    commands = TrainCommands(commands_queue)
+    callbacks = RankCallbacks(events_queue, rank) if rank else QueueCallbacks(events_queue)
+    commands = TrainCommands(commands_queue if rank == 0 else None)
+    rendezvous = None
+    if world_size > 1:
+        from webapp.trainer.builtin.distributed import Rendezvous
+        rendezvous = Rendezvous(rank, world_size, init_method)
     exit_code = 0
     try:
-        from webapp.trainer.backends import make_backend
-        backend = make_backend(config, callbacks, commands, run_dir=run_path, base_dir=Path(base_dir))
+        from webapp.trainer.backend_factory import make_backend
+        backend = make_backend(config, callbacks, commands, run_dir=run_path, base_dir=Path(base_dir),
+                               rendezvous=rendezvous)
         try:
             backend.start()
             backend.train()
@@ -37,8 +47,11 @@ def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue
             backend.end()
     except BaseException as exc:  # noqa: BLE001 - everything is reported, then the process ends
         trace = traceback.format_exc()
-        print(trace, file=sys.stderr, flush=True)
-        callbacks.error(message=f"{type(exc).__name__}: {exc}", traceback=trace)
+        try:
+            print(trace, file=sys.stderr, flush=True)
+        except OSError:
+            pass  # the log's disk may be the full one: the event below still says what happened
+        callbacks.error(message=error_message(exc, run_path), traceback=trace)
         exit_code = 1
     # make sure every event reached the pipe before the process goes
     events_queue.close()
@@ -46,6 +59,31 @@ def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(exit_code)
+
+
+def error_message(exc: BaseException, run_dir: Path) -> str:
+    """What the run page says. A full disk names the place and what is left there: OSError's own
+    text rarely names the file being written."""
+    if _disk_full(exc):
+        where = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else run_dir
+        try:
+            free = shutil.disk_usage(where if where.exists() else run_dir).free
+        except OSError:
+            free = 0
+        return (f"no space left on the disk holding {where} ({free / 2**20:.1f} MiB free): the run stopped; "
+                "its newest complete backup is kept. Free some space, then resume it.")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC, also as libraries report it (safetensors: "No space left on device (os error 28)")."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _log_to_file(path: Path) -> None:

@@ -22,6 +22,10 @@ def save_sample_image(image, run_dir: Path, kind: Event, global_step: int) -> Pa
         index += 1
     path = folder / f"{global_step}-{index}.png"
     temp = folder / f".{path.name}.tmp"
-    image.save(temp, format="PNG")
-    os.replace(temp, path)
+    try:
+        image.save(temp, format="PNG")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # a full disk must not leave half an image behind
+        raise
     return path

@@ -13,8 +13,9 @@ from flask import Flask
 def register(app: Flask) -> None:
     # imported here, so that importing one of the web's modules (a test, a benchmark) does not
     # load every blueprint and what they need (Pillow for thumbnails, ...)
-    from webapp.web import (api, api_input, auth, caps, config_api, configs, dashboard, downloads, errors, events, extensions,
-                            filters, playground, runs, runs_api, samples, samples_api, sse, system)
+    from webapp.web import (api, api_input, auth, caps, config_api, configs, control, dashboard, downloads, errors,
+                            events, extensions, filters, fleet, models, models_api, openapi, playground, runs,
+                            runs_api, samples, samples_api, sse, system)
     from webapp.web.auth import routes as auth_routes
     from webapp.web.sse import fragments
 
@@ -32,6 +33,10 @@ def register(app: Flask) -> None:
         samples.bp,        # /runs/<id>/samples, /samples
         samples_api.bp,    # /api/samples
         playground.bp,     # /playground, /api/playground
+        models.bp,         # /models              model versions, their lineage, compare
+        models_api.bp,     # /api/models
+        openapi.bp,        # /api/openapi.json, /api/docs
+        fleet.bp,          # /fleet, /api/workers
     )
     app.json = api_input.StrictJSONProvider(app)
     extensions.init_app(app)
@@ -42,3 +47,4 @@ def register(app: Flask) -> None:
     sse.init_app(app, render=fragments.render_event_fragments)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    control.init_app(app)  # the recorder and the dispatcher (one process leads)

@@ -44,7 +44,7 @@ def training_start():
     name = body.get("config_name")
     if name is not None and not isinstance(name, str):
         raise ApiError(400, "invalid field", [{"field": "config_name", "message": "must be a string"}])
-    run_id = run_actions.start_run(config_name=name, config=body.get("config"))
+    run_id = run_actions.start_run(config_name=name, config=body.get("config"), target=body.get("target"))
     return jsonify(run_id=run_id, state="queued"), 202
 
 

@@ -1,6 +1,8 @@
 """Small server-rendered SVG charts: no JS, no build."""
 from __future__ import annotations
 
+from webapp.store import loss_buckets
+
 WIDTH, HEIGHT = 300, 60
 
 
@@ -41,7 +43,6 @@ def smoothed(points: list[dict], factor: float = 0.9) -> list[float | None]:
 
 def loss_series(conn, run_id: int, max_points: int) -> dict:
     """At most max_points points (SQL min/max buckets), each with the smoothed loss."""
-    from webapp.store import loss_buckets
     points, total = loss_buckets(conn, run_id, max(1, max_points // 2))
     for p, smooth in zip(points, smoothed(points)):
         p["smooth"] = smooth

@@ -10,6 +10,7 @@ import time
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, send_file, url_for
 
+from webapp.config.backend_support import offered_choices
 from webapp.config.checks import Report, errors_by_field, validate
 from webapp.config.editor import EditorView, input_id
 from webapp.config.forms import TAB_KEYS, TABS, apply_form, check_text, new_concept, new_sample
@@ -136,8 +137,9 @@ def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_e
     errors = errors_by_field(report.errors)
     errors.update(form_errors or {})
     roots, scans = read_roots(), scanner(current_app)
+    backend = (report.backend or {}).get("name")
     view = EditorView(config, errors, texts or {}, errors_by_field(report.warnings), workspace(), saved,
-                      check_url=url_for(".check_field"),
+                      check_url=url_for(".check_field"), choices=offered_choices(config, backend),
                       stats_of=lambda concept: scans.cached(concept, workspace(), roots))
     all_errors = report.errors + [{"field": k, "message": v} for k, v in (form_errors or {}).items()]
     template = "configs/_editor.html" if is_htmx() else "configs/editor.html"

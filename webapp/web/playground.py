@@ -1,7 +1,7 @@
 """The playground: sample a trained LoRA interactively, after its run (or on any saved LoRA).
 
 A playground session is a job in the runs queue whose config is the marker
-``{"__playground__": {...}}`` (webapp/trainer/backends.py picks the playground backend for
+``{"__playground__": {...}}`` (webapp/trainer/backend_factory.py picks the playground backend for
 it), so the worker runs it like a run, one GPU job at a time, and its images are ordinary
 samples of that job. The sources it can open are listed from our records
 (store.samples.lora_sources) and named by key: no request carries a path.
@@ -19,6 +19,7 @@ from webapp.config.builtin.settings import SAMPLE_SCHEDULERS, SampleSpec
 from webapp.web import run_actions, run_views
 from webapp.web.errors import ApiError
 from webapp.web.api_input import json_body
+from webapp.web.sample_requests import parse_sample_request
 
 bp = Blueprint("playground", __name__)
 IDLE_S = 600
@@ -133,7 +134,6 @@ def close_form():
 
 @bp.post("/playground/sample")
 def sample_form():
-    from webapp.web.sample_requests import parse_sample_request
     session = require_open()
     sample = parse_sample_request(request.form)
     run_actions.send_command(Command.SAMPLE_CUSTOM, session["id"], sample=sample)

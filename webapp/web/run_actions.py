@@ -15,18 +15,23 @@ import redis
 from flask import current_app, request
 
 from webapp import store
+from webapp.config.builtin import disk
 from webapp.config.builtin.backend_choice import ONETRAINER, choose_backend, onetrainer_dir
+from webapp.config.builtin.multi_gpu import requested_gpus
 from webapp.config.builtin.settings import ConfigError, TrainSettings
 from webapp.config.checks import Report, validate
 from webapp.config.library import ConfigLibrary
+from webapp.config.onetrainer_rules import onetrainer_warnings
 from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
-from webapp.protocol import Command, Event, RunState, make_command, make_event
-from webapp.settings import WAKE_KEY, commands_key
+from webapp.protocol import PLAYGROUND_MARKER, Command, Event, RunState, make_command, make_event
+from webapp.settings import WAKE_KEY, commands_key, parse_labels
 from webapp.web import caps
+from webapp.web.auth.identity import current_principal
 from webapp.web.config_files import library, library_errors, read_roots
 from webapp.web.errors import ApiError, display_path
 from webapp.web.extensions import get_db, get_redis
+from webapp.web.model_files import record_dataset
 from webapp.web.run_files import run_dir
 from webapp.web.run_views import RESUMABLE_STATES, config_as_run, get_run_view, run_view
 
@@ -64,8 +69,12 @@ def check_runnable(config: dict) -> TrainSettings | None:
     choice = choose_backend(config, onetrainer_dir())
     if choice.backend is None:
         raise ApiError(400, "invalid config", [{"field": "backend", "message": choice.reason}])
-    if choice.backend == ONETRAINER:
-        return None  # OneTrainer checks its own config; its errors end the run as failed
+    if choice.backend == ONETRAINER:  # what OneTrainer would refuse only at its end, refused now
+        refused = [w for w in onetrainer_warnings(config, onetrainer_dir(), current_app.config["WORKSPACE"])
+                   if w["blocking"]]
+        if refused:
+            raise ApiError(400, "invalid config", [{"field": w["field"], "message": w["message"]} for w in refused])
+        return None
     try:
         settings = TrainSettings.from_config(config, current_app.config["WORKSPACE"])
     except ConfigError as exc:
@@ -76,33 +85,61 @@ def check_runnable(config: dict) -> TrainSettings | None:
                 for path in settings.concept_paths if not Path(path).is_dir()]
     if missing:
         raise ApiError(400, "invalid config", missing)
+    short = disk.shortage(settings, current_app.config["WORKSPACE"] / "runs")
+    if short:
+        raise ApiError(507, "not enough disk space", short)
     return settings
 
 
 def started_by() -> str:
     """Who starts a run: the logged-in user or the token's name; with accounts off, the server's
     REMOTE_USER when it sets one, else "local"."""
-    from webapp.web.auth.identity import current_principal
     principal = current_principal()
     if principal is not None and principal.via != "local":
         return principal.name
     return request.environ.get("REMOTE_USER") or "local"
 
 
-def queue_run(name: str, config: dict) -> int:
+def queue_run(name: str, config: dict, target: dict | None = None) -> int:
     """Record a checked config as a queued run and tell every dashboard."""
     conn = get_db()
-    run_id = store.create_run(conn, name, config)
+    run_id = store.create_run(conn, name, config, gpus=requested_gpus(config))
     store.set_started_by(conn, run_id, started_by())
-    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name))
+    if PLAYGROUND_MARKER not in config:
+        record_dataset(run_id, config)  # the lineage of the models it will save
+    if target:
+        store.fleet.set_target(conn, run_id, target)
+    sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name, **(
+        {"target": target} if target else {})))
     return run_id
 
 
-def start_run(config_name=None, config=None, report: Report | None = None) -> int:
+def parse_target(raw) -> dict | None:
+    """Where a run may go: {"worker": NAME} and/or {"labels": ["24gb", "sdxl"]} (or "24gb,sdxl");
+    none: any worker."""
+    if raw in (None, "", {}):
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"worker", "labels"}:
+        raise ApiError(400, "invalid field", [{"field": "target", "message": 'an object with "worker" and/or "labels"'}])
+    target = {}
+    worker = raw.get("worker")
+    if worker:
+        if not isinstance(worker, str) or len(worker) > 64 or any(c.isspace() for c in worker):
+            raise ApiError(400, "invalid field", [{"field": "target.worker", "message": "a worker name (1-64 characters, no spaces)"}])
+        target["worker"] = worker
+    labels = raw.get("labels")
+    if labels:
+        if not isinstance(labels, (str, list)) or isinstance(labels, list) and not all(isinstance(x, str) for x in labels):
+            raise ApiError(400, "invalid field", [{"field": "target.labels", "message": "a list of labels or a comma-separated string"}])
+        target["labels"] = list(parse_labels(labels))[:16]
+    return target or None
+
+
+def start_run(config_name=None, config=None, report: Report | None = None, target=None) -> int:
     name, raw = resolve_config(config_name, config)
     prepared = prepare_config(raw, report)
     caps.check_queue(started_by())
-    run_id = queue_run(name, prepared)
+    run_id = queue_run(name, prepared, parse_target(target))
     nudge_workers()
     return run_id
 
@@ -127,7 +164,7 @@ def nudge_workers() -> None:
         get_redis().lpush(WAKE_KEY, 1)
         get_redis().ltrim(WAKE_KEY, 0, 9)  # a nudge, not a queue: the queue is in SQLite
     except redis.RedisError:
-        pass  # workers poll SQLite every second anyway
+        pass  # the dispatcher looks at the queue several times a second anyway
 
 
 def running_run(run_id: int | None = None) -> dict:
@@ -142,7 +179,13 @@ def send_command(command: Command, run_id: int | None = None, **data) -> dict:
     run = running_run(run_id)
     if run["stop_requested"] and command is not Command.STOP:
         raise ApiError(409, "run is stopping", f"run {run['id']} is saving and ending")
-    get_redis().rpush(commands_key(run["id"]), json.dumps(make_command(command, **data)))
+    try:
+        get_redis().rpush(commands_key(run["id"]), json.dumps(make_command(command, **data)))
+    except redis.RedisError:
+        # refused, never dropped: the caller knows the command did not go out
+        raise ApiError(503, "reconnecting", f"Redis cannot be reached, so the {command.value.replace('_', ' ')} "
+                       "command was not sent; the run goes on. Try again in a moment.",
+                       headers={"Retry-After": "2"}) from None
     if command is Command.STOP:
         store.mark_stop_requested(get_db(), run["id"])
     sink().emit(run["id"], make_event(Event.STATUS, text=_requested_text(command, run)))
@@ -163,9 +206,9 @@ def enqueue(items: list[dict]) -> list[int]:
         overrides = item.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise ApiError(400, "invalid field", [{"field": "overrides", "message": "must be a JSON object"}])
-        prepared.append((name, prepare_config({**config, **overrides})))
+        prepared.append((name, prepare_config({**config, **overrides}), parse_target(item.get("target"))))
     caps.check_queue(started_by(), len(prepared))
-    ids = [queue_run(name, config) for name, config in prepared]
+    ids = [queue_run(name, config, target) for name, config, target in prepared]
     nudge_workers()
     return ids
 

@@ -9,34 +9,47 @@ import redis
 
 from webapp import store
 from webapp.protocol import RunState
-from webapp.settings import LOG_NAME, heartbeat_key
+from webapp.settings import HEARTBEAT_TTL_S, LOG_NAME, heartbeat_key
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db, get_redis
 from webapp.web.run_files import run_dir
+from webapp.web.workers import live_workers, run_usage, waiting_reason
 
 RESUMABLE_STATES = (RunState.FAILED.value, RunState.STOPPED.value, RunState.INTERRUPTED.value)
 LOG_TAIL_BYTES = 256 * 1024
 LOG_LINES = 400
 
 
-def worker_alive(worker: str | None) -> bool:
+def worker_alive(worker: str | None) -> bool | None:
+    """Whether the worker's heartbeat is there; None when Redis cannot be asked: then nothing
+    can be said about the worker, and a run must not be shown as stopped on that alone."""
     if not worker:
         return False
     try:
         return bool(get_redis().exists(heartbeat_key(worker)))
     except redis.RedisError:
-        return False
+        return None
 
 
 def run_view(run: dict | None) -> dict | None:
-    """The run as a person should see it: a running run with no live worker is interrupted."""
+    """The run as a person should see it: a running run whose worker's heartbeat is gone while
+    Redis answers is interrupted; while Redis does not answer, it is shown running and
+    "reconnecting" (its trainer goes on: the worker keeps it while Redis is away)."""
     if run is None:
         return None
     view = dict(run)
     view.pop("config_json", None)
     state = run["state"]
-    if state == RunState.RUNNING.value and not worker_alive(run["worker"]):
-        state = RunState.INTERRUPTED.value
+    view["reconnecting"] = False
+    if state == RunState.RUNNING.value:
+        alive = worker_alive(run["worker"])
+        if alive is False:
+            state = RunState.INTERRUPTED.value
+            view["reason"] = (f"lost contact with its worker {run['worker']} (no heartbeat for "
+                              f"{HEARTBEAT_TTL_S} s)")
+        elif alive is None:
+            view["reconnecting"] = True
+            view["status_text"] = "reconnecting: the web cannot reach Redis; the run goes on"
     view["state"] = state
     running = state == RunState.RUNNING.value
     view["can"] = {"start": not running, "stop": running and not run["stop_requested"],
@@ -72,6 +85,7 @@ def summarize(run: dict) -> dict:
     config = json.loads(run["config_json"]) if run.get("config_json") else {}
     progress = view.get("progress") or {}
     end = view.get("finished_at") or (time.time() if view["state"] == RunState.RUNNING.value else None)
+    add_gpus(view, config)
     view.update(model_type=run.get("model_type") or config.get("model_type"),
                 training_method=run.get("training_method") or config.get("training_method"),
                 duration_s=(end - view["started_at"]) if end and view.get("started_at") else None,
@@ -79,6 +93,22 @@ def summarize(run: dict) -> dict:
                 final_loss=progress.get("smooth_loss", progress.get("loss")),
                 started_by=view.get("started_by") or "local")
     view.pop("config_json", None)
+    return view
+
+
+def add_gpus(view: dict, config: dict, workers: list[dict] | None = None) -> dict:
+    """The run's GPUs, its global batch (batch_size is per GPU), per-rank usage while it runs,
+    and why it waits when no worker has enough GPUs."""
+    gpus = int(view.get("gpus") or 1)
+    batch = config.get("batch_size") if isinstance(config.get("batch_size"), int) else None
+    view["gpus"] = gpus
+    view["device_indexes"] = config.get("device_indexes") if gpus > 1 else None
+    view["global_batch"] = batch * gpus if batch else None
+    if view["state"] in (RunState.QUEUED.value, RunState.RUNNING.value):
+        workers = live_workers() if workers is None else workers
+        view["waiting_reason"] = (waiting_reason(gpus, workers)
+                                  if view["state"] == RunState.QUEUED.value else None)
+        view["ranks"] = run_usage(view["id"], workers) if view["state"] == RunState.RUNNING.value else []
     return view
 
 

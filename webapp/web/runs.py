@@ -21,7 +21,7 @@ bp = Blueprint("runs", __name__)
 
 def queue_panel(message: str | None = None, status: int = 200):
     conn = get_db()
-    return render_template("runs/_queue.html", queue=store.queued_runs(conn),
+    return render_template("runs/_queue.html", queue=[summarize(r) for r in store.queued_runs(conn)],
                            paused=store.queue_paused(conn), message=message,
                            recent=[summarize(r) for r in store.recent_finished(conn)]), status
 

@@ -18,6 +18,7 @@ from flask import current_app
 from webapp.settings import heartbeat_key
 from webapp.web.charts import percent_sparkline
 from webapp.web.extensions import get_redis
+from webapp.web.workers import live_workers
 
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "nvidia-ml-py",
              "flask", "gunicorn", "gevent", "redis", "psutil")
@@ -55,6 +56,8 @@ def system_info() -> dict:
         "disk": {"path": str(workspace), "total": disk.total, "free": disk.free},
         "gpus": [{k: g[k] for k in ("index", "name", "memory_total", "driver")} for g in gpus["gpus"]],
         "gpu_note": gpus["note"],
+        # the workers' own GPUs (otweb worker --gpus): a run asks for up to that many
+        "workers": [{k: w[k] for k in ("name", "gpus", "run_id")} for w in live_workers()],
         # the trainer runs in this Python environment (otweb worker): versions as installed, not imported
         "libraries": library_versions(),
     }

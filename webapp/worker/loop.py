@@ -1,4 +1,11 @@
-"""The worker's loop: heartbeat, recovery after a crash, one run at a time, clean shutdown."""
+"""The worker's loop: take an assignment from Redis, host its run, send everything back through
+the event stream; a heartbeat; clean shutdown. It shares nothing with the web but Redis: no
+SQLite, no shared folder (its runs live in its own folder, ``Settings.worker_dir``).
+
+Assignments are taken reliably: BLMOVE from the worker's inbox into its "taken" list, removed
+from there only once the run's final state is sent. One left there at start is a run this worker
+held when it died: it is reported interrupted, never started again on its own.
+"""
 from __future__ import annotations
 
 import json
@@ -6,103 +13,176 @@ import logging
 import os
 import signal
 import threading
-import time
 
 import redis
 
-from webapp import store
 from webapp.config import paths
-from webapp.settings import HEARTBEAT_TTL_S, WAKE_KEY, Settings, heartbeat_key
 from webapp.protocol import Event, RunState, dumps, make_event
-from webapp.eventlog import EventSink
+from webapp.settings import (DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, assign_key, heartbeat_key,
+                             taken_key)
+from webapp.worker.heartbeat import GpuProbe, beat
+from webapp.worker.stream_sink import StreamSink
 from webapp.worker.supervisor import TrainerHost
+from webapp.worker.usage import rank_usage
+from webapp.worker.uploads import FolderSync
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 1.0
 SHUTDOWN_GRACE_S = 20.0
+TAKE_TIMEOUT_S = 1
+UPLOAD_MAX_MB = float(os.environ.get("OTWEB_UPLOAD_MAX_MB") or 4096)
+
+
+def redis_client(url: str) -> redis.Redis:
+    # bounded waits: a lost Redis must not hang the loop (blocking calls wait at most a few seconds)
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10,
+                                health_check_interval=15)
 
 
 class Worker:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.name = settings.worker_name
-        self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-        settings.workspace.mkdir(parents=True, exist_ok=True)
-        self.conn = store.connect(settings.database)
-        store.init_schema(self.conn)
-        self.sink = EventSink(self.conn, self.redis)
+        self.redis = redis_client(settings.redis_url)
+        settings.worker_dir.mkdir(parents=True, exist_ok=True)
+        self.sink = StreamSink(self.redis, settings.worker_dir / "spool")
+        self.gpus = GpuProbe()
         self.stopping = threading.Event()
         self.host: TrainerHost | None = None
+        self.draining = False
 
     def serve_forever(self) -> None:
         self._install_signal_handlers()
-        self._recover()
-        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        beat.start()
-        log.info("worker %s ready (workspace %s)", self.name, self.settings.workspace)
+        beat_thread = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        beat_thread.start()
+        log.info("worker %s ready (labels %s; GPUs %s; its folder %s)", self.name,
+                 ",".join(self.settings.worker_labels) or "none", ",".join(map(str, self.settings.worker_gpus)),
+                 self.settings.worker_dir)
         try:
+            self._recover()
             while not self.stopping.is_set():
-                run = store.claim_next_run(self.conn, self.name)
-                if run is None:
-                    self._wait_for_work()
-                    continue
-                self.run_one(run)
+                assignment = self._take()
+                if assignment is not None:
+                    self.run_one(assignment)
+                    self._done(assignment)
         finally:
             self.stopping.set()
-            self.redis.delete(heartbeat_key(self.name))
+            self.sink.drain()
+            try:
+                self.redis.delete(heartbeat_key(self.name))
+            except redis.RedisError:
+                pass
 
-    def run_one(self, run: dict) -> RunState:
-        run_dir = self.settings.run_dir(run["id"])
+    def run_one(self, assignment: dict) -> RunState:
+        run_id = assignment["run_id"]
+        run_dir = self.settings.worker_run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        config = store.run_config(run)
-        if run["resume_requested"]:
+        config = assignment["config"]
+        if assignment.get("resume"):
             config = {**config, "continue_last_backup": True}  # the trainer picks the newest backup
-        if self._refuses_paths(run["id"], config, run_dir):
+        self.sink.bind(run_id, assignment["id"], run_dir)
+        if self._refuses_paths(run_id, config, run_dir):
             return RunState.FAILED
         _write_atomic(run_dir / "config.json", json.dumps(config, indent=2))
-        self.host = TrainerHost(run, config, run_dir, self.settings.workspace, self.sink, self.redis)
+        uploads = FolderSync(self.sink, run_id, run_dir, int(UPLOAD_MAX_MB * 1e6))
+        uploads.start()
+        self.host = TrainerHost({"id": run_id}, config, run_dir, self.settings.data_dir, self.sink, self.redis,
+                                on_exit=uploads.finish)
         try:
             state = self.host.run_to_end()
         finally:
             self.host = None
-        log.info("run %s ended: %s", run["id"], state.value)
+        log.info("run %s ended: %s", run_id, state.value)
         return state
 
     def _refuses_paths(self, run_id: int, config: dict, run_dir) -> bool:
         """The web checked the config's paths; the worker checks again with its own roots, in case
-        the record was written by something else (never trust one check alone)."""
-        roots = paths.read_roots(self.settings.workspace, self.settings.config_dir)
-        problems = paths.config_problems(config, self.settings.workspace, roots, run_dir)
+        the assignment was written by something else (never trust one check alone)."""
+        roots = paths.read_roots(self.settings.data_dir, self.settings.config_dir)
+        problems = paths.config_problems(config, self.settings.data_dir, roots, run_dir)
         if problems:
             reason = "refused before start: " + "; ".join(f"{p['field']} {p['message']}" for p in problems)
             self.sink.emit(run_id, make_event(Event.RUN, state=RunState.FAILED.value, reason=reason))
         return bool(problems)
 
-    def _wait_for_work(self) -> None:
+    def _take(self) -> dict | None:
+        if self._draining():
+            self.stopping.wait(TAKE_TIMEOUT_S)
+            return None
         try:
-            self.redis.blpop([WAKE_KEY], timeout=1)
+            raw = self.redis.blmove(assign_key(self.name), taken_key(self.name), TAKE_TIMEOUT_S, "RIGHT", "LEFT")
         except redis.RedisError as exc:
             log.warning("waiting for work: %s", exc)
             self.stopping.wait(1)
+            return None
+        if raw is None:
+            return None
+        try:
+            assignment = json.loads(raw)
+            assignment["raw"] = raw
+            return assignment
+        except ValueError:
+            log.error("dropped a malformed assignment: %.200r", raw)
+            self.redis.lrem(taken_key(self.name), 1, raw)
+            return None
+
+    def _done(self, assignment: dict) -> None:
+        """The run's final state is in the stream (or the spool): the assignment is finished."""
+        while True:
+            try:
+                self.redis.lrem(taken_key(self.name), 1, assignment["raw"])
+                return
+            except redis.RedisError:
+                if self.stopping.wait(1):
+                    return  # left there: at the next start it is reported interrupted (it ended)
+
+    def _draining(self) -> bool:
+        try:
+            self.draining = bool(self.redis.sismember(DRAIN_KEY, self.name))
+        except redis.RedisError:
+            pass
+        return self.draining
 
     def _recover(self) -> None:
-        """A run this worker had when it died is not running any more: say so, durably."""
-        for run in store.runs_of_worker(self.conn, self.name, RunState.RUNNING):
-            self.sink.emit(run["id"], make_event(
-                Event.RUN, state=RunState.INTERRUPTED.value,
-                reason="the worker stopped while this run was training"))
+        """A run this worker had taken when it died is not running any more: say so."""
+        cause = os.environ.get("OTWEB_RESTART_CAUSE")  # set by `otweb serve` when it restarts us
+        reason = (f"worker {self.name} stopped while this run was training" + (f" ({cause})" if cause else "")
+                  + "; resume it to continue from its newest backup")
+        while not self.stopping.is_set():
+            try:
+                held = self.redis.lrange(taken_key(self.name), 0, -1)
+                break
+            except redis.RedisError as exc:
+                log.warning("connecting to Redis: %s", exc)
+                self.stopping.wait(1)
+        else:
+            return
+        for raw in held:
+            try:
+                assignment = json.loads(raw)
+            except ValueError:
+                continue
+            run_id = assignment["run_id"]
+            self.sink.bind(run_id, f"{assignment['id']}:recover", self.settings.worker_run_dir(run_id))
+            self.sink.emit(run_id, make_event(Event.RUN, state=RunState.INTERRUPTED.value, reason=reason))
+        self.redis.delete(taken_key(self.name))
 
     def _heartbeat(self) -> None:
         key = heartbeat_key(self.name)
         while not self.stopping.is_set():
-            host = self.host
-            beat = {"pid": os.getpid(), "time": time.time(),
-                    "run_id": host.run_id if host else None,
-                    "trainer_pid": host.pid if host else None}
+            left = self.sink.drain()  # a spool from a Redis outage goes out first, in order
+            payload = beat(self.name, self.settings.worker_labels, self.settings.worker_token, self.host,
+                           left, self.sink.connected, self.gpus.gpus(), self.draining)
+            # the devices this worker owns (a run needing more waits) and the usage of each rank
+            payload.update(devices=list(self.settings.worker_gpus),
+                           ranks=rank_usage(self.host.pids) if self.host else [])
             try:
-                self.redis.set(key, dumps(beat), ex=HEARTBEAT_TTL_S)
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.set(key, dumps(payload), px=int(HEARTBEAT_TTL_S * 1000))
+                pipe.hset(WORKERS_KEY, self.name, dumps({k: v for k, v in payload.items() if k != "token"}))
+                pipe.execute()
             except redis.RedisError as exc:
-                log.warning("heartbeat: %s", exc)
+                log.debug("heartbeat: %s", exc)
             self.stopping.wait(HEARTBEAT_EVERY_S)
 
     def _install_signal_handlers(self) -> None:

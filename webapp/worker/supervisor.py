@@ -1,4 +1,7 @@
-"""Hosts one run in a spawned trainer process and follows it to the end.
+"""Hosts one run in spawned trainer process(es) and follows it to the end.
+
+A multi-GPU built-in run is one process per rank, supervised as one run (ranks.py): a rank that
+dies ends the others and fails the run, naming the rank.
 
 The main loop moves events (queue → bridge → sink); a relay thread moves commands
 (Redis list → command queue). When the process ends, the run's final state comes from what
@@ -18,10 +21,11 @@ from pathlib import Path
 
 import redis
 
+from webapp.config.builtin.backend_choice import ranks_to_start
 from webapp.settings import commands_key
-from webapp.trainer import process as trainer_process
 from webapp.protocol import Command, Event, RunState, make_command, make_event
 from webapp.worker.bridge import EventBridge
+from webapp.worker.ranks import Ranks
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20
@@ -33,8 +37,11 @@ STOP_GRACE_S = 1.0
 
 
 class TrainerHost:
-    def __init__(self, run: dict, config: dict, run_dir: Path, base_dir: Path, sink, redis_client):
-        self.run, self.config = run, config
+    def __init__(self, run: dict, config: dict, run_dir: Path, base_dir: Path, sink, redis_client,
+                 on_exit=None):
+        """on_exit(): called when the trainer process has ended, before the run's final state is
+        sent (the worker sends the run folder's last files there)."""
+        self.run, self.config, self.on_exit = run, config, on_exit
         self.run_id = run["id"]
         self.run_dir, self.base_dir = run_dir, base_dir
         self.sink, self.redis = sink, redis_client
@@ -42,20 +49,23 @@ class TrainerHost:
         context = multiprocessing.get_context("spawn")
         self.events = context.Queue()
         self.commands = context.Queue()
-        self.process = context.Process(
-            target=trainer_process.main, name=f"otweb-trainer-{self.run_id}",
-            args=(config, str(run_dir), str(base_dir), self.events, self.commands, os.getpid()))
+        self.ranks = Ranks(context, ranks_to_start(config), self.run_id, config, run_dir, base_dir,
+                           self.events, self.commands)
+        self.process = self.ranks.main
         self.done = threading.Event()
         self.timers: list[threading.Timer] = []
         self.shutdown_requested = False
         self.stop_sent = False
         self.pid: int | None = None
+        self.pids: list[int] = []
         self.stopped_before_training = False
 
     def run_to_end(self) -> RunState:
-        self.process.start()
+        self.ranks.start()
         self.pid = self.process.pid
-        self.sink.emit(self.run_id, make_event(Event.RUN, state=RunState.RUNNING.value, pid=self.pid))
+        self.pids = self.ranks.pids
+        self.sink.emit(self.run_id, make_event(Event.RUN, state=RunState.RUNNING.value, pid=self.pid,
+                                               ranks=len(self.pids)))
         relay = threading.Thread(target=self._relay_commands, name="command-relay", daemon=True)
         relay.start()
         try:
@@ -64,6 +74,8 @@ class TrainerHost:
             self.done.set()
             for timer in self.timers:
                 timer.cancel()
+            if self.on_exit is not None:
+                self.on_exit()
         state, reason = self._final_state()
         self.sink.emit(self.run_id, make_event(Event.RUN, state=state.value, reason=reason,
                                                exit_code=self.process.exitcode))
@@ -72,7 +84,7 @@ class TrainerHost:
         relay.join(timeout=3)
         for timer in self.timers:
             timer.join(timeout=1)
-        self.process.close()
+        self.ranks.close()
         return state
 
     def request_stop(self) -> None:
@@ -82,8 +94,7 @@ class TrainerHost:
         self._stop_soon_if_not_training()
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
+        self.ranks.kill()
 
     def send(self, command: dict) -> None:
         try:
@@ -92,7 +103,7 @@ class TrainerHost:
             pass
 
     def _pump_events(self) -> None:
-        while self.process.is_alive():
+        while self.ranks.running():
             # wake often while a progress event is held, so it goes out on time, and once the run is
             # ending, so that its final state follows the process's exit at once (not up to 0.1 s on)
             quick = self.bridge.pending_progress or self._ending()
@@ -104,6 +115,7 @@ class TrainerHost:
         while time.monotonic() < deadline and self._move_events(timeout=0.01):
             pass
         self.bridge.flush()
+        self.ranks.wait_rest(timeout=EXIT_DRAIN_S)
 
     def _ending(self) -> bool:
         return self.stop_sent or self.bridge.finished is not None or self.bridge.last_error is not None
@@ -142,7 +154,7 @@ class TrainerHost:
                 return  # ended meanwhile (the process object may be closed by now)
             if Event.PROGRESS.value not in self.bridge.seen and self.process.is_alive():
                 self.stopped_before_training = True
-                self.process.terminate()
+                self.ranks.terminate()
         timer = threading.Timer(STOP_GRACE_S, end_if_still_starting)
         timer.daemon = True
         self.timers.append(timer)
@@ -151,6 +163,9 @@ class TrainerHost:
     def _final_state(self) -> tuple[RunState, str | None]:
         code = self.process.exitcode
         finished = self.bridge.finished
+        failure = self.ranks.failure()
+        if failure is not None and not self.stopped_before_training:
+            return RunState.FAILED, self._rank_failure(*failure)
         if code == 0 and finished is not None:
             return (RunState.STOPPED if finished.get("stopped") else RunState.COMPLETED), None
         if self.stopped_before_training:
@@ -170,8 +185,18 @@ class TrainerHost:
             return RunState.INTERRUPTED, "the worker shut down before the trainer finished"
         return RunState.FAILED, reason
 
-    def _log_tail(self) -> str:
-        path = self.run_dir / trainer_process.LOG_NAME
+    def _rank_failure(self, rank: int, how: str) -> str:
+        reason = f"rank {rank} of {self.ranks.count} {how}; the run was ended on every rank"
+        error = self.bridge.last_error
+        if error and error.get("rank", 0) == rank:
+            reason += f": {error.get('message')}"
+        tail = self._log_tail(rank)
+        if tail:
+            reason += f"\n--- last lines of {Ranks.log_name(rank)} ---\n" + tail
+        return reason
+
+    def _log_tail(self, rank: int = 0) -> str:
+        path = self.run_dir / Ranks.log_name(rank)
         try:
             with open(path, "rb") as fh:
                 fh.seek(0, os.SEEK_END)

@@ -1,5 +1,5 @@
 """Which backend a config runs on: one pure function for the web (validation) and the trainer
-process (``backends.make_backend``). No torch, no OneTrainer import.
+process (``trainer/backend_factory.make_backend``). No torch, no OneTrainer import.
 
 The config's ``backend`` key ("builtin" or "onetrainer") decides when present. When absent, the
 built-in trainer takes what it supports (model type and training method) and OneTrainer the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from webapp.config.builtin.multi_gpu import requested_gpus
 from webapp.config.builtin.settings import SUPPORTED_METHODS, SUPPORTED_MODEL_TYPES
 
 BUILTIN, ONETRAINER = "builtin", "onetrainer"
@@ -75,3 +76,12 @@ def choose_backend(config: dict, onetrainer_path: str | None) -> BackendChoice:
     if available:
         return choice(ONETRAINER, f"the built-in trainer does not support {missing}; OneTrainer does")
     return choice(BUILTIN, f"the built-in trainer does not support {missing}; OneTrainer does: {INSTALL_HINT}")
+
+
+def ranks_to_start(config: dict, directory: str | None = None) -> int:
+    """How many trainer processes the worker starts for a run: one per requested device for the
+    built-in trainer; one for OneTrainer, which gets the multi-GPU fields as they are and starts
+    its own ranks."""
+    if choose_backend(config, directory if directory is not None else onetrainer_dir()).backend != BUILTIN:
+        return 1
+    return requested_gpus(config)

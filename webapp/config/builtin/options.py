@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from webapp.config.builtin.optimizer_names import read_optimizer
+from webapp.config.builtin.output_formats import SUPPORTED_OUTPUT_FORMATS
 
 # OneTrainer's model types the built-in trainer trains, and the family each belongs to
 MODEL_FAMILIES = {
@@ -176,7 +177,6 @@ def _read_precision_and_loss(reader, options: TrainOptions) -> None:
 
 
 def _check_method(reader, options: TrainOptions, method: str) -> None:
-    from webapp.config.builtin.output_formats import SUPPORTED_OUTPUT_FORMATS  # torch-free
     formats = SUPPORTED_OUTPUT_FORMATS.get(method, ())
     if formats:
         options.output_model_format = reader.choice("output_model_format", formats[0], formats)

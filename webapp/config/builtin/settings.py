@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webapp.config.builtin.multi_gpu import MultiGpu, read_multi_gpu
 from webapp.config.builtin.options import MODEL_FAMILIES, TrainOptions, read_options
 from webapp.config.builtin.optimizer_names import SUPPORTED_LR_SCHEDULERS
 
@@ -124,6 +125,7 @@ class TrainSettings:
     samples_to_tensorboard: bool = True  # OneTrainer's default; only with tensorboard on
     sample_before_training: bool = False  # our extension: the default samples at step 0 too
     options: TrainOptions = field(default_factory=TrainOptions)
+    multi_gpu: MultiGpu = field(default_factory=MultiGpu)
 
     @property
     def family(self) -> str:
@@ -167,6 +169,7 @@ class TrainSettings:
         _read_data_path(reader, settings)
         _read_durability(reader, settings)
         settings.options = read_options(reader, settings.model_type, settings.training_method)
+        settings.multi_gpu = read_multi_gpu(reader)
         if not settings.concept_paths and not reader.errors:
             reader.fail("concepts", "no enabled concept with an image folder")
         if reader.errors:

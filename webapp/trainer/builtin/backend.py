@@ -2,9 +2,11 @@
 
 ``start()`` loads the model, sets up what trains (methods.py), finds the concepts' images, fills
 the latent cache and, with ``continue_last_backup``, restores the newest backup; ``train()`` runs
-the loop, ``end()`` frees memory. Once per step the loop polls the commands (stop, sample,
-backup, save), trains one batch (stepper.py), reports progress, then runs what the sample, backup
-and save schedules say is due.
+the loop, ``end()`` frees memory. At each step boundary rank 0 decides (decisions.py) what the
+sample, backup and save schedules say is due and what the commands ask (stop, sample, backup,
+save), every rank acts on that, then trains one batch (stepper.py) and rank 0 reports progress.
+With ``multi_gpu`` this runs once per rank (distributed.py): each trains its slice of every
+global batch; rank 0 alone writes samples, backups, outputs and events.
 """
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ import torch
 
 from webapp.config.builtin.settings import TrainSettings
 from webapp.protocol import Event
-from webapp.trainer.builtin import checkpoint, concepts, methods, outputs, resume
+from webapp.trainer.builtin import checkpoint, concepts, decisions, methods, outputs
+from webapp.trainer.builtin.backups import Backups
 from webapp.trainer.builtin.cache import DiskCache
 from webapp.trainer.builtin.data import TrainingData
+from webapp.trainer.builtin.distributed import Group, Solo, cpu_threads_per_rank, rank_device
 from webapp.trainer.builtin.ema import EMA
 from webapp.trainer.builtin.families import load_model
 from webapp.trainer.builtin.lr_schedule import lr_factor
@@ -41,13 +45,18 @@ def _nothing():
     yield
 
 
-class BuiltinBackend:
-    def __init__(self, config: dict, callbacks, commands, run_dir: Path, base_dir: Path):
+class BuiltinBackend(Backups):
+    def __init__(self, config: dict, callbacks, commands, run_dir: Path, base_dir: Path,
+                 rendezvous=None):
         self.config, self.callbacks, self.commands = config, callbacks, commands
         self.run_dir, self.base_dir = Path(run_dir), Path(base_dir)
         self.settings = TrainSettings.from_config(config, base_dir)
-        self.device, self._device_note = pick_device(self.settings.train_device)
-        share_the_cpu(self.device)
+        self.group = Solo()
+        if rendezvous is not None and rendezvous.world_size > 1:
+            self._join_group(rendezvous)
+        else:
+            self.device, self._device_note = pick_device(self.settings.train_device)
+            share_the_cpu(self.device)
         self.amp_dtype = autocast_dtype(self.device, self.settings.train_dtype)
         self.output_format = self.settings.options.output_model_format
         self.output_path = checkpoint.resolve_output(self.settings.output_model_destination,
@@ -60,6 +69,16 @@ class BuiltinBackend:
         self._max_step = 0
         self._in_loop = False
 
+    def _join_group(self, rendezvous) -> None:
+        self.device = torch.device(rank_device(self.settings.train_device, self.settings.multi_gpu,
+                                               rendezvous.rank))
+        self._device_note = ""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        else:
+            torch.set_num_threads(cpu_threads_per_rank(rendezvous.world_size))
+        self.group = Group(rendezvous, self.device)
+
     # -- start: model, what trains, data, cache, resume --
     def start(self) -> None:
         settings = self.settings
@@ -70,14 +89,15 @@ class BuiltinBackend:
         self.callbacks.status("loading model")
         self.parts = load_model(settings.base_model_name, settings.model_type, self.device,
                                 self.config.get("base_model_name", ""))
-        if self._stop_requested():
+        if self.group.agree(self._stop_requested()):
             return
         self.callbacks.status("preparing data")
         items = self._find_items()
-        if items is None:
+        if self.group.agree(items is None):
             return
         data = self._training_data(items)
         self.epoch_lengths = [len(data.epoch_batches(e)) for e in range(settings.epochs)]
+        # buckets and balancing as a 1-rank run at the global batch: each rank trains a slice
         self._max_step = sum(self.epoch_lengths)  # read twice a step: summed once
         self._set_up_training()
         if self.embedding is not None:
@@ -123,8 +143,11 @@ class BuiltinBackend:
             self.ema = EMA([p for g in self.groups for p in g.params.values()], options.ema_decay,
                            options.ema_update_step_interval, on_cpu=options.ema == "CPU")
         self.noise_rng = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
+        params = [p for g in self.groups for p in g.params.values()]
+        self.group.same_values(params)  # every rank starts from rank 0's trained weights
         self.stepper = Stepper(self.parts, settings, self.groups, self.optimizer, self.lr_scheduler,
-                               self.device, self.amp_dtype, self.noise_rng, self.ema)
+                               self.device, self.amp_dtype, self.noise_rng, self.ema,
+                               reducer=self.group.reducer(params, settings.multi_gpu, settings.seed))
 
     def _lr_lambda(self, group):
         settings = self.settings
@@ -144,10 +167,16 @@ class BuiltinBackend:
 
     def _find_items(self):
         settings = self.settings
+        should_stop = self._stop_requested if self.group.is_main else (lambda: False)
+        skipped: list = []
         items = concepts.find_items(settings.concepts, min(settings.resolutions),
-                                    self.callbacks.log, self._stop_requested)
+                                    self.callbacks.log, should_stop, skipped)
+        if skipped:  # the count travels with the event, for the run page
+            self.callbacks.log(f"skipped {len(skipped)} of {len(skipped) + len(items or [])} dataset files that "
+                               "cannot be used (each named above)", "warning", skipped_files=len(skipped))
         if items is not None and not items:
-            raise ValueError(f"no usable images in {', '.join(c.path for c in settings.concepts)}")
+            raise ValueError(f"nothing to train on: no usable image in {', '.join(c.path for c in settings.concepts)}"
+                             " (every file was skipped: see the warnings in the log)")
         return items
 
     def _training_data(self, items) -> TrainingData:
@@ -155,47 +184,25 @@ class BuiltinBackend:
         cache = None
         if settings.latent_caching:
             cache = DiskCache(Path(settings.cache_dir), Path(settings.base_model_name))
-            if settings.clear_cache_before_training:
+            if settings.clear_cache_before_training and self.group.is_main:
                 cache.clear()
-        return TrainingData(settings, items, self.parts, self.device, cache)
+        return TrainingData(settings, items, self.parts, self.device, cache,
+                            batch_size=settings.batch_size * self.group.world_size)
 
     def _fill_cache(self, data: TrainingData) -> bool:
         """False when a stop came while caching."""
         cache = data.cache
         if cache is None:
             return True
-        if not data.fill_cache(self.callbacks.status, self._stop_requested):
+        # caching once: rank 0 encodes and stores; the others then read its files
+        filled = data.fill_cache(self.callbacks.status, self._stop_requested) if self.group.is_main else True
+        if not self.group.agree(filled):
             return False
+        if not self.group.is_main:
+            data.fill_cache(lambda text: None, lambda: False)
         self.callbacks.log(f"cache: {cache.computed} computed, {cache.reused} reused "
                            f"({self.settings.cache_dir})")
         return True
-
-    def _restore(self) -> None:
-        backup = resume.newest_backup(self.run_dir)
-        if backup is None:
-            self.callbacks.log("continue_last_backup is set but this run has no backup yet: "
-                               "starting from the beginning", "warning")
-            return
-        resume.check_matches(backup, self.config)
-        checkpoint.load_trained(self.groups, backup / checkpoint.TRAINED_FILE)
-        resume.load_training_state(backup, self.optimizer, self.lr_scheduler, self.stepper.scaler,
-                                   self.noise_rng, self.ema)
-        self._restore_accumulation(resume.read_training_state(backup).get("accumulated"))
-        progress = resume.read_progress(backup)
-        self.epoch, self.epoch_step = int(progress["epoch"]), int(progress["epoch_step"])
-        self.global_step = int(progress["global_step"])
-        self.samples_seen = int(progress.get("samples_seen", 0))
-        self.callbacks.log(f"resuming from backup {backup.name} at step {self.global_step} "
-                           f"(epoch {self.epoch + 1}, step {self.epoch_step} of it)")
-        self.callbacks.status(f"resuming at step {self.global_step}")
-
-    def _restore_accumulation(self, accumulated: dict | None) -> None:
-        """Gradients of batches that waited for the optimizer when the backup was made."""
-        if not accumulated or not accumulated.get("pending"):
-            return
-        for param, grad in zip(self.stepper.params, accumulated["grads"]):
-            param.grad = None if grad is None else grad.to(param.device, param.dtype)
-        self.stepper.pending = int(accumulated["pending"])
 
     def _stop_requested(self) -> bool:
         self.commands.poll()
@@ -215,20 +222,27 @@ class BuiltinBackend:
             self.callbacks.status("done")
             self.callbacks.finished(stopped=True, output=None)
             return
-        self.board = LossBoard(self.run_dir, self.settings.tensorboard, self.callbacks.log)
+        self.board = LossBoard(self.run_dir, self.settings.tensorboard and self.group.is_main,
+                               self.callbacks.log)
         self.callbacks.status("training")
         self._in_loop = True
         try:
-            if self.settings.sample_before_training and self.global_step == 0:
+            if self.settings.sample_before_training and self.global_step == 0 and self.group.is_main:
                 self._sample_default()
             stopped = self._loop()
         finally:
             self._in_loop = False
             self.board.close()
+        if self.group.world_size > 1:
+            steps = max(1, self.group.reduces)
+            self.callbacks.log(f"gradient averaging over {self.group.world_size} ranks: "
+                               f"{1000 * self.group.reduce_seconds / steps:.3f} ms per optimizer step")
         if self.settings.backup_before_save:
             self._backup()
-        self.callbacks.status("saving")
-        output = self._write_output(self.output_path)
+        output = None
+        if self.group.is_main:  # one output for the group: the ranks' weights are the same
+            self.callbacks.status("saving")
+            output = self._write_output(self.output_path)
         self.callbacks.status("done")
         self.callbacks.finished(stopped=stopped, output=str(output))
 
@@ -243,28 +257,56 @@ class BuiltinBackend:
     def _loop(self) -> bool:
         """True when a stop command ended it early."""
         schedules = self._schedules()
-        first_epoch, skip = self.epoch, self.epoch_step
+        first_epoch, skip, stepped = self.epoch, self.epoch_step, False
         for self.epoch in range(first_epoch, self.settings.epochs):
             batches = self.data.epoch_batches(self.epoch)
             self.epoch_step = skip if self.epoch == first_epoch else 0
             for indices in batches[self.epoch_step:]:
-                if self._stop_requested():
+                if self._boundary(schedules, stepped):
                     return True
-                self._run_commands()
                 last = self.global_step + 1 == self.max_step
                 loss = self._train_step(indices, last)
                 self.global_step += 1
                 self.epoch_step += 1
                 self.samples_seen += len(indices)
+                stepped = True
                 self._report(loss, len(batches))
-                self._run_schedules(*schedules)
-        self.commands.poll()
-        self._run_commands()  # requests that came in during the last step
+        self._boundary(schedules, stepped, stopping_ends=False)  # what the last step made due
+        return False
+
+    def _boundary(self, schedules, stepped: bool, stopping_ends: bool = True) -> bool:
+        """Rank 0 decides, every rank acts alike: the schedules due after the step just done,
+        then a stop (True: the loop ends here), then the commands that came in."""
+        proposal = (decisions.decide(self.commands, schedules, self.global_step, stepped)
+                    if self.group.is_main else decisions.nothing())
+        decided = self.group.agree(proposal)
+        due = decided["due"]
+        if due["sample"]:
+            self._sample_default()
+        if due["backup"]:
+            self._backup()
+        if due["save"]:
+            self._save_intermediate()
+        if decided["stop"] and stopping_ends:
+            return True
+        if decided["sample_default"]:
+            self._sample_default()
+        if decided["custom"]:
+            self._sample(Event.SAMPLE_CUSTOM, decided["custom"])
+        if decided["backup"]:
+            self._backup()
+        if decided["save"]:
+            self._save_intermediate()
         return False
 
     def _train_step(self, indices: list[int], last: bool) -> float:
+        mine, first_row, rows = self.group.shard(indices)
+        # each rank's mean weighs by its share, so the ranks' average is the global batch's mean
+        share = len(mine) * self.group.world_size / rows
         try:
-            loss = self.stepper.step(self.data.batch(indices, self.epoch), last)
+            loss = self.stepper.step(self.data.batch(mine, self.epoch), last,
+                                     rows=(first_row, rows), share=share)
+            loss = self.group.average(loss)
         except torch.cuda.OutOfMemoryError as exc:
             self.stepper.discard_pending()
             torch.cuda.empty_cache()
@@ -275,6 +317,8 @@ class BuiltinBackend:
         return loss
 
     def _report(self, loss: float, epoch_length: int) -> None:
+        if not self.group.is_main:
+            return
         lr = self.stepper.learning_rate()
         self.callbacks.progress(
             global_step=self.global_step, max_step=self.max_step, epoch=self.epoch,
@@ -282,29 +326,10 @@ class BuiltinBackend:
             epoch_length=epoch_length, loss=loss, lr=lr)
         self.board.step(self.global_step, loss, lr, self.epoch)
 
-    # -- commands and schedules --
-    def _run_commands(self) -> None:
-        if self.commands.take_sample_default():
-            self._sample_default()
-        custom = self.commands.take_custom_samples()
-        if custom:
-            self._sample(Event.SAMPLE_CUSTOM, custom)
-        if self.commands.take_backup():
-            self._backup()
-        if self.commands.take_save():
-            self._save_intermediate()
-
-    def _run_schedules(self, sample_schedule: Schedule, backup_schedule: Schedule,
-                       save_schedule: Schedule) -> None:
-        now = time.monotonic()
-        if sample_schedule.due(self.global_step, now):
-            self._sample_default()
-        if backup_schedule.due(self.global_step, now):
-            self._backup()
-        if save_schedule.due(self.global_step, now):
-            self._save_intermediate()
-
+    # -- what a boundary may do (rank 0 writes; the others take part in the collectives) --
     def _sample_default(self) -> None:
+        if not self.group.is_main:
+            return
         requests = [spec_request(spec) for spec in self.settings.samples]
         if not requests:
             self.callbacks.log("no samples are defined in the config", "warning")
@@ -312,6 +337,8 @@ class BuiltinBackend:
         self._sample(Event.SAMPLE_DEFAULT, requests)
 
     def _sample(self, kind: Event, requests: list[dict]) -> None:
+        if not self.group.is_main:
+            return
         self.callbacks.status("sampling")
         made = self.sampler.sample_all(kind, requests, self.global_step, self.epoch)
         if self.board is not None and self.settings.samples_to_tensorboard:
@@ -320,31 +347,19 @@ class BuiltinBackend:
                 self.board.image(tag, path, self.global_step)
         self._resume_status()
 
-    def _backup(self) -> None:
-        self.callbacks.status("creating backup")
-        progress = {"epoch": self.epoch, "epoch_step": self.epoch_step,
-                    "global_step": self.global_step, "samples_seen": self.samples_seen,
-                    "max_step": self.max_step, "max_epoch": self.settings.epochs}
-        state = resume.training_state(self.optimizer, self.lr_scheduler, self.stepper.scaler,
-                                      self.noise_rng, self.ema)
-        if self.stepper.pending:  # gradients waiting for the optimizer: a resume needs them
-            state["accumulated"] = {"pending": self.stepper.pending,
-                                    "grads": [None if p.grad is None else p.grad.detach().cpu()
-                                              for p in self.stepper.params]}
-        folder = checkpoint.write_backup(self.run_dir, self.groups, state, progress, self.config)
-        self.callbacks.log(f"backup written: {folder.relative_to(self.run_dir).as_posix()}")
-        if self.settings.rolling_backup:
-            for old in checkpoint.prune_backups(self.run_dir, self.settings.rolling_backup_count):
-                self.callbacks.log(f"rolling backup: removed {old.name}")
-        self._resume_status()
-
     def _save_intermediate(self) -> None:
+        if not self.group.is_main:
+            return
         self.callbacks.status("saving")
         name = (f"{self.settings.save_filename_prefix}{checkpoint.timestamp()}"
                 f"-step{self.global_step}{self.output_path.suffix}")
         path = self._write_output(self.run_dir / "saves" / name)
-        self.callbacks.log(f"saved: {path.relative_to(self.run_dir).as_posix()}")
+        self.callbacks.log(f"saved: {path.relative_to(self.run_dir).as_posix()}", artifact=self._artifact("save", path))
         self._resume_status()
+
+    def _artifact(self, kind: str, path: Path) -> dict:
+        return {"kind": kind, "path": path.relative_to(self.run_dir).as_posix(),
+                "global_step": self.global_step, "epoch": self.epoch}
 
     def _write_output(self, destination: Path) -> Path:
         """The trained model in the config's output format (EMA weights when EMA is on)."""
@@ -370,5 +385,6 @@ class BuiltinBackend:
         self.stepper = self.ema = self.embedding = None
         # no gc.collect(): the trainer process exits next, and a collection over a model's
         # objects held the GIL ~0.35 s while the "finished" event waited in the queue's feeder
+        self.group.close()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -15,7 +15,12 @@ from pathlib import Path
 
 
 def read_text_lines(path: Path) -> list[str]:
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    """The file's non-empty lines; ValueError (naming the file) when it is not UTF-8: a caption
+    read with replacement characters would train on garbage without anyone knowing."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{Path(path).name} is not UTF-8 text (byte {exc.start})") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 

@@ -45,19 +45,25 @@ def image_files(folder: Path, recursive: bool) -> list[Path]:
 
 
 def probe(path: Path, min_side: int) -> tuple[int, int]:
-    """The image's size; OSError/ValueError when unreadable or tiny."""
+    """The image's size; OSError/ValueError when unreadable, truncated or tiny. The pixels are
+    decoded once here (JPEGs at a fraction of their size), so that a broken file is skipped
+    before training rather than failing the run at the step that first reads it."""
+    if path.stat().st_size == 0:
+        raise ValueError("the file is empty")
     with Image.open(path) as image:
         width, height = image.size
-        image.verify()
+        image.draft("RGB", (min(width, 64), min(height, 64)))
+        image.load()
     if min(width, height) * MAX_UPSCALE < min_side:
         raise ValueError(f"{width}x{height} px is too small for resolution {min_side}")
     return width, height
 
 
 def find_items(concepts: list, min_resolution: int, log: Callable[..., None],
-               should_stop: Callable[[], bool] = lambda: False) -> list[Item] | None:
-    """Items of every concept, in a stable order; None when ``should_stop()`` turns true."""
-    items = []
+               should_stop: Callable[[], bool] = lambda: False, skipped: list | None = None) -> list[Item] | None:
+    """Items of every concept, in a stable order; None when ``should_stop()`` turns true. A file
+    that cannot be used is logged (one warning each) and added to ``skipped``."""
+    items, skipped = [], skipped if skipped is not None else []
     for index, concept in enumerate(concepts):
         folder = Path(concept.path)
         if not folder.is_dir():
@@ -68,12 +74,13 @@ def find_items(concepts: list, min_resolution: int, log: Callable[..., None],
                 return None
             try:
                 width, height = probe(path, min_resolution)
+                captions = read_caption(path, concept, lines)
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 log(f"skipped {path}: {exc}", "warning")
+                skipped.append(path)
                 continue
             stat = path.stat()
-            items.append(Item(path, index, read_caption(path, concept, lines), width, height,
-                              stat.st_mtime_ns, stat.st_size))
+            items.append(Item(path, index, captions, width, height, stat.st_mtime_ns, stat.st_size))
     return items
 
 

@@ -36,8 +36,11 @@ class Sample:
 
 
 class TrainingData:
-    def __init__(self, settings, items: list, parts, device, cache: DiskCache | None):
+    def __init__(self, settings, items: list, parts, device, cache: DiskCache | None,
+                 batch_size: int | None = None):
         self.settings, self.items, self.parts, self.device = settings, items, parts, device
+        # the global batch with several ranks (each trains a slice of it)
+        self.batch_size = batch_size or settings.batch_size
         self.concepts, self.cache = settings.concepts, cache
         self.samples = [Sample(index, res, buckets.assign(item.width, item.height, res,
                                                           settings.aspect_ratio_bucketing))
@@ -59,7 +62,7 @@ class TrainingData:
         groups: dict[tuple, list[int]] = {}
         for index in chosen:
             groups.setdefault(self.samples[index].bucket, []).append(index)
-        size, batches, leftovers = self.settings.batch_size, [], []
+        size, batches, leftovers = self.batch_size, [], []
         for bucket in sorted(groups):
             members = groups[bucket]
             rng.shuffle(members)

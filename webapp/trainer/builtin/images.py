@@ -43,12 +43,26 @@ def crop_origin(image_size: tuple[int, int], size: tuple[int, int], augment: Aug
     return round((resized[1] - height) * augment.y), round((resized[0] - width) * augment.x)
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB, converted as a person would expect: 16-bit greyscale scaled (a plain convert
+    clips it to white), transparency laid over white (a plain convert shows the hidden colours),
+    CMYK and the rest through Pillow's conversion."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return Image.fromarray(np.clip(array * (255.0 / top), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def load_pixels(path: Path, size: tuple[int, int], augment: Augment) -> torch.Tensor:
     """3 x height x width in [-1, 1]; OSError/ValueError for an image that cannot be read."""
     width, height = size
     with Image.open(path) as opened:
         opened.draft("RGB", (width, height))  # JPEG: decode big files at a fraction of their size
-        image = ImageOps.exif_transpose(opened).convert("RGB")
+        image = to_rgb(ImageOps.exif_transpose(opened))
     scale = max(width / image.width, height / image.height) * augment.zoom
     resized = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
     image = image.resize(resized, Image.Resampling.BICUBIC)

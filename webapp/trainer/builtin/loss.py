@@ -11,13 +11,17 @@ from __future__ import annotations
 import torch
 
 
-def make_noise(latents: torch.Tensor, generator: torch.Generator, offset_weight: float) -> torch.Tensor:
+def make_noise(latents: torch.Tensor, generator: torch.Generator, offset_weight: float,
+               rows: tuple[int, int] | None = None) -> torch.Tensor:
     """Gaussian noise like ``latents``; offset noise adds a per-channel constant, which lets the
-    model learn to change an image's overall brightness."""
-    noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+    model learn to change an image's overall brightness. ``rows`` = (first, total): drawn for a
+    global batch of total rows, these latents' rows kept (data parallelism)."""
+    first, total = rows or (0, latents.shape[0])
+    keep = slice(first, first + latents.shape[0])
+    noise = torch.randn((total, *latents.shape[1:]), generator=generator, device=latents.device)[keep]
     if offset_weight:
-        offset = torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=generator,
-                             device=latents.device)
+        offset = torch.randn((total, latents.shape[1], 1, 1), generator=generator,
+                             device=latents.device)[keep]
         noise = noise + offset_weight * offset
     return noise
 

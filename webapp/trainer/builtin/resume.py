@@ -56,7 +56,9 @@ def training_state(optimizer, lr_scheduler, scaler, noise_rng: torch.Generator, 
 
 
 def load_training_state(backup: Path, optimizer, lr_scheduler, scaler,
-                        noise_rng: torch.Generator, ema=None) -> None:
+                        noise_rng: torch.Generator, ema=None, rank: int = 0) -> None:
+    """``rank``: with several ranks each takes its own RNG states (``rng_ranks``) when the
+    backup has them for it."""
     state = read_training_state(backup)
     optimizer.load_state_dict(state["optimizer"])
     if ema is not None and state.get("ema"):
@@ -65,7 +67,8 @@ def load_training_state(backup: Path, optimizer, lr_scheduler, scaler,
         lr_scheduler.load_state_dict(state["lr_scheduler"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    set_rng_states(state.get("rng", {}), noise_rng)
+    per_rank = state.get("rng_ranks") or []
+    set_rng_states(per_rank[rank] if rank < len(per_rank) else state.get("rng", {}), noise_rng)
 
 
 def rng_states(noise_rng: torch.Generator) -> dict:

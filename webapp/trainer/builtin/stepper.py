@@ -17,10 +17,11 @@ from webapp.trainer.builtin.conditioning import TextConditions, encode_captions,
 
 class Stepper:
     def __init__(self, parts, settings, groups, optimizer, lr_scheduler, device, amp_dtype,
-                 noise_rng: torch.Generator, ema=None):
+                 noise_rng: torch.Generator, ema=None, reducer=None):
         self.parts, self.settings, self.groups = parts, settings, groups
         self.optimizer, self.lr_scheduler, self.device = optimizer, lr_scheduler, device
         self.amp_dtype, self.noise_rng, self.ema = amp_dtype, noise_rng, ema
+        self.reducer = reducer  # averages gradients over the ranks (None: one rank)
         self.options = settings.options
         self.accumulation = self.options.gradient_accumulation_steps
         self.scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 and device.type == "cuda" else None
@@ -38,12 +39,15 @@ class Stepper:
             return text
         return encode_captions(self.parts, text, self.device)
 
-    def loss(self, latents, text, ids, weights) -> torch.Tensor:
-        """The batch's loss (a graph to backward through)."""
+    def loss(self, latents, text, ids, weights, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """The batch's loss (a graph to backward through). ``rows`` = (first, total): this batch
+        is rows first.. of a global batch of total rows; the noise and timesteps are drawn for
+        all of them (the same draws on every rank) and this batch's rows kept."""
         scheduler, options = self.parts.scheduler, self.options
-        noise = losses.make_noise(latents, self.noise_rng, options.offset_noise_weight)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),),
-                                  generator=self.noise_rng, device=self.device)
+        first, total = rows or (0, len(latents))
+        noise = losses.make_noise(latents, self.noise_rng, options.offset_noise_weight, (first, total))
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (total,),
+                                  generator=self.noise_rng, device=self.device)[first:first + len(latents)]
         noisy = scheduler.add_noise(latents, noise, timesteps)
         with self.autocast():
             conditions = self.text_conditions(text)
@@ -55,10 +59,11 @@ class Stepper:
                                                           options.loss_weight_strength)
         return (per_sample * weights).mean()
 
-    def step(self, batch, last_batch: bool) -> float:
+    def step(self, batch, last_batch: bool, rows: tuple[int, int] | None = None,
+             share: float = 1.0) -> float:
         """Train one batch; the optimizer steps when the accumulation is full or the run ends.
-        Returns the batch's loss (the one sync per step)."""
-        loss = self.loss(*batch)
+        Returns the batch's loss (the one sync per step). ``share`` weighs a rank's slice."""
+        loss = self.loss(*batch, rows=rows) * share
         scaled = loss / self.accumulation
         if self.scaler is not None:
             self.scaler.scale(scaled).backward()
@@ -69,7 +74,12 @@ class Stepper:
             self._optimizer_step()
         return loss.item()
 
+    def reduce_pending(self) -> None:
+        if self.reducer is not None:
+            self.reducer.reduce()
+
     def _optimizer_step(self) -> None:
+        self.reduce_pending()
         clip = self.options.clip_grad_norm
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)

@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask
 
 from webapp.store import accounts
+from webapp.web.auth import csrf, headers, identity, limits, policy, proxies
 from webapp.store.accounts import resolve_mode
 
 SECRET_FILE = "secret_key"
@@ -38,8 +39,6 @@ def _secret_key(workspace: Path) -> str:
 
 
 def init_app(app: Flask) -> None:
-    from webapp.web.auth import csrf, headers, identity, limits, policy, proxies
-
     config = app.config
     admin_token = config.get("ADMIN_TOKEN")
     if admin_token is not None:

@@ -2,7 +2,7 @@
 
 GET/HEAD/OPTIONS need a viewer, every other method an operator, plus two small tables: the
 endpoints anyone may call (static files, the login form, health) and the ones only an admin may
-call (user management, deleting runs). A route added later is protected by the default rule
+call (user management, deleting runs and model versions). A route added later is protected by the default rule
 without anyone remembering to decorate it.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ from webapp.web.auth.identity import current_principal
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC = ("static", "*.static", "auth.login", "auth.token_login", "api.health")
-ADMIN = ("auth.users*", "auth.user_*", "runs.delete*", "runs_api.delete*")
+ADMIN = ("auth.users*", "auth.user_*", "runs.delete*", "runs_api.delete*", "models.delete*", "models_api.delete*",
+         "fleet.drain*", "fleet.remove*")
 # POSTs that change nothing on the server (validation), or only the caller's own session
 VIEWER_POSTS = ("auth.logout", "configs.check_field", "config_api.validate_config")
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from webapp.config.builtin.backend_choice import BUILTIN, INSTALL_HINT, ONETRAINER, BackendChoice, choose_backend, onetrainer_dir
+from webapp.config.builtin.backend_choice import (BUILTIN, DEFAULT_METHOD, INSTALL_HINT, ONETRAINER, BackendChoice,
+                                                  choose_backend, onetrainer_dir)
 from webapp.config.builtin.settings import ConfigError, TrainSettings
 from webapp.config.model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
+from webapp.config.builtin.output_formats import SUPPORTED_OUTPUT_FORMATS
+from webapp.config.onetrainer_rules import DTYPE_CHOICES, allowed_formats, onetrainer_warnings
 
 COSMETIC = {"__version", "concepts[*].name"}  # no effect on training: never worth a warning
 INDEX = re.compile(r"\[\d+\]")
@@ -52,8 +55,8 @@ def backend_warnings(config: dict, base_dir: Path) -> tuple[BackendChoice, list[
     """Which backend the config will run on (OneTrainer's availability read from this process's
     environment: see ``backend_choice``), and what that backend cannot honour."""
     choice = choose_backend(config, onetrainer_dir())
-    if choice.backend == ONETRAINER:
-        return choice, []  # OneTrainer reads every setting of its own format
+    if choice.backend == ONETRAINER:  # it reads every setting of its own format; some it refuses late
+        return choice, onetrainer_warnings(config, onetrainer_dir(), base_dir)
     if choice.backend is None:
         return choice, [{"field": "backend", "message": choice.reason, "backend": ONETRAINER, "blocking": True}]
     warnings = builtin_warnings(config, base_dir)
@@ -111,3 +114,20 @@ def _changed(spec: ObjectSpec, value: dict, base: dict, prefix: str) -> list[str
         elif current != default:
             paths.append(path)
     return paths
+
+
+def offered_choices(config: dict, backend: str | None) -> dict[str, tuple[str, ...]]:
+    """The values the editor offers for the fields whose choices depend on the backend that will
+    run the config: only what that backend can honour (the current value stays selectable, with
+    its warning, so that nothing changes behind the user's back)."""
+    method = config.get("training_method") or DEFAULT_METHOD
+    if backend == BUILTIN:
+        formats = SUPPORTED_OUTPUT_FORMATS.get(method)
+        return {"output_model_format": tuple(formats)} if formats else {}
+    if backend == ONETRAINER:
+        offered = dict(DTYPE_CHOICES)
+        formats = allowed_formats(config, onetrainer_dir() or "")
+        if formats:
+            offered["output_model_format"] = tuple(formats)
+        return offered
+    return {}

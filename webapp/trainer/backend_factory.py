@@ -7,9 +7,10 @@ from webapp.protocol import PLAYGROUND_MARKER
 from webapp.config.builtin.backend_choice import BUILTIN, ONETRAINER, choose_backend, onetrainer_dir
 
 
-def make_backend(config: dict, callbacks, commands, run_dir: Path, base_dir: Path):
+def make_backend(config: dict, callbacks, commands, run_dir: Path, base_dir: Path, rendezvous=None):
+    """``rendezvous``: this process's rank of a multi-GPU built-in run (OneTrainer starts its own)."""
     if PLAYGROUND_MARKER in config:
-        from webapp.trainer.playground import PlaygroundBackend
+        from webapp.trainer.playground_backend import PlaygroundBackend
         return PlaygroundBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir)
     directory = onetrainer_dir()
     choice = choose_backend(config, directory)
@@ -20,5 +21,6 @@ def make_backend(config: dict, callbacks, commands, run_dir: Path, base_dir: Pat
                                  onetrainer_dir=Path(directory))
     if choice.backend == BUILTIN:
         from webapp.trainer.builtin import BuiltinBackend
-        return BuiltinBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir)
+        return BuiltinBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir,
+                              rendezvous=rendezvous)
     raise RuntimeError(choice.reason)

@@ -1,0 +1,150 @@
+"""The fleet's parts on a real Redis and SQLite, without a trainer: the recorder records each entry
+once (read twice, by two recorders, or after a restart), writes files only into the run's folder
+and only whole; the worker's sink spools while Redis is away and replays in order; worker tokens."""
+from __future__ import annotations
+
+import os
+
+import redis
+
+from servers import free_port
+from webapp import store
+from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, encode_entry, file_chunks
+from webapp.protocol import Event, make_event
+from webapp.settings import EVENT_STREAM
+from webapp.web.recorder import Recorder
+from webapp.worker.stream_sink import StreamSink
+
+
+def _run(app, worker="w1"):
+    conn = store.connect(app.config["DATABASE"])
+    run_id = store.create_run(conn, "demo", {"a": 1})
+    assert store.fleet.assign(conn, run_id, worker, f"as{run_id}")
+    return conn, run_id, f"as{run_id}"
+
+
+def _recorder(app, conn, client, name="r1"):
+    return Recorder(conn, client, app.config["SETTINGS"].run_dir, name)
+
+
+def test_an_entry_read_twice_is_recorded_once(app, redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, source = _run(app)
+    entries = [encode_entry(ENTRY_EVENT, run_id, source, n, event="log", data={"text": f"line {n}"}, time=1.0)
+               for n in range(1, 51)]
+    for fields in entries + entries[10:30]:        # a worker that sent a spooled batch again
+        client.xadd(EVENT_STREAM, fields)
+    first, second = _recorder(app, conn, client, "r1"), _recorder(app, store.connect(app.config["DATABASE"]), client, "r2")
+    while first.step(block_ms=10) + second.step(block_ms=10):
+        pass
+    texts = [e["data"]["text"] for e in store.events_since(conn, 0, run_id) if e["event"] == "log"]
+    assert texts == [f"line {n}" for n in range(1, 51)]
+    assert first.duplicates + second.duplicates == 20
+    assert client.xlen(EVENT_STREAM) == 0             # trimmed, and only past what is recorded
+
+
+def test_pending_entries_of_a_dead_recorder_are_claimed(app, redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, source = _run(app)
+    client.xgroup_create(EVENT_STREAM, "recorder", id="0", mkstream=True)
+    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="status", data={"text": "x"}))
+    entry_id = client.xreadgroup("recorder", "dead", {EVENT_STREAM: ">"}, count=10)[0][1][0][0]  # never acked
+    recorder = _recorder(app, conn, client)
+    recorder._group_ready = True
+    assert recorder.step(block_ms=10) == 0            # not idle long enough yet: not taken from it
+    client.execute_command("XCLAIM", EVENT_STREAM, "recorder", "dead", 0, entry_id, "IDLE", 10_000, "JUSTID")
+    recorder.step(block_ms=10)
+    assert store.get_run(conn, run_id)["status_text"] == "x"
+
+
+def test_files_are_placed_whole_and_only_in_the_run_folder(app, redis_url, tmp_path):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, source = _run(app)
+    data = os.urandom(700_000)                         # three chunks
+    (tmp_path / "out.bin").write_bytes(data)
+    chunks = list(file_chunks(tmp_path / "out.bin", "models/out.bin"))
+    assert len(chunks) == 3 and chunks[-1]["last"]
+    bad = dict(chunks[1], data=chunks[0]["data"])     # a corrupted chunk
+    n = 0
+    for body in chunks[:1] + [bad] + chunks[2:] + chunks + [dict(chunks[0], path="../escape.bin")]:
+        n += 1
+        client.xadd(EVENT_STREAM, encode_entry(ENTRY_FILE, run_id, source, n, **body))
+    recorder = _recorder(app, conn, client)
+    while recorder.step(block_ms=10):
+        pass
+    folder = app.config["SETTINGS"].run_dir(run_id)
+    assert (folder / "models" / "out.bin").read_bytes() == data
+    assert not (folder.parent / "escape.bin").exists()
+    warnings = [e["data"]["text"] for e in store.events_since(conn, 0, run_id) if e["event"] == "log"]
+    assert any("did not match its sha256" in w for w in warnings)
+    assert any("outside the run folder" in w for w in warnings)
+
+
+def test_unknown_assignments_cannot_write(app, redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, _ = _run(app)
+    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, "forged", 1, event="status", data={"text": "pwned"}))
+    recorder = _recorder(app, conn, client)
+    recorder.step(block_ms=10)
+    assert store.get_run(conn, run_id)["status_text"] != "pwned"
+
+
+def test_the_sink_spools_while_redis_is_away_and_replays_in_order(app, redis_url, tmp_path):
+    conn, run_id, source = _run(app)
+    away = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
+    sink = StreamSink(away, tmp_path / "spool")
+    sink.bind(run_id, source, tmp_path / "run")
+    for n in range(30):
+        sink.emit(run_id, make_event(Event.STATUS, text=f"s{n}"))
+    assert not sink.connected and len(sink.spool) == 30
+    # the worker dies here and starts again: the spool is on disk
+    sink = StreamSink(redis.Redis.from_url(redis_url, decode_responses=True), tmp_path / "spool")
+    sink.bind(run_id, source, tmp_path / "run")
+    assert len(sink.spool) == 30 and sink.drain() == 0 and not (tmp_path / "spool" / "entries.jsonl").exists()
+    recorder = _recorder(app, conn, redis.Redis.from_url(redis_url, decode_responses=True))
+    while recorder.step(block_ms=10):
+        pass
+    assert [e["data"]["text"] for e in store.events_since(conn, 0, run_id)] == [f"s{n}" for n in range(30)]
+
+
+def test_worker_tokens_join_the_fleet_and_open_nothing_else(app, client):
+    from click.testing import CliRunner
+    from webapp.cli import main
+    runner = CliRunner()
+    result = runner.invoke(main, ["token", "create", "--worker", "gpu-7", "--workspace", str(app.config["WORKSPACE"])])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip().splitlines()[-1]
+    conn = store.accounts.connect(app.config["DATABASE"])
+    found = store.accounts.find_token(conn, token)
+    assert found["role"] == "worker" and found["name"] == "gpu-7"
+    assert not store.accounts.has_principals(conn)     # a worker token does not switch accounts on
+    assert runner.invoke(main, ["token", "create"]).exit_code != 0
+    answer = client.get("/api/workers")
+    assert answer.status_code == 200 and answer.get_json()["workers"] == []
+    assert client.post("/api/workers/nobody/drain", json={}).status_code == 404
+
+
+def test_a_run_marked_interrupted_by_a_lapse_is_corrected_when_its_worker_is_heard_again(app, redis_url):
+    """The record never lies for long: the dispatcher marked the run interrupted (no heartbeat),
+    then its worker's events arrive from the same assignment: the run is running again and the
+    timeline says what happened."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, source = _run(app)
+    store.append_event(conn, run_id, make_event(Event.RUN, state="running"))
+    store.append_event(conn, run_id, make_event(Event.PROGRESS, global_step=336, max_step=2000))
+    store.append_event(conn, run_id, make_event(
+        Event.RUN, state="interrupted", reason="worker w1 stopped sending heartbeats (16 s): its process died"))
+    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="progress",
+                                           data={"global_step": 1155, "max_step": 2000}, time=2.0))
+    recorder = _recorder(app, conn, client)
+    while recorder.step(block_ms=10):
+        pass
+    assert store.get_run(conn, run_id)["state"] == "running"
+    texts = [e["data"].get("text") for e in store.timeline(conn, run_id)]
+    assert "lost contact with worker w1 at step 336; back at step 1155: the run went on meanwhile" in texts
+    # a run interrupted for another reason (its worker's own report) stays interrupted
+    store.append_event(conn, run_id, make_event(Event.RUN, state="interrupted", reason="worker w1 stopped"))
+    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 2, event="log", data={"text": "x"}))
+    while recorder.step(block_ms=10):
+        pass
+    assert store.get_run(conn, run_id)["state"] == "interrupted"

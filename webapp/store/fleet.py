@@ -1,0 +1,93 @@
+"""The fleet's part of the record: which worker an assignment went to, which stream entries are
+recorded already (the recorder's idempotence key), and where a queued run may go.
+
+An assignment id is made by the control plane when it hands a run to a worker; the worker numbers
+every entry it sends by (assignment, n), and ``first_time`` answers whether (run, assignment, n)
+is new, inside the transaction that records it: an entry read twice is recorded once.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from .db import transaction
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS assignments (
+    id TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assignments_run ON assignments(run_id);
+CREATE TABLE IF NOT EXISTS ingested (
+    run_id INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (run_id, source, n)
+) WITHOUT ROWID;
+"""
+RUN_COLUMNS = (("target_json", "TEXT"), ("assignment", "TEXT"))
+
+
+def init_fleet_schema(conn, run_columns: set[str]) -> None:
+    conn.executescript(SCHEMA)
+    for name, kind in RUN_COLUMNS:
+        if name not in run_columns:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+
+def set_target(conn, run_id: int, target: dict | None) -> None:
+    """Where a queued run may go: {} any worker, {"worker": name}, or {"labels": [..]} (all of them)."""
+    conn.execute("UPDATE runs SET target_json = ? WHERE id = ?", (json.dumps(target) if target else None, run_id))
+
+
+def target_of(run: dict) -> dict:
+    try:
+        return json.loads(run.get("target_json") or "null") or {}
+    except ValueError:
+        return {}
+
+
+def assign(conn, run_id: int, worker: str, assignment_id: str) -> bool:
+    """queued -> running on ``worker``, only if still queued (a cancel may have come first)."""
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE runs SET state = 'running', worker = ?, assignment = ?, started_at = ?, pid = NULL,"
+            " status_text = ? WHERE id = ? AND state = 'queued'",
+            (worker, assignment_id, time.time(), f"starting on {worker}", run_id))
+        if cur.rowcount != 1:
+            return False
+        conn.execute("INSERT INTO assignments (id, run_id, worker, created_at) VALUES (?, ?, ?, ?)",
+                     (assignment_id, run_id, worker, time.time()))
+    return True
+
+
+def unassign(conn, run_id: int, assignment_id: str) -> None:
+    """The assignment never reached the worker (Redis failed): the run is queued again."""
+    with transaction(conn):
+        conn.execute("UPDATE runs SET state = 'queued', assignment = NULL, started_at = NULL,"
+                     " status_text = 'queued' WHERE id = ? AND assignment = ?", (run_id, assignment_id))
+        conn.execute("DELETE FROM assignments WHERE id = ?", (assignment_id,))
+
+
+def assignment(conn, assignment_id: str) -> dict | None:
+    row = conn.execute("SELECT a.*, r.assignment AS current FROM assignments a JOIN runs r ON r.id = a.run_id"
+                       " WHERE a.id = ?", (assignment_id,)).fetchone()
+    return dict(row) if row else None
+
+
+def first_time(conn, run_id: int, source: str, n: int) -> bool:
+    return conn.execute("INSERT OR IGNORE INTO ingested (run_id, source, n) VALUES (?, ?, ?)",
+                        (run_id, source, n)).rowcount == 1
+
+
+def running_on(conn) -> dict[str, int]:
+    """worker -> the run the record has running on it."""
+    return {r["worker"]: r["id"] for r in conn.execute("SELECT id, worker FROM runs WHERE state = 'running'")
+            if r["worker"]}
+
+
+def runs_by_worker(conn, limit: int = 500) -> dict[str, int]:
+    """worker -> how many runs it has been given (the fleet page's history column)."""
+    return {r[0]: r[1] for r in conn.execute("SELECT worker, COUNT(DISTINCT run_id) FROM assignments GROUP BY worker")}

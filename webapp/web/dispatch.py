@@ -1,0 +1,160 @@
+"""The control plane's dispatcher: hands queued runs to idle workers through Redis, in the queue's
+order, and marks a run interrupted when its worker's heartbeat lapses.
+
+The queue stays in SQLite (order, pause and cancel act on what is not yet taken). A run is handed
+over by recording the assignment (queued -> running, conditionally), then LPUSHing it into the
+worker's inbox; the worker BLMOVEs it into its "taken" list, so it is never lost and never runs
+twice. A run goes to any worker, a named one, or one with all of its labels; one nobody can take
+waits, and its status says why.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import redis
+
+from webapp import store
+from webapp.eventlog import EventSink
+from webapp.protocol import Event, RunState, make_event
+from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, assign_key, heartbeat_key, taken_key
+
+
+def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
+    """name -> its live heartbeat, for every worker that has joined and whose beat has not lapsed."""
+    names = sorted(redis_client.hkeys(WORKERS_KEY))
+    if not names:
+        return {}
+    beats = {}
+    for name, raw in zip(names, redis_client.mget([heartbeat_key(n) for n in names])):
+        if raw:
+            try:
+                beats[name] = json.loads(raw)
+            except ValueError:
+                pass
+    return beats
+
+
+class Dispatcher:
+    def __init__(self, conn, redis_client: redis.Redis, token_ok=lambda name, token: True,
+                 ttl_s: float = HEARTBEAT_TTL_S):
+        """token_ok(name, token): whether a worker may be given runs (a live worker token, when
+        accounts are on)."""
+        self.conn, self.redis, self.token_ok, self.ttl_s = conn, redis_client, token_ok, ttl_s
+        self.sink = EventSink(conn, redis_client)
+        self.started = time.monotonic()
+        self.last_seen: dict[str, float] = {}
+        self.announced: dict[int, str] = {}
+        self.assigned = 0
+
+    def step(self) -> None:
+        beats = read_beats(self.redis)
+        now = time.monotonic()
+        for name in beats:
+            self.last_seen[name] = now
+        self._interrupt_lapsed(beats, now)
+        if not store.queue_paused(self.conn):
+            self._assign(beats)
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    def _interrupt_lapsed(self, beats: dict, now: float) -> None:
+        for worker, run_id in store.fleet.running_on(self.conn).items():
+            if worker in beats:
+                continue
+            # measured from what this process saw: a web that just started gives the worker a TTL
+            silent = now - self.last_seen.get(worker, self.started)
+            if silent < self.ttl_s:
+                continue
+            self.sink.emit(run_id, make_event(
+                Event.RUN, state=RunState.INTERRUPTED.value,
+                reason=f"worker {worker} stopped sending heartbeats ({silent:.0f} s): its process or host "
+                       f"died, or it lost Redis. Resume puts the run back on {worker} (its backups are there)."))
+
+    # -- assignments ------------------------------------------------------------------------
+
+    def _assign(self, beats: dict) -> None:
+        busy = set(store.fleet.running_on(self.conn))
+        idle = {name: beat for name, beat in beats.items()
+                if name not in busy and not beat.get("run_id") and self._free(name, beat)}
+        for run in store.queued_runs(self.conn):
+            target = self._target(run)
+            chosen = next((name for name, beat in sorted(idle.items()) if eligible(name, beat, target)), None)
+            if chosen is None:
+                self._announce(run, waiting_reason(target, beats, busy, self.token_ok))
+                continue
+            if self._hand_over(run, chosen):
+                idle.pop(chosen)
+                self.announced.pop(run["id"], None)
+
+    def _free(self, name: str, beat: dict) -> bool:
+        if beat.get("draining") or not self.token_ok(name, beat.get("token")):
+            return False
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(assign_key(name))
+        pipe.llen(taken_key(name))
+        pipe.sismember(DRAIN_KEY, name)
+        inbox, taken, draining = pipe.execute()
+        return not inbox and not taken and not draining
+
+    @staticmethod
+    def _target(run: dict) -> dict:
+        target = store.fleet.target_of(run)
+        if run.get("resume_requested") and run.get("worker") and not target:
+            target = {"worker": run["worker"], "resume": True}  # its backups are on that host
+        return {**target, "gpus": run.get("gpus") or 1}
+
+    def _hand_over(self, run: dict, worker: str) -> bool:
+        assignment_id = uuid.uuid4().hex[:16]
+        if not store.fleet.assign(self.conn, run["id"], worker, assignment_id):
+            return False  # canceled meanwhile
+        payload = {"id": assignment_id, "run_id": run["id"], "config_name": run["config_name"],
+                   "config": store.run_config(run), "resume": bool(run.get("resume_requested"))}
+        try:
+            self.redis.lpush(assign_key(worker), json.dumps(payload))
+        except redis.RedisError:
+            store.fleet.unassign(self.conn, run["id"], assignment_id)
+            raise
+        self.assigned += 1
+        self.sink.emit(run["id"], make_event(Event.STATUS, text=f"starting on {worker}", worker=worker))
+        return True
+
+    def _announce(self, run: dict, reason: str) -> None:
+        if self.announced.get(run["id"]) == reason:
+            return
+        self.announced[run["id"]] = reason
+        self.sink.emit(run["id"], make_event(Event.STATUS, text=f"waiting: {reason}", waiting=True))
+
+
+def eligible(name: str, beat: dict, target: dict) -> bool:
+    if target.get("worker") and target["worker"] != name:
+        return False
+    if target.get("gpus", 1) > len(beat.get("devices") or [0]):
+        return False  # a multi-GPU run needs a worker that owns that many devices
+    return set(target.get("labels") or ()) <= set(beat.get("labels") or ())
+
+
+def waiting_reason(target: dict, beats: dict, busy: set, token_ok) -> str:
+    if target.get("worker"):
+        name = target["worker"]
+        why = ("its backups are there; " if target.get("resume") else "")
+        if name not in beats:
+            return f"for worker {name} ({why}it is not connected)"
+        if beats[name].get("draining"):
+            return f"for worker {name} ({why}it is draining)"
+        return f"for worker {name} ({why}it is busy)"
+    labels = sorted(target.get("labels") or ())
+    able = [n for n, beat in beats.items() if eligible(n, beat, target)]
+    gpus = target.get("gpus", 1)
+    if gpus > 1 and beats and not able:
+        largest = max(beats, key=lambda n: len(beats[n].get("devices") or [0]))
+        return (f"for a worker with {gpus} GPUs: the largest has {len(beats[largest].get('devices') or [0])} "
+                f"({largest})")
+    if labels and not able:
+        return f"no connected worker has the label{'s' if len(labels) > 1 else ''} {', '.join(labels)}"
+    if not beats:
+        return "no worker is connected"
+    if not any(token_ok(n, beats[n].get("token")) for n in able):
+        return "no connected worker has a valid worker token (otweb token create --worker NAME)"
+    return f"every worker that can take it is busy ({len(able)} of {len(beats)})"

@@ -1,0 +1,152 @@
+"""What the OpenAPI document says about each JSON route, by endpoint name: summary, query, body,
+answer and the errors beyond the common ones. ``openapi_spec`` joins it with the URL map (paths,
+path parameters, methods); a route without an entry here fails tests/test_openapi.py, so the
+document cannot drift from the routes."""
+from __future__ import annotations
+
+STR, INT, NUM, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+ANY = {}
+
+
+def obj(required: tuple = (), **props) -> dict:
+    schema = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+def nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def q(name: str, schema: dict, description: str, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "schema": schema, "description": description, "required": required}
+
+
+def op(summary: str, tag: str, *, ok=None, status: int = 200, body: dict | None = None, query=(),
+       errors=(), media: str = "application/json", description: str = "", headers=()) -> dict:
+    return {"summary": summary, "tag": tag, "ok": ok if ok is not None else obj(), "status": status, "body": body,
+            "query": list(query), "errors": list(errors), "media": media, "description": description,
+            "headers": list(headers)}
+
+
+COMMAND = obj(run_id=INT, command=STR, accepted=BOOL)
+RUN_BODY = obj(config_name=STR, config=ref("TrainConfig"), run_id=INT)
+SAMPLE_REQUEST = obj(prompt=STR, negative_prompt=STR, seed=INT, random_seed=BOOL, steps=INT, cfg_scale=NUM,
+                     width=INT, height=INT, noise_scheduler=STR, playground=BOOL, lora_scale=NUM, run_id=INT)
+QUEUE_ITEM = obj(config_name=STR, config=ref("TrainConfig"), count=INT, overrides=obj())
+VERSIONS_QUERY = [q("model", STR, "a model: the config name"), q("tag", STR, "versions with this tag"),
+                  q("base_model", STR, "base_model_name as the run had it"), q("method", STR, "LORA, FINE_TUNE, EMBEDDING"),
+                  q("kind", {"enum": ["output", "save", "backup"]}, "what saved it"), q("run", INT, "a run id"),
+                  q("picked", {"enum": ["1", "true"]}, "only each model's current pick"),
+                  q("order", {"enum": ["newest", "loss", "step"]}, "newest first (default), lowest smoothed loss, highest step"),
+                  q("limit", INT, "at most this many (1-500, default 100)")]
+
+OPERATIONS = {
+    # training
+    "api.health": op("Health: Redis and the database", "system", ok=obj(status=STR, redis=ANY, database=ANY, time=NUM),
+                     errors=[503], description="Public. 503 with the same body when degraded."),
+    "api.training_status": op("The current run and the queue length", "training", ok=obj(run=nullable(ref("Run")), queued=INT)),
+    "api.training_start": op("Start a run from a library config or an inline one", "training", status=202,
+                             body=obj(config_name=STR, config=ref("TrainConfig")), ok=obj(run_id=INT, state=STR)),
+    "api.training_stop": op("Stop the running run (it saves first)", "training", status=202, body=obj(run_id=INT), ok=COMMAND, errors=[409]),
+    "api.training_save": op("Save the model now", "training", status=202, body=obj(run_id=INT), ok=COMMAND, errors=[409]),
+    "api.training_backup": op("Write a backup now", "training", status=202, body=obj(run_id=INT), ok=COMMAND, errors=[409]),
+    "api.training_sample_default": op("Sample the config's prompts now", "training", status=202, body=obj(run_id=INT), ok=COMMAND, errors=[409]),
+    "api.training_progress": op("Step, epoch, loss, smoothed loss, it/s, ETA of the current run", "training",
+                                ok=obj(run_id=INT, state=STR, status=STR, progress=nullable(obj())), errors=[404]),
+    "api.run_resume": op("Resume an ended run from its newest backup", "runs", status=202,
+                         ok=obj(run_id=INT, state=STR, resumed=BOOL), errors=[409]),
+    # events
+    "events.json_events": op("The live event stream (SSE, JSON data, id = sequence number)", "events",
+                             media="text/event-stream", ok={"type": "string"},
+                             query=[q("after", INT, "replay events after this sequence number (or send Last-Event-ID)"),
+                                    q("run", INT, "only this run's events")],
+                             description="Each frame: `id: <seq>`, `event: <name>`, `data: {seq, run_id, event, data, time}`."),
+    "events.stats": op("SSE broker statistics of this web process", "events", ok=obj()),
+    # runs and the queue
+    "runs_api.list_runs": op("Run history", "runs", ok=obj(runs=array(ref("Run")), limit=INT, offset=INT),
+                             query=[q("state", STR, "a run state"), q("config", STR, "config name contains"),
+                                    q("model_type", STR, "model type"), q("method", STR, "training method"),
+                                    q("started_by", STR, "who started it"), q("limit", INT, "1-500"), q("offset", INT, "skip")]),
+    "runs_api.get_run": op("One run and its config as it ran", "runs", ok=obj(run=ref("Run"), config=ref("TrainConfig"))),
+    "runs_api.delete_run": op("Delete an ended run and its files (admin)", "runs", ok=obj(run_id=INT, deleted=BOOL), errors=[409]),
+    "runs_api.run_events": op("A run's recorded events", "runs", ok=obj(run_id=INT, events=array(ref("Event")), last_seq=INT),
+                              query=[q("after", INT, "after this sequence number"), q("limit", INT, "1-5000")]),
+    "runs_api.run_loss": op("A run's downsampled loss curve and its markers", "runs",
+                            ok=obj(run_id=INT, max_points=INT, total=INT, points=array(obj()), markers=array(obj())),
+                            query=[q("max_points", INT, "2-20000")]),
+    "runs_api.get_queue": op("The queue", "queue", ok=obj(queue=array(ref("Run")), paused=BOOL)),
+    "runs_api.add_to_queue": op("Queue configs", "queue", status=202, body=obj(items=array(QUEUE_ITEM)),
+                                ok=obj(run_ids=array(INT))),
+    "runs_api.cancel_queued": op("Take a run out of the queue", "queue", ok=obj(), errors=[409]),
+    "runs_api.reorder": op("Reorder the queue", "queue", body=obj(order=array(INT)), ok=obj()),
+    "runs_api.pause": op("Pause or resume the queue", "queue", body=obj(paused=BOOL), ok=obj(paused=BOOL)),
+    # configs
+    "config_api.current": op("The running run's config", "configs", ok=obj(run_id=INT, config_name=STR, config=ref("TrainConfig")), errors=[404]),
+    "config_api.list_configs": op("The config library", "configs", ok=obj(configs=array(obj()))),
+    "config_api.load": op("One config (ETag = its version)", "configs", query=[q("packed", STR, "concepts and samples inline")],
+                          ok=obj(name=STR, read_only=BOOL, version=STR, config=ref("TrainConfig")), headers=["ETag"]),
+    "config_api.validate_config": op("Validate a config", "configs", body=ref("TrainConfig"),
+                                     ok=obj(valid=BOOL, errors=array(ref("FieldError")), warnings=ANY, notes=ANY)),
+    "config_api.schema": op("The config's JSON schema", "configs", ok=ANY),
+    "config_api.defaults": op("OneTrainer's config defaults", "configs", ok=ref("TrainConfig")),
+    "config_api.save": op("Save a config (send If-Match with the loaded version)", "configs", body=ref("TrainConfig"),
+                          ok=obj(name=STR, version=STR, warnings=ANY, notes=ANY), errors=[409]),
+    "config_api.delete": op("Delete a config", "configs", ok=obj(), errors=[409]),
+    # samples and the playground
+    "samples_api.samples_default": op("Sample the config's prompts now", "samples", status=202, body=obj(run_id=INT, playground=BOOL),
+                                      ok=COMMAND, errors=[409]),
+    "samples_api.samples_custom": op("A custom sample", "samples", status=202, body=SAMPLE_REQUEST,
+                                     ok=obj(run_id=INT, command=STR, sample=obj(), accepted=BOOL), errors=[409]),
+    "samples_api.samples_list": op("A run's samples", "samples", ok=obj(run_id=INT, samples=array(ref("Sample"))),
+                                   query=[q("run", INT, "the run", required=True), q("prompt", STR, "prompt contains"),
+                                          q("kind", {"enum": ["default", "custom"]}, "scheduled or custom"), q("limit", INT, "1-5000")]),
+    "samples_api.samples_latest": op("The newest samples", "samples", ok=obj(samples=array(ref("Sample"))),
+                                     query=[q("count", INT, "how many")]),
+    "samples_api.sample_metadata": op("A sample's metadata", "samples", ok=ref("Sample")),
+    "samples_api.sample_image": op("A sample's image (ETag, cached)", "samples", media="image/png", ok={"type": "string", "format": "binary"}),
+    "samples_api.sample_thumbnail": op("A sample's thumbnail", "samples", media="image/webp", ok={"type": "string", "format": "binary"},
+                                       query=[q("size", INT, "128 or 256")]),
+    "playground.state": op("The playground session and the LoRA files it can open", "playground",
+                           ok=obj(session=nullable(obj()), sources=array(obj(key=STR, run_id=INT, label=STR, config_name=STR)))),
+    "playground.api_open": op("Open a playground session", "playground", status=202, body=obj(("source",), source=STR, idle_s=INT),
+                              ok=obj(run_id=INT, state=STR), errors=[409]),
+    "playground.api_close": op("Close the playground session", "playground", status=202, ok=obj(run_id=INT, closing=BOOL), errors=[409]),
+    # model versions
+    "models_api.list_models": op("Model versions, filtered and ordered", "models", query=VERSIONS_QUERY,
+                                 ok=obj(versions=array(ref("ModelVersion")), order=STR, limit=INT),
+                                 description="The best version of a model: `?model=<config>&picked=1`, or `&order=loss&limit=1`."),
+    "models_api.get_model": op("One model version with its lineage (config as it ran, dataset fingerprint, sha256)", "models",
+                               ok=obj(version=ref("ModelVersionDetail"))),
+    "models_api.download": op("Download a version's file (a backup as a zip); X-Checksum-SHA256 has its sha256", "models",
+                              media="application/octet-stream", ok={"type": "string", "format": "binary"}, errors=[410],
+                              headers=["X-Checksum-SHA256"]),
+    "models_api.change_tags": op("Tag a version (operator); pick marks it as its model's current pick", "models",
+                                 body=obj(tag=STR, pick=BOOL, remove=BOOL), ok=obj(id=INT, tags=array(STR), picked=BOOL)),
+    "models_api.set_note": op("A note on a version (operator)", "models", body=obj(("note",), note=STR), ok=obj(id=INT, note=STR)),
+    "models_api.delete_model": op("Delete a version and its file (admin)", "models", ok=obj(deleted=INT, file_removed=BOOL)),
+    # system, accounts, this document
+    "system.api_info": op("Machine, libraries, GPUs", "system", ok=obj()),
+    "system.api_resources": op("CPU, RAM, disk and GPU use", "system", ok=obj()),
+    "system.api_processes": op("The product's processes", "system", ok=obj()),
+    "auth.token_login": op("Trade a password for an API token", "auth", status=201,
+                           body=obj(("username", "password"), username=STR, password=STR, name=STR),
+                           ok=obj(id=INT, token=STR, role=STR), description="Public (rate-limited)."),
+    "auth.whoami": op("Who am I", "auth", ok=obj(name=STR, role=STR, via=STR)),
+    "auth.users_list": op("Accounts (admin)", "auth", ok=obj(users=array(obj()))),
+    "auth.users_add": op("Add an account (admin)", "auth", status=201, body=obj(("name", "password"), name=STR, password=STR, role=STR),
+                         ok=obj(id=INT), errors=[409]),
+    "auth.user_delete": op("Remove an account (admin)", "auth", ok=obj()),
+    "openapi.document": op("This document (OpenAPI 3.1)", "system", ok=obj()),
+}
+# routes under /api that answer HTML, not JSON: the docs page
+NOT_JSON = ("openapi.docs",)

@@ -1,0 +1,211 @@
+"""The control plane's recorder: reads the workers' event stream with a consumer group and records
+each entry once, by (run, assignment, n): events and losses into SQLite, files into the run's folder
+here. One batch is one transaction; it commits, then XACKs and deletes the entries (the stream is
+trimmed only past what is recorded), then publishes the events for the SSE fan-out.
+
+A web process that dies between commit and XACK leaves its entries pending: whoever runs the
+recorder next claims them (XAUTOCLAIM) and finds them recorded already.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+from pathlib import Path
+
+import redis
+
+from webapp import store
+from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, decode_entry, encode_event,
+                             sha256_of)
+from webapp.protocol import Event, make_event
+from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
+
+log = logging.getLogger(__name__)
+BATCH = 1000
+LAPSED = "stopped sending heartbeats"  # the dispatcher's reason for a lapse (dispatch.py)
+CLAIM_IDLE_MS = 3000     # a pending entry this old belongs to a recorder that is gone
+
+
+class UploadError(ValueError):
+    pass
+
+
+class Recorder:
+    def __init__(self, conn, redis_client: redis.Redis, run_dir, consumer: str, stream: str = EVENT_STREAM):
+        """run_dir(run_id): this host's copy of a run's folder."""
+        self.conn, self.redis, self.run_dir = conn, redis_client, run_dir
+        self.consumer, self.stream = consumer, stream
+        self.recorded = 0
+        self.duplicates = 0
+        self.lag_s = 0.0
+        self._group_ready = False
+        self._assignments: dict[str, dict] = {}
+
+    def stats(self) -> dict:
+        return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4)}
+
+    def step(self, block_ms: int = 200) -> int:
+        """Record one batch: entries left pending by a recorder that is gone first, then new ones."""
+        self._ensure_group()
+        entries = self._claim()
+        if not entries:
+            try:
+                answer = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, {self.stream: ">"}, count=BATCH,
+                                               block=block_ms)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis came back without the stream: make the group again
+                    self._group_ready = False
+                    return 0
+                raise
+            entries = answer[0][1] if answer else []
+        if entries:
+            self.record(entries)
+        return len(entries)
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.redis.xgroup_create(self.stream, RECORDER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _claim(self) -> list:
+        try:
+            answer = self.redis.xautoclaim(self.stream, RECORDER_GROUP, self.consumer, CLAIM_IDLE_MS,
+                                           start_id="0-0", count=BATCH)
+        except redis.ResponseError:  # the group went away (Redis restarted empty): make it again
+            self._group_ready = False
+            return []
+        return [entry for entry in answer[1] if entry and entry[1]]
+
+    def record(self, entries: list) -> None:
+        published, ids = [], [entry_id for entry_id, _ in entries]
+        with store.transaction(self.conn):
+            for entry_id, fields in entries:
+                try:
+                    entry = decode_entry(fields)
+                except ValueError as exc:
+                    log.warning("recorder dropped %s: %s", entry_id, exc)
+                    continue
+                if not self._known(entry):
+                    continue
+                if not store.fleet.first_time(self.conn, entry["run"], entry["src"], entry["n"]):
+                    self.duplicates += 1
+                    continue
+                published += self._apply(entry)
+                self.recorded += 1
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(self.stream, RECORDER_GROUP, *ids)
+        pipe.xdel(self.stream, *ids)
+        for event in published:
+            pipe.publish(*_publication(event))
+        pipe.execute()
+        self.lag_s = max(0.0, time.time() - int(ids[-1].split("-")[0]) / 1000)
+
+    def _known(self, entry: dict) -> bool:
+        """Only an assignment the control plane made may write into its run."""
+        source = entry["src"].split(":")[0]
+        found = self._assignments.get(source)
+        if found is None or found["run_id"] != entry["run"]:
+            found = store.fleet.assignment(self.conn, source)
+            if found is None or found["run_id"] != entry["run"]:
+                log.warning("recorder dropped an entry of unknown assignment %r (run %s)", source, entry["run"])
+                return False
+            self._assignments[source] = found
+        return True
+
+    def _apply(self, entry: dict) -> list[dict]:
+        kind, run_id = entry["k"], entry["run"]
+        if kind == ENTRY_EVENT:
+            return self._event(run_id, entry)
+        if kind == ENTRY_METRICS:
+            store.append_metrics(self.conn, run_id, [tuple(row) for row in entry.get("rows") or []])
+            return []
+        try:
+            if kind == ENTRY_FILE:
+                write_chunk(Path(self.run_dir(run_id)), entry)
+            elif kind == ENTRY_REMOVE:
+                remove_file(Path(self.run_dir(run_id)), entry["path"])
+        except (UploadError, OSError) as exc:
+            log.warning("run %s: %s", run_id, exc)
+            return [store.append_event(self.conn, run_id, make_event(Event.LOG, level="warning", text=str(exc)))]
+        return []
+
+    def _event(self, run_id: int, entry: dict) -> list[dict]:
+        name, data = entry.get("event"), dict(entry.get("data") or {})
+        if name == Event.RUN and self._stale(run_id, entry["src"]):
+            return []  # a state from an assignment the run has left (it was resumed elsewhere since)
+        if name == Event.FINISHED and data.get("output") and not os.path.isabs(data["output"]):
+            data["output"] = str(confined(Path(self.run_dir(run_id)), data["output"]))
+        event = {"event": name, "data": data, "time": entry.get("time") or time.time()}
+        corrected = self._back_in_contact(run_id, name, data, event["time"]) if name != Event.RUN else []
+        return corrected + [store.append_event(self.conn, run_id, event)]
+
+    def _back_in_contact(self, run_id: int, name: str, data: dict, at: float) -> list[dict]:
+        """A run marked interrupted because its worker's heartbeat lapsed, whose worker turns out to
+        be training still (its events arrive, from the same assignment): the record is corrected,
+        and the timeline says what happened. The evidence came late; the record must not lie."""
+        run = store.get_run(self.conn, run_id)
+        if run is None or run["state"] != "interrupted" or LAPSED not in (run.get("reason") or ""):
+            return []
+        lost_at = (run.get("progress") or {}).get("global_step")
+        back_at = data.get("global_step", lost_at) if name == Event.PROGRESS else lost_at
+        text = (f"lost contact with worker {run.get('worker')} at step {lost_at}; back at step {back_at}: "
+                "the run went on meanwhile")
+        back = make_event(Event.RUN, state="running", reason=None)
+        note = make_event(Event.STATUS, text=text, back_in_contact=True)
+        back["time"] = note["time"] = at
+        return [store.append_event(self.conn, run_id, back), store.append_event(self.conn, run_id, note)]
+
+    def _stale(self, run_id: int, source: str) -> bool:
+        row = self.conn.execute("SELECT assignment FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row is None or row[0] != source.split(":")[0]
+
+
+def _publication(event: dict) -> tuple:
+    return EVENTS_CHANNEL, encode_event(event)
+
+
+# -- files: each write confined to the run's folder --------------------------------------------
+
+def confined(folder: Path, relative: str) -> Path:
+    path = (folder / relative).resolve()
+    if Path(relative).is_absolute() or folder.resolve() not in path.parents:
+        raise UploadError(f"refused a file outside the run folder: {relative!r}")
+    return path
+
+
+def write_chunk(folder: Path, entry: dict) -> None:
+    target = confined(folder, entry["path"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = base64.b64decode(entry.get("data") or "")
+    if entry.get("mode") == "append":
+        with open(target, "r+b" if target.exists() else "wb") as fh:
+            fh.seek(entry["offset"])
+            fh.write(data)
+        return
+    partial = target.with_name(f".{target.name}.upload")
+    with open(partial, "r+b" if partial.exists() and entry["offset"] else "wb") as fh:
+        fh.seek(entry["offset"])
+        fh.write(data)
+        if entry.get("last"):
+            fh.truncate(entry["size"])
+    if entry.get("last"):
+        if sha256_of(partial) != entry.get("sha256"):
+            partial.unlink(missing_ok=True)
+            raise UploadError(f"the upload of {entry['path']} did not match its sha256: dropped")
+        os.replace(partial, target)
+
+
+def remove_file(folder: Path, relative: str) -> None:
+    target = confined(folder, relative)
+    target.unlink(missing_ok=True)
+    parent = target.parent
+    while parent != folder.resolve() and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent

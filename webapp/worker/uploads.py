@@ -1,0 +1,102 @@
+"""A run folder's files, mirrored to the control plane through the event stream while the run
+trains: the config as it ran, the trainer's log as it grows, saves, outputs and backups when they
+appear (each file whole, checksummed; a pruned rolling backup is removed there too). Samples are
+not here: each goes with its event (``StreamSink.emit``).
+
+Files are written atomically by the trainer (a temporary name, then a rename), so a file whose
+(size, mtime) changed is whole. One larger than ``max_bytes`` stays on this host: the run's log
+says where.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+
+from webapp.protocol import Event, make_event
+from webapp.settings import LOG_NAME
+
+log = logging.getLogger(__name__)
+SCAN_EVERY_S = 2.0
+SKIP_TOP = ("samples",)       # sent with their events
+BACKLOG_WAIT_S = 0.05
+
+
+class FolderSync:
+    def __init__(self, sink, run_id: int, run_dir: Path, max_bytes: int):
+        self.sink, self.run_id, self.run_dir, self.max_bytes = sink, run_id, Path(run_dir), max_bytes
+        self.sent: dict[str, tuple] = {}
+        self.kept_here: set[str] = set()
+        self.log_offset = 0
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, name=f"upload-{run_id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(self) -> None:
+        """Before the run's final state is sent: everything the folder holds goes first."""
+        self.stopping.set()
+        self.thread.join(timeout=60)
+        self.sync()
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(SCAN_EVERY_S):
+            if not self.sink.connected:
+                continue  # Redis is away: files wait for it (events are spooled meanwhile)
+            try:
+                self.sync()
+            except Exception:  # an upload must never end the run
+                log.exception("run %s: uploading its files failed; trying again", self.run_id)
+
+    def sync(self) -> None:
+        with self.lock:
+            self._sync_log()
+            current = {}
+            for path in self._files():
+                relative = path.relative_to(self.run_dir).as_posix()
+                stat = path.stat()
+                current[relative] = (stat.st_size, stat.st_mtime_ns)
+                if self.sent.get(relative) != current[relative] and relative not in self.kept_here:
+                    self._send(path, relative, stat.st_size)
+                    self.sent[relative] = current[relative]
+            for relative in [r for r in self.sent if r not in current]:
+                self.sink.remove(self.run_id, relative)
+                del self.sent[relative]
+
+    def _files(self):
+        for path in sorted(self.run_dir.rglob("*")):
+            parts = path.relative_to(self.run_dir).parts
+            if not path.is_file() or parts[0] in SKIP_TOP or parts[-1] == LOG_NAME and len(parts) == 1:
+                continue
+            if any(part.startswith(".") for part in parts) or path.suffix == ".tmp":
+                continue  # written under a temporary name: not whole yet
+            yield path
+
+    def _send(self, path: Path, relative: str, size: int) -> None:
+        if size > self.max_bytes:
+            self.kept_here.add(relative)
+            where = f"{socket.gethostname()}:{path}"
+            self.sink.emit(self.run_id, make_event(Event.LOG, level="warning", text=(
+                f"{relative} ({size / 1e6:.0f} MB) is kept on the worker host at {where}: larger than "
+                f"OTWEB_UPLOAD_MAX_MB")))
+            return
+        self.sink.send_file(self.run_id, path, relative, wait_for_room=self._wait_for_room)
+
+    def _sync_log(self) -> None:
+        path = self.run_dir / LOG_NAME
+        if path.is_file() and path.stat().st_size > self.log_offset:
+            self.log_offset = self.sink.send_file(self.run_id, path, LOG_NAME, mode="append",
+                                                  offset=self.log_offset)
+
+    def _wait_for_room(self) -> None:
+        while self.sink.connected:
+            try:
+                if self.sink.file_backlog() < 64:
+                    return
+            except Exception:
+                return  # Redis went away: the chunk is spooled
+            time.sleep(BACKLOG_WAIT_S)
