@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from webapp import ROOT, store
+from webapp import ROOT
 from webapp.config import paths
 from webapp.protocol import RunState
 from webapp.settings import Settings
@@ -124,17 +124,28 @@ def test_outside_reads_answer_the_same_whether_the_path_exists_or_not(client, co
 
 
 def test_the_worker_refuses_what_the_web_never_checked(workspace, config_dir, redis_url):
-    """A queued record written around the web: the worker checks again before the trainer starts."""
+    """An assignment written around the web (straight into Redis): the worker checks again before
+    the trainer starts, and reports the run failed naming the field."""
+    import json
+
+    import redis
+
+    from webapp.eventlog import decode_entry
+    from webapp.settings import EVENT_STREAM
     settings = Settings.from_env(workspace=workspace, config_dir=config_dir, redis_url=redis_url,
                                  worker_name="paths-test")
     from webapp.worker.loop import Worker
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.delete(EVENT_STREAM)
     worker = Worker(settings)
-    run_id = store.create_run(worker.conn, "hostile", {"output_model_destination": "/tmp/otweb-hostile.safetensors",
-                                                       "concepts": [{"path": "datasets/shapes"}]})
-    run = store.claim_next_run(worker.conn, "paths-test")
-    assert run["id"] == run_id
-    assert worker.run_one(run) == RunState.FAILED
-    assert not (settings.run_dir(run_id) / "config.json").exists()  # no trainer was started for it
+    assignment = {"id": "hostile1", "run_id": 424242, "config_name": "hostile",
+                  "config": {"output_model_destination": "/tmp/otweb-hostile.safetensors",
+                             "concepts": [{"path": "datasets/shapes"}]}}
+    assert worker.run_one(assignment) == RunState.FAILED
+    assert not (settings.worker_run_dir(424242) / "config.json").exists()  # no trainer was started for it
+    entries = [decode_entry(fields) for _, fields in client.xrange(EVENT_STREAM)]
+    failed = [e for e in entries if e.get("event") == "run" and e["data"]["state"] == "failed"]
+    assert failed and "output_model_destination" in failed[0]["data"]["reason"], json.dumps(entries)[:500]
 
 
 def test_unicode_forms_are_judged_as_the_filesystem_sees_them(workspace, tmp_path):
