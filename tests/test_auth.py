@@ -151,6 +151,10 @@ def test_trusted_header_only_from_the_proxy(auth_app):
     from webapp.web.auth.identity import parse_networks
     auth_app.config["TRUSTED_PROXY_NETWORKS"] = parse_networks("127.0.0.1/32")
     client = auth_app.test_client()
+    # off until an admin names the header (OTWEB_REMOTE_USER_HEADER): trusting a proxy for its
+    # X-Forwarded-* must not also let every local process log in as anyone
+    assert client.get("/api/auth/whoami", headers={"X-Remote-User": "ada"}).status_code == 401
+    auth_app.config["REMOTE_USER_HEADER"] = "X-Remote-User"
     me = client.get("/api/auth/whoami", headers={"X-Remote-User": "ada"})
     assert me.status_code == 200 and me.json["via"] == "header" and me.json["role"] == "admin"
     other = client.get("/api/auth/whoami", headers={"X-Remote-User": "ada"}, environ_base={"REMOTE_ADDR": "10.1.2.3"})

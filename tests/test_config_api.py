@@ -2,8 +2,10 @@
 the real app (real Redis, SQLite, files). Hostile input gets a 4xx with field errors, never a 500."""
 from __future__ import annotations
 
+import html
 import io
 import json
+import time
 import re
 from pathlib import Path
 
@@ -280,18 +282,33 @@ def test_preset_save_is_refused_and_save_as_makes_a_copy(client, config_dir):
     assert copy.status_code == 303 and json.loads((config_dir / "from demo.json").read_text())["epochs"] == 3
 
 
+def scanned(client, page: str, timeout: float = 20.0) -> str:
+    """The editor page with each concept's "scanning…" placeholder replaced by its figures, as
+    htmx does it: ask the placeholder's URL again until the scan has answered."""
+    deadline = time.monotonic() + timeout
+    for url in re.findall(r'hx-get="([^"]*/concepts/stats[^"]*)"', page):
+        url = html.unescape(url)
+        while (part := client.get(url).get_data(as_text=True)) and "scanning…" in part:
+            assert time.monotonic() < deadline, "the scan never answered"
+            time.sleep(0.05)
+        page += part
+    return page
+
+
 def test_concepts_and_samples_editors(client, config_dir, workspace):
     demo_workspace(workspace)
     client.post("/configs/presets/demo/duplicate", data={"new_name": "lists"})
     form = editor_form(client, "lists")
-    page = client.get("/configs/lists/edit").get_data(as_text=True)
+    page = scanned(client, client.get("/configs/lists/edit").get_data(as_text=True))
     assert "3 images, 1 with captions" in page
     thumbnails = re.findall(r'src="(/configs/lists/concepts/0/thumbnails/\d)"', page)
     assert len(thumbnails) == 3 and client.get(thumbnails[0]).data == PNG
     assert client.get("/configs/lists/concepts/0/thumbnails/3").status_code == 404
     assert client.get("/configs/lists/concepts/5/thumbnails/0").status_code == 404
+    added = client.post("/configs/lists/edit", data={**form, "action": "add_concept", "new_concept_path": "nowhere"})
+    assert "no image folder at" in scanned(client, added.get_data(as_text=True))
     added = client.post("/configs/lists/edit", data={**form, "action": "add_concept", "new_concept_path": "/nowhere"})
-    assert "no image folder at" in added.get_data(as_text=True)
+    assert "is outside the folders this server may read" in scanned(client, added.get_data(as_text=True))
     form = {**form, "action": "remove_sample:0", "samples[1].prompt": "edited prompt"}
     removed = client.post("/configs/lists/edit", data=form).get_data(as_text=True)
     assert DEMO["samples"][0]["prompt"] not in removed and "edited prompt" in removed and "not saved yet" in removed

@@ -186,12 +186,14 @@ def test_concepts_and_samples_from_files_are_packed_inline(tmp_path):
 
 def test_unreadable_list_files_warn_and_change_nothing(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
-    report = validate({"concept_file_name": "bad.json", "sample_definition_file_name": "/etc/passwd"}, tmp_path)
+    report = validate({"concept_file_name": "bad.json", "sample_definition_file_name": "samples.txt"}, tmp_path)
     assert report.valid
     warned = {w["field"]: w["message"] for w in report.warnings}
     assert "not valid JSON" in warned["concept_file_name"]
     assert "must name a .json file" in warned["sample_definition_file_name"]
     assert pack(report.config, tmp_path)[0]["concepts"] is None
+    outside = validate({"sample_definition_file_name": "/etc/passwd"}, tmp_path)  # outside the roots: an error
+    assert [e["field"] for e in outside.errors] == ["sample_definition_file_name"]
 
 
 def test_the_builtin_trainer_warnings_come_from_its_reader(tmp_path):

@@ -41,11 +41,14 @@ def proxied(demo_workspace, redis_url, redis_server, tmp_path):
     from webapp.store import accounts
     redis_server.flushall()
     workspace, config_dir = demo_workspace
+    worker = f"nginx-{free_port()}"
     conn = accounts.connect(workspace / "otweb.sqlite3")
     accounts.add_user(conn, "nina", PASSWORD, "operator")
+    worker_token = accounts.replace_worker_token(conn, worker)  # accounts on: a worker needs its token
     conn.close()
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
-           "OTWEB_WORKER_NAME": f"nginx-{free_port()}", "OTWEB_PROXY_HOPS": "1", "OTWEB_AUTH": "on"}
+           "OTWEB_WORKER_NAME": worker, "OTWEB_WORKER_TOKEN": worker_token, "OTWEB_PROXY_HOPS": "1",
+           "OTWEB_AUTH": "on"}
     listen = free_port()
     try:
         with run_worker(env), serve_web(env) as url:
@@ -80,11 +83,17 @@ def test_the_app_through_nginx_under_a_prefix(proxied, demo_config):
     answer = session.post(proxied + "/login", data={"username": "nina", "password": PASSWORD, "csrf_token": token,
                                                     "next": "/"}, allow_redirects=False)
     assert answer.status_code == 302 and answer.headers["Location"].endswith("/trainer/"), answer.text
+    assert "Path=/trainer" in answer.headers["Set-Cookie"]  # the cookie is the app's, not the host's
     dashboard = session.get(proxied + "/").text
     assert 'sse-connect="/trainer/events' in dashboard or "/trainer/events" in dashboard
     token = re.search(r'name="csrf-token" content="([^"]+)"', dashboard)[1]
     for asset in ("/static/app.css", "/static/vendor/htmx.min.js", "/static/favicon.svg"):
         assert session.get(proxied + asset).status_code == 200, asset
+
+    # a config is at most 1 MB: nginx refuses more before the app reads it
+    big = session.post(proxied + "/api/config/validate", data=b'{"x": "' + b"a" * 2_000_000 + b'"}',
+                       headers={"X-CSRF-Token": token, "Content-Type": "application/json"})
+    assert big.status_code == 413
 
     stream = session.get(proxied + "/api/events", stream=True, timeout=(5, 60))
     assert stream.status_code == 200
@@ -96,6 +105,7 @@ def test_the_app_through_nginx_under_a_prefix(proxied, demo_config):
     assert run.status_code == 202, run.text
     first_event_s, events = None, []
     for line in stream.iter_lines(decode_unicode=True):
+        assert time.monotonic() - started < 240, f"the run did not finish; events so far: {events[-20:]}"
         if line.startswith("event:"):
             first_event_s = first_event_s or time.monotonic() - started
             events.append(line.split(":", 1)[1].strip())

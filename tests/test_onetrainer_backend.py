@@ -13,6 +13,7 @@ from PIL import Image
 
 from webapp.cli import main as cli
 from webapp.config.builtin.backend_choice import BUILTIN, ONETRAINER, choose_backend
+from webapp.config.paths import PathRefused
 from webapp.trainer.backend_factory import make_backend
 from webapp.trainer.callbacks import QueueCallbacks
 from webapp.trainer.commands import TrainCommands
@@ -109,13 +110,21 @@ def test_progress_per_epoch_becomes_the_runs_total():
 
 def test_paths_are_made_absolute(tmp_path):
     config = {"concept_file_name": "concepts/c.json", "concepts": [{"path": "images"}], "base_model_name": "org/model",
-              "output_model_destination": "out/m.safetensors", "cache_dir": "/abs/cache"}
+              "output_model_destination": "out/m.safetensors", "cache_dir": "workspace-cache/ot"}
     result = onetrainer_config_dict(config, tmp_path / "run", tmp_path)
     assert result["concept_file_name"] == str(tmp_path / "concepts/c.json")
     assert result["concepts"][0]["path"] == str(tmp_path / "images")
-    assert result["base_model_name"] == "org/model" and result["cache_dir"] == "/abs/cache"
+    assert result["base_model_name"] == "org/model" and result["cache_dir"] == str(tmp_path / "workspace-cache/ot")
     assert result["output_model_destination"] == str(tmp_path / "run/out/m.safetensors")
     assert result["workspace_dir"] == str(tmp_path / "run/onetrainer")
+
+
+@pytest.mark.parametrize("field, value", [("cache_dir", "/abs/cache"), ("output_model_destination", "../../x.safetensors"),
+                                          ("concepts", [{"path": "/etc"}]), ("workspace_dir", "/tmp/ot")])
+def test_the_adapter_refuses_paths_outside_the_run_and_the_roots(tmp_path, field, value):
+    """The adapter's own check: OneTrainer writes wherever its config says, whatever the web let through."""
+    with pytest.raises(PathRefused, match=field):
+        onetrainer_config_dict({field: value}, tmp_path / "run", tmp_path)
 
 
 def test_a_run_reports_progress_totals_eta_and_samples(onetrainer, tmp_path):

@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     from flask import Flask
-    from werkzeug.middleware.proxy_fix import ProxyFix
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     test_config = dict(test_config or {})
@@ -37,13 +36,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config["REDIS_URL"]:
         raise RuntimeError("REDIS_URL is not set: start the app with `otweb serve` (embedded Redis) "
                            "or point REDIS_URL at a Redis server")
-    # behind OTWEB_PROXY_HOPS reverse proxies: X-Forwarded-For/-Proto/-Host/-Prefix are believed from
-    # that many hops (0: none, so a client cannot fake its address); the prefix makes url_for emit
-    # /prefix/... (SCRIPT_NAME, set by gunicorn, works without a proxy)
-    hops = int(app.config["PROXY_HOPS"])
-    if hops > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
-
+    # X-Forwarded-* (OTWEB_PROXY_HOPS) are believed only from OTWEB_TRUSTED_PROXIES: web/auth/proxies.py
     from webapp import web  # here, not at import: the worker and the CLI import this package too
     web.register(app)
     return app

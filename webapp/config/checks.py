@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webapp.config import model
+from webapp.config import model, paths
 from webapp.config.backend_support import backend_warnings
 from webapp.config.loading import ConfigFormatError, normalise, pack
 
@@ -28,17 +28,24 @@ class Report:
                 "backend": self.backend}
 
 
-def validate(raw, base_dir: Path, backends: bool = True, whole: bool = False) -> Report:
+def validate(raw, base_dir: Path, backends: bool = True, whole: bool = False, roots=None) -> Report:
     """Check a config as a user wrote it (full or partial, any version). ``base_dir`` is where
     relative file names resolve (the workspace). ``whole``: ``raw`` is normalise's output already
-    (as the editor loads it), so it is checked as it is, not normalised (copied) once more."""
+    (as the editor loads it), so it is checked as it is, not normalised (copied) once more.
+    ``roots``: the folders it may read (paths.read_roots; default the workspace and OTWEB_DATA_ROOTS)."""
     try:
         config, notes = (raw, []) if whole else normalise(raw)
     except ConfigFormatError as exc:
         return Report(None, exc.errors)
+    roots = roots if roots is not None else paths.read_roots(base_dir)
     report = Report(config, model.check(config), notes=notes)
-    packed, report.warnings = pack(config, base_dir)
+    packed, report.warnings = pack(config, base_dir, roots)
     report.packed = packed
+    typed = {item["field"] for item in report.errors}  # a value of the wrong kind has its error already
+    refused = [item for item in paths.config_problems(packed, base_dir, roots) if item["field"] not in typed]
+    report.errors += refused
+    # a refused path is an error, not also a warning that would say more about it
+    report.warnings = [item for item in report.warnings if item["field"] not in {e["field"] for e in refused}]
     # lists read from concept/sample files: their errors are this config's errors too
     for name in ("concepts", "samples"):
         if config.get(name) is None and packed.get(name) is not None:

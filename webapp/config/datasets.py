@@ -7,13 +7,16 @@ and so cannot be imported from here).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webapp.config.loading import resolve
+from webapp.config import paths
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_SCAN = 50_000      # files looked at in one folder tree: a page must not hang on a huge share
+MAX_DEPTH = 8          # folder levels below the concept's folder
+MAX_SCAN_S = 3.0       # seconds one scan may take (a slow network share)
 THUMBNAILS = 4
 
 
@@ -23,55 +26,76 @@ class FolderStats:
     exists: bool = False
     images: int = 0
     captioned: int = 0
-    truncated: bool = False        # more files than were scanned
+    truncated: bool = False        # more files than were scanned (or the scan ran out of time)
     thumbnails: list[int] = field(default_factory=list)  # indexes into image_files(...)
+    outside: bool = False          # not inside the read roots: nothing about it is reported
+    first_images: list[str] = field(default_factory=list)  # the thumbnails' files
 
 
-def image_files(folder: Path, recursive: bool) -> tuple[list[Path], bool]:
-    """The folder's images, sorted, and whether the scan stopped at MAX_SCAN files."""
-    found, scanned = [], 0
+def image_files(folder: Path, recursive: bool, max_depth: int | None = None,
+                seconds: float | None = None, captions: set | None = None) -> tuple[list[str], bool]:
+    """The folder's images (paths as text, sorted), and whether the scan stopped early: at MAX_SCAN
+    files, below ``max_depth`` levels, or after ``seconds``. ``captions``: filled with the .txt files
+    seen, so that counting captions needs no second look at the disk per image. Plain strings, not
+    Path objects: building 50,000 of those was most of a scan's CPU, which it shares (the GIL) with
+    the web's event loop."""
+    found, scanned, cut = [], 0, False
+    deadline = time.monotonic() + seconds if seconds else None
+    top = str(folder).rstrip(os.sep).count(os.sep)
     walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
     for root, dirs, names in walker:
         dirs.sort()
+        if max_depth is not None and root.rstrip(os.sep).count(os.sep) - top >= max_depth and dirs:
+            dirs.clear()
+            cut = True
         for name in sorted(names):
             scanned += 1
-            if scanned > MAX_SCAN:
+            if scanned > MAX_SCAN or (deadline and scanned % 256 == 0 and time.monotonic() > deadline):
                 return sorted(found), True
             if name.lower().endswith(IMAGE_SUFFIXES):
-                found.append(Path(root) / name)
-    return sorted(found), False
+                found.append(os.path.join(root, name))
+            elif captions is not None and name.endswith(".txt"):
+                captions.add(os.path.join(root, name))
+    return sorted(found), cut
 
 
-def concept_folder(concept: dict, base_dir: Path) -> Path | None:
+def concept_folder(concept: dict, base_dir: Path, roots=None) -> Path | None:
+    """The concept's folder, resolved, when it lies inside the read roots (default: the workspace
+    and OTWEB_DATA_ROOTS); None otherwise."""
     path = concept.get("path") if isinstance(concept, dict) else None
-    if not isinstance(path, str) or not path.strip() or "\x00" in path:
-        return None
-    return resolve(path, base_dir)
+    return paths.readable(path, base_dir, roots if roots is not None else paths.read_roots(base_dir))
 
 
-def folder_stats(concept: dict, base_dir: Path) -> FolderStats:
-    folder = concept_folder(concept, base_dir)
-    stats = FolderStats(str(folder) if folder else "")
-    if folder is None or not folder.is_dir():
+def folder_stats(concept: dict, base_dir: Path, roots=None) -> FolderStats:
+    """Blocking file I/O (a bounded walk): the web calls it off the request path (web/scans.py)."""
+    roots = roots if roots is not None else paths.read_roots(base_dir)
+    folder = concept_folder(concept, base_dir, roots)
+    typed = concept.get("path") if isinstance(concept.get("path"), str) else ""
+    if folder is None:  # the same answer whether it exists or not
+        return FolderStats(typed, outside=bool(typed.strip()))
+    stats = FolderStats(str(folder))
+    if not folder.is_dir():
         return stats
+    captions: set = set()
     try:
-        images, stats.truncated = image_files(folder, concept.get("include_subdirectories") is True)
+        images, stats.truncated = image_files(folder, concept.get("include_subdirectories") is True,
+                                              MAX_DEPTH, MAX_SCAN_S, captions)
     except OSError:
         return stats
     stats.exists, stats.images = True, len(images)
-    stats.captioned = _captioned(concept, images, base_dir)
+    stats.captioned = _captioned(concept, images, base_dir, roots, captions)
     stats.thumbnails = list(range(min(THUMBNAILS, len(images))))
+    stats.first_images = images[:THUMBNAILS]
     return stats
 
 
-def _captioned(concept: dict, images: list[Path], base_dir: Path) -> int:
+def _captioned(concept: dict, images: list[str], base_dir: Path, roots, captions: set) -> int:
     """Images with a caption, by the concept's prompt source (OneTrainer's three)."""
     text = concept.get("text") if isinstance(concept.get("text"), dict) else {}
     source = text.get("prompt_source", "sample")
     if source == "filename":
         return len(images)
     if source == "concept":
-        prompt_path = text.get("prompt_path")
-        usable = isinstance(prompt_path, str) and prompt_path and "\x00" not in prompt_path
-        return len(images) if usable and resolve(prompt_path, base_dir).is_file() else 0
-    return sum(1 for image in images if image.with_suffix(".txt").is_file())
+        prompt_file = paths.readable(text.get("prompt_path"), base_dir, roots)
+        return len(images) if prompt_file is not None and prompt_file.is_file() else 0
+    return sum(1 for image in images if os.path.splitext(image)[0] + ".txt" in captions)

@@ -49,11 +49,13 @@ class FieldView:
 class EditorView:
     def __init__(self, config: dict, errors: dict[str, str], texts: dict[str, str],
                  warnings: dict[str, str], base_dir: Path, saved: dict | None = None, check_url: str = "",
-                 choices: dict[str, tuple[str, ...]] | None = None):
+                 stats_of=None, choices: dict[str, tuple[str, ...]] | None = None):
         """choices: per field, the values to offer (the backend's, see backend_support.offered_choices)."""
         self.config, self.errors, self.texts, self.warnings = config, errors, texts, warnings
         self.choices = choices or {}
         self.base_dir, self.saved = Path(base_dir), saved or {}
+        # concept -> FolderStats, or None while it is being scanned (the web scans off the request)
+        self.stats_of = stats_of or (lambda concept: folder_stats(concept, self.base_dir))
         self.check_url = check_url  # where an input is checked as it is typed (one url_for a page)
 
     def field(self, path: str) -> FieldView:
@@ -80,9 +82,19 @@ class EditorView:
         text = item.get("name") or item.get("path") or item.get("prompt") if isinstance(item, dict) else ""
         return str(text or f"#{index + 1}")[:80]
 
-    def stats(self, index: int) -> FolderStats:
+    def stats(self, index: int) -> FolderStats | None:
         concept = self.config["concepts"][index]
-        return folder_stats(concept if isinstance(concept, dict) else {}, self.base_dir)
+        return self.stats_of(concept if isinstance(concept, dict) else {})
+
+    def stats_args(self, index: int) -> dict:
+        """What the "scanning…" placeholder sends to fetch the figures when they are ready."""
+        concept = self.config["concepts"][index]
+        concept = concept if isinstance(concept, dict) else {}
+        text = concept.get("text") if isinstance(concept.get("text"), dict) else {}
+        return {"index": index, "path": concept.get("path") or "",
+                "sub": "1" if concept.get("include_subdirectories") is True else "",
+                "source": text.get("prompt_source") or "", "prompt_path": text.get("prompt_path") or "",
+                "saved": "1" if self.thumbnails_saved(index) else ""}
 
     def thumbnails_saved(self, index: int) -> bool:
         """Thumbnails are served from the saved config: only when this row is the saved one's."""

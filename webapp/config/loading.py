@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+from webapp.config import paths
 from webapp.config.migrate import migrate, migrate_concept
 from webapp.config.model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
 
@@ -33,9 +35,16 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: JSON allows the digits, but no config (or OneTrainer) can use them
+        raise ValueError(f"{text[:20]} is too large a number")
+    return value
+
+
 def parse_json(text: str | bytes):
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise ConfigFormatError("the JSON is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -44,12 +53,26 @@ def parse_json(text: str | bytes):
     return value
 
 
+def _bad_text(text: str) -> bool:
+    """A lone surrogate (\\ud800): valid JSON escapes, but no UTF-8 file or database can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def check_depth(value) -> None:
+    """Refuse junk nested deeper than MAX_DEPTH and text that cannot be stored (lone surrogates)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ConfigFormatError(f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, str) and _bad_text(item):
+            raise ConfigFormatError("the text holds an unpaired surrogate (not valid Unicode)")
+        if isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
         children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
         stack.extend((child, depth + 1) for child in children)
 
@@ -85,11 +108,14 @@ def resolve(path_text: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else Path(base_dir) / path
 
 
-def read_list_file(path_text, base_dir: Path) -> tuple[list | None, str | None]:
-    """The list of objects in a concepts or samples file, or None and why not."""
+def read_list_file(path_text, base_dir: Path, roots=None) -> tuple[list | None, str | None]:
+    """The list of objects in a concepts or samples file, or None and why not. Only inside the
+    read roots (default: the workspace and OTWEB_DATA_ROOTS)."""
     if not isinstance(path_text, str) or "\x00" in path_text or not path_text.endswith(".json"):
         return None, "must name a .json file"
-    path = resolve(path_text, base_dir)
+    path = paths.readable(path_text, base_dir, roots if roots is not None else paths.read_roots(base_dir))
+    if path is None:
+        return None, f"{path_text} {paths.OUTSIDE_READ}"
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             return None, f"{path_text} is larger than {MAX_FILE_BYTES // 2**20} MiB"
@@ -103,14 +129,14 @@ def read_list_file(path_text, base_dir: Path) -> tuple[list | None, str | None]:
     return items, None
 
 
-def pack(config: dict, base_dir: Path) -> tuple[dict, list[dict]]:
+def pack(config: dict, base_dir: Path, roots=None) -> tuple[dict, list[dict]]:
     """The config with concepts and samples inline; warnings for list files that cannot be read
-    (their inline list then stays as it was)."""
+    (their inline list then stays as it was). ``roots``: where list files may be read from."""
     packed, warnings = json_copy(config), []
     for inline, file_key, spec in LIST_FILES:
         if packed.get(inline) is not None or not packed.get(file_key):
             continue
-        items, problem = read_list_file(packed[file_key], base_dir)
+        items, problem = read_list_file(packed[file_key], base_dir, roots)
         if problem:
             warnings.append({"field": file_key, "message": problem})
             continue

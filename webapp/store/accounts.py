@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import os
 import secrets
 import sqlite3
@@ -41,6 +42,11 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     created_at REAL NOT NULL,
     last_used_at REAL,
     revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS login_sessions (
+    id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at REAL NOT NULL
 );
 """
 # a hash to compare against when the user does not exist, so that both cases take as long
@@ -103,6 +109,7 @@ def remove_user(conn, name: str) -> None:
     if user is None:
         raise AuthError(f"no user {name!r}")
     conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (user["id"],))
+    conn.execute("DELETE FROM login_sessions WHERE user_id = ?", (user["id"],))
     conn.execute("DELETE FROM users WHERE id = ?", (user["id"],))
 
 
@@ -111,6 +118,26 @@ def set_password(conn, name: str, password: str) -> None:
     if conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
                     (generate_password_hash(password), name)).rowcount == 0:
         raise AuthError(f"no user {name!r}")
+    conn.execute("DELETE FROM login_sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)", (name,))
+
+
+# login sessions: the cookie names one, so that logging out (or a new password) ends it on the
+# server too; a copied cookie is then worth nothing
+
+def create_session(conn, user_id: int) -> str:
+    session_id = secrets.token_urlsafe(24)
+    conn.execute("INSERT INTO login_sessions (id, user_id, created_at) VALUES (?, ?, ?)",
+                 (session_id, user_id, time.time()))
+    return session_id
+
+
+def session_alive(conn, session_id: str, user_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM login_sessions WHERE id = ? AND user_id = ?",
+                        (session_id, user_id)).fetchone() is not None
+
+
+def end_session(conn, session_id: str) -> None:
+    conn.execute("DELETE FROM login_sessions WHERE id = ?", (session_id,))
 
 
 def set_role(conn, name: str, role: str) -> None:
@@ -241,7 +268,14 @@ def resolve_mode(explicit, admin_token, database: Path) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Parsed, not compared as text: "127.0.0.1.nip.io" is a public name, not a loopback address."""
+    host = (host or "").strip()
+    if host.lower() == "localhost" or host.startswith("unix:"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def refuse_open_bind(host: str, database: Path) -> str | None:

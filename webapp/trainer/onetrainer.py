@@ -18,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
+from webapp.config import paths
 from webapp.protocol import Event
 from webapp.trainer import onetrainer_hooks
 from webapp.trainer.sample_files import save_sample_image
@@ -120,8 +121,10 @@ def onetrainer_config_dict(config: dict, run_dir: Path, base_dir: Path) -> dict:
     """Our stored config with its paths made absolute: OneTrainer runs from its own checkout.
     Its workspace (samples, backups, TensorBoard) goes into the run folder, so a resumed run finds
     its backups; a relative output lands in the run folder, as with the built-in trainer."""
-    result = dict(config)
     run_dir, base_dir = Path(run_dir), Path(base_dir)
+    # the third check (web, worker, here): OneTrainer would write wherever the config says
+    paths.require_confined(config, base_dir, paths.read_roots(base_dir, os.environ.get("OTWEB_CONFIG_DIR")), run_dir)
+    result = dict(config)
 
     def absolute(value, base: Path):
         path = Path(value).expanduser()

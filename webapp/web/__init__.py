@@ -13,9 +13,9 @@ from flask import Flask
 def register(app: Flask) -> None:
     # imported here, so that importing one of the web's modules (a test, a benchmark) does not
     # load every blueprint and what they need (Pillow for thumbnails, ...)
-    from webapp.web import (api, auth, config_api, configs, control, dashboard, downloads, errors, events,
-                            extensions, filters, fleet, models, models_api, openapi, playground, runs, runs_api,
-                            samples, samples_api, sse, system)
+    from webapp.web import (api, api_input, auth, caps, config_api, configs, control, dashboard, downloads, errors,
+                            events, extensions, filters, fleet, models, models_api, openapi, playground, runs,
+                            runs_api, samples, samples_api, sse, system)
     from webapp.web.auth import routes as auth_routes
     from webapp.web.sse import fragments
 
@@ -38,7 +38,9 @@ def register(app: Flask) -> None:
         openapi.bp,        # /api/openapi.json, /api/docs
         fleet.bp,          # /fleet, /api/workers
     )
+    app.json = api_input.StrictJSONProvider(app)
     extensions.init_app(app)
+    caps.init_app(app)  # streams, queued runs, submissions, body size
     auth.init_app(app)  # accounts, the authorization policy, CSRF, headers, rate limits
     errors.init_app(app)
     filters.init_app(app)

@@ -3,8 +3,19 @@ refusal a 400 naming the field."""
 from __future__ import annotations
 
 from flask import request
+from flask.json.provider import DefaultJSONProvider
 
+from webapp.config.loading import parse_json
 from webapp.web.errors import ApiError
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Request bodies read as configs are: no NaN/Infinity/1e999, no lone surrogates, no junk
+    nested 10,000 deep (json's RecursionError is no ValueError, so Flask would answer 500).
+    Each refusal is a ValueError, which request.get_json turns into a 400."""
+
+    def loads(self, s, **kwargs):
+        return parse_json(s)
 
 
 def json_body() -> dict:
@@ -20,7 +31,7 @@ def json_body() -> dict:
 
 def optional_run_id(body: dict) -> int | None:
     run_id = body.get("run_id")
-    if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int)):
+    if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int) or not 0 < run_id < 2 ** 63):
         raise ApiError(400, "invalid field", [{"field": "run_id", "message": "must be a whole number"}])
     return run_id
 

@@ -13,7 +13,7 @@ from webapp import store
 from webapp.config import model
 from webapp.config.checks import validate
 from webapp.config.loading import ConfigFormatError, pack, parse_json
-from webapp.web.config_files import MAX_BODY, library, library_errors, workspace
+from webapp.web.config_files import MAX_BODY, library, library_errors, read_roots, workspace
 from webapp.web.extensions import get_db
 from webapp.web.errors import ApiError
 
@@ -37,7 +37,7 @@ def config_body():
 
 def checked_config(raw) -> tuple[dict, dict]:
     """The whole config and the validation report, or 400 naming each bad field."""
-    report = validate(raw, workspace())
+    report = validate(raw, workspace(), roots=read_roots())
     if not report.valid:
         raise ApiError(400, "invalid config", report.errors)
     return report.config, report.as_json()
@@ -60,10 +60,10 @@ def list_configs():
 def load(name: str):
     with library_errors():
         stored = library().read(name)
-    report = validate(stored.raw, workspace())
+    report = validate(stored.raw, workspace(), roots=read_roots())
     config = report.config
     if request.args.get("packed") and config is not None:
-        config, _ = pack(config, workspace())
+        config, _ = pack(config, workspace(), read_roots())
     response = jsonify(name=name, read_only=stored.read_only, version=stored.version, config=config,
                        **{key: value for key, value in report.as_json().items() if key != "valid"})
     response.set_etag(stored.version)

@@ -6,11 +6,12 @@ from contextlib import contextmanager
 
 from flask import current_app
 
+from webapp.config import paths
 from webapp.config.library import ConfigConflict, ConfigLibrary, ConfigNotFound, InvalidConfigName, ReadOnlyConfig
 from webapp.config.loading import ConfigFormatError
 from webapp.web.errors import ApiError
 
-MAX_BODY = 4 * 1024 * 1024  # a config upload or save; larger bodies answer 413
+MAX_BODY = 1024 * 1024  # a config upload or save; larger bodies answer 413 (the app-wide cap: caps.py)
 
 
 def library() -> ConfigLibrary:
@@ -19,6 +20,12 @@ def library() -> ConfigLibrary:
 
 def workspace():
     return current_app.config["WORKSPACE"]
+
+
+def read_roots() -> tuple:
+    """The folders a config may read: the workspace, the config folder, OTWEB_DATA_ROOTS."""
+    return paths.read_roots(current_app.config["WORKSPACE"], current_app.config["CONFIG_DIR"],
+                            current_app.config.get("DATA_ROOTS"))
 
 
 @contextmanager

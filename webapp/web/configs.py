@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, send_file, url_for
 
 from webapp.config.backend_support import offered_choices
 from webapp.config.checks import Report, errors_by_field, validate
-from webapp.config.datasets import THUMBNAILS, concept_folder, image_files
 from webapp.config.editor import EditorView, input_id
 from webapp.config.forms import TAB_KEYS, TABS, apply_form, check_text, new_concept, new_sample
 from webapp.config.library import Stored, sanitize_name
 from webapp.config.loading import ConfigFormatError, dumps, normalise, pack, parse_json
 from webapp.web import run_actions
-from webapp.web.config_files import MAX_BODY, library, library_errors, workspace
+from webapp.web.scans import scanner
+from webapp.web.config_files import MAX_BODY, library, library_errors, read_roots, workspace
 from webapp.web.errors import ApiError
 
 bp = Blueprint("configs", __name__, url_prefix="/configs")
@@ -54,7 +54,7 @@ def import_config():
         raw = parse_json(upload.read(MAX_BODY + 1))
     except ConfigFormatError as exc:
         return render_index(f"{upload.filename} is not a config", exc.errors, 400)
-    report = validate(raw, workspace())
+    report = validate(raw, workspace(), roots=read_roots())
     if not report.valid:
         return render_index(f"{upload.filename} was not imported: it has errors", report.errors, 400)
     try:
@@ -116,7 +116,7 @@ def load_for_editing(name: str) -> tuple[Stored, dict, list[str]]:
     with library_errors():
         stored = library().read(name)
     config, notes = normalise(stored.raw)
-    packed, _ = pack(config, workspace())
+    packed, _ = pack(config, workspace(), read_roots())
     return stored, packed, notes
 
 
@@ -133,12 +133,14 @@ def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_e
                   report: Report | None = None):
     """whole: ``config`` is as load_for_editing made it (normalised), not as a form left it.
     report: ``config``'s validation, when the caller made it already."""
-    report = report or validate(config, workspace(), whole=whole)
+    report = report or validate(config, workspace(), whole=whole, roots=read_roots())
     errors = errors_by_field(report.errors)
     errors.update(form_errors or {})
+    roots, scans = read_roots(), scanner(current_app)
     backend = (report.backend or {}).get("name")
     view = EditorView(config, errors, texts or {}, errors_by_field(report.warnings), workspace(), saved,
-                      check_url=url_for(".check_field"), choices=offered_choices(config, backend))
+                      check_url=url_for(".check_field"), choices=offered_choices(config, backend),
+                      stats_of=lambda concept: scans.cached(concept, workspace(), roots))
     all_errors = report.errors + [{"field": k, "message": v} for k, v in (form_errors or {}).items()]
     template = "configs/_editor.html" if is_htmx() else "configs/editor.html"
     return render_template(template, stored=stored, name=stored.name, view=view, tabs=TABS, tab=tab,
@@ -163,7 +165,7 @@ def edit_post(name: str):
     if action in LIST_ACTIONS:
         return again(LIST_ACTIONS[action](result.config, argument, request.form))
     # the one validation of this save: the page below and the run (if started) use this report
-    report = validate(result.config, workspace(), whole=True)
+    report = validate(result.config, workspace(), whole=True, roots=read_roots())
     if result.errors or not report.valid:
         return again(f"Not {'started' if action == 'start' else 'saved'}: fix the settings marked below.", status=400)
     try:
@@ -231,17 +233,27 @@ def check_field():
     return render_template("configs/_field_error.html", id=input_id(path), message=message or "")
 
 
+@bp.get("/<path:name>/concepts/stats")
+def concept_stats(name: str):
+    """A concept's figures once its scan is done (the placeholder asks again until then)."""
+    args = request.args
+    concept = {"path": args.get("path", ""), "include_subdirectories": args.get("sub") == "1",
+               "text": {"prompt_source": args.get("source") or "sample", "prompt_path": args.get("prompt_path", "")}}
+    stats = scanner(current_app).cached(concept, workspace(), read_roots())
+    stats_args = {key: args.get(key, "") for key in ("path", "sub", "source", "prompt_path", "saved")}
+    stats_args["index"] = args.get("index", type=int, default=0)
+    return render_template("configs/_concept_stats.html", stats=stats, stats_args=stats_args, name=name,
+                           thumbnails_saved=args.get("saved") == "1")
+
+
 @bp.get("/<path:name>/concepts/<int:index>/thumbnails/<int:number>")
 def thumbnail(name: str, index: int, number: int):
     """One of the first few images of a saved config's concept: never any other file."""
     _, config, _ = load_for_editing(name)
     concepts = config.get("concepts") or []
     concept = concepts[index] if index < len(concepts) and isinstance(concepts[index], dict) else {}
-    folder = concept_folder(concept, workspace())
-    try:
-        images, _ = image_files(folder, concept.get("include_subdirectories") is True) if folder else ([], False)
-    except OSError:
-        images = []
-    if number >= min(len(images), THUMBNAILS):
+    stats = scanner(current_app).wait(concept, workspace(), read_roots())
+    files = stats.first_images if stats is not None else []
+    if number >= len(files):
         raise ApiError(404, "no such thumbnail", f"concept {index} of {name!r} has no image {number}")
-    return send_file(images[number], conditional=True, max_age=300)
+    return send_file(files[number], conditional=True, max_age=300)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, stream_with_context
 
-from webapp.web import sse
+from webapp.protocol import dumps
+from webapp.web import caps, sse
+from webapp.web.auth.identity import can, redacted_data
 from webapp.web.errors import ApiError
 
 bp = Blueprint("events", __name__)
@@ -22,7 +24,9 @@ def html_events():
 
 @bp.get("/api/events")
 def json_events():
-    return _event_stream(json_messages, "json")
+    if can("admin"):
+        return _event_stream(json_messages, "json")
+    return _event_stream(viewer_json_messages, "json-viewer")  # framed once for every non-admin
 
 
 @bp.get("/api/events/stats")
@@ -44,16 +48,27 @@ def json_messages(live: sse.LiveEvent) -> list[sse.Message]:
     return [sse.Message(live.wire, type=live.name, id=live.seq)]
 
 
+def viewer_json_messages(live: sse.LiveEvent) -> list[sse.Message]:
+    """Without tracebacks and log tails: an error's first line and its run for anyone but an admin."""
+    data = live.event.get("data")
+    safe = redacted_data(data, live.run_id)
+    wire = live.wire if safe is data else dumps({**live.event, "data": safe})
+    return [sse.Message(wire, type=live.name, id=live.seq)]
+
+
 def _event_stream(to_messages, key):
     """key: what the framing depends on besides the event; each event is framed once per key."""
     after, run_id = stream_position()
     config = current_app.config
+    release = caps.stream_slot()  # 429/503 past the caps; given back when the server closes the stream
     body = sse.stream(sse.get_broker(), to_messages, after=after, run_id=run_id,
                       heartbeat_s=float(config["SSE_HEARTBEAT_S"]), retry_ms=int(config["SSE_RETRY_MS"]), key=key)
-    return current_app.response_class(
+    response = current_app.response_class(
         stream_with_context(body), content_type="text/event-stream",
         # no-cache: never a stored stream; X-Accel-Buffering: nginx passes frames on as they come
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(release)
+    return response
 
 
 def stream_position() -> tuple[int | None, int | None]:

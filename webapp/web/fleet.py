@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, render_template, request
 
 from webapp.web import fleet_status
+from webapp.web.api_input import json_body
+from webapp.web.errors import ApiError
 
 bp = Blueprint("fleet", __name__)
 
@@ -35,9 +37,11 @@ def api_workers():
 @bp.post("/api/workers/<name>/drain")
 def drain(name: str):
     """{"drain": true|false}: finish the current run and take no more (false: take runs again)."""
-    body = request.get_json(silent=True) or {}
-    fleet_status.set_draining(name, bool(body.get("drain", True)))
-    return jsonify(name=name, draining=bool(body.get("drain", True)))
+    drain = json_body().get("drain", True)
+    if not isinstance(drain, bool):
+        raise ApiError(400, "invalid field", [{"field": "drain", "message": "must be true or false"}])
+    fleet_status.set_draining(name, drain)
+    return jsonify(name=name, draining=drain)
 
 
 @bp.delete("/api/workers/<name>")

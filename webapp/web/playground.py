@@ -18,6 +18,7 @@ from webapp.protocol import PLAYGROUND_MARKER as MARKER, Command, Event, RunStat
 from webapp.config.builtin.settings import SAMPLE_SCHEDULERS, SampleSpec
 from webapp.web import run_actions, run_views
 from webapp.web.errors import ApiError
+from webapp.web.api_input import json_body
 from webapp.web.sample_requests import parse_sample_request
 
 bp = Blueprint("playground", __name__)
@@ -93,7 +94,7 @@ def _idle_arg(values):
     if raw in (None, ""):
         return None
     try:
-        value = int(raw)
+        value = int(raw) if not isinstance(raw, (bool, float)) else 0
     except (TypeError, ValueError):
         value = 0
     if not 1 <= value <= 3600:
@@ -115,8 +116,8 @@ def page():
 @bp.post("/playground/open")
 @bp.post("/api/playground/open", endpoint="api_open")
 def open_form():
-    values = request.get_json(silent=True) if request.is_json else request.form
-    run_id = open_session((values or {}).get("source"), _idle_arg(values or {}))
+    values = json_body() if request.is_json else request.form
+    run_id = open_session(values.get("source"), _idle_arg(values))
     if request.headers.get("HX-Request"):
         return "", 204, {"HX-Refresh": "true"}
     return jsonify(run_id=run_id, state="queued"), 202

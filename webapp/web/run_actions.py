@@ -26,8 +26,9 @@ from webapp.config.loading import settle_default_samples
 from webapp.eventlog import EventSink
 from webapp.protocol import PLAYGROUND_MARKER, Command, Event, RunState, make_command, make_event
 from webapp.settings import WAKE_KEY, commands_key, parse_labels
+from webapp.web import caps
 from webapp.web.auth.identity import current_principal
-from webapp.web.config_files import library, library_errors
+from webapp.web.config_files import library, library_errors, read_roots
 from webapp.web.errors import ApiError, display_path
 from webapp.web.extensions import get_db, get_redis
 from webapp.web.model_files import record_dataset
@@ -55,7 +56,7 @@ def prepare_config(raw, report: Report | None = None) -> dict:
     """The one path from a config as given to the config a run stores; 400 with the fields when it
     cannot run. ``report``: the caller validated ``raw`` already (the editor), so it is not again."""
     workspace = current_app.config["WORKSPACE"]
-    report = report or validate(raw, workspace)
+    report = report or validate(raw, workspace, roots=read_roots())
     if not report.valid:
         raise ApiError(400, "invalid config", report.errors)
     config = settle_default_samples(report.packed, workspace)
@@ -136,7 +137,9 @@ def parse_target(raw) -> dict | None:
 
 def start_run(config_name=None, config=None, report: Report | None = None, target=None) -> int:
     name, raw = resolve_config(config_name, config)
-    run_id = queue_run(name, prepare_config(raw, report), parse_target(target))
+    prepared = prepare_config(raw, report)
+    caps.check_queue(started_by())
+    run_id = queue_run(name, prepared, parse_target(target))
     nudge_workers()
     return run_id
 
@@ -204,6 +207,7 @@ def enqueue(items: list[dict]) -> list[int]:
         if not isinstance(overrides, dict):
             raise ApiError(400, "invalid field", [{"field": "overrides", "message": "must be a JSON object"}])
         prepared.append((name, prepare_config({**config, **overrides}), parse_target(item.get("target"))))
+    caps.check_queue(started_by(), len(prepared))
     ids = [queue_run(name, config, target) for name, config, target in prepared]
     nudge_workers()
     return ids

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify, request
 from webapp import store
 from webapp.web.extensions import get_db
 from webapp.web import run_actions, run_charts, run_views
+from webapp.web.auth.identity import can, error_text, redacted_data
 from webapp.web.api_input import int_arg, json_body
 from webapp.web.charts import loss_series
 from webapp.web.errors import ApiError
@@ -16,7 +17,14 @@ MAX_ITEMS = 50
 
 
 def _public(run: dict) -> dict:
-    return {k: v for k, v in run.items() if k not in ("config_json",)}
+    public = {k: v for k, v in run.items() if k not in ("config_json",)}
+    if public.get("reason"):  # an error's whole text (tracebacks, log tails) is for admins
+        public["reason"] = error_text(public["reason"], public.get("id"))
+    return public
+
+
+def _public_event(event: dict) -> dict:
+    return event if can("admin") else {**event, "data": redacted_data(event.get("data"), event.get("run_id"))}
 
 
 @bp.get("/runs")
@@ -45,7 +53,8 @@ def run_events(run_id: int):
     run_views.get_run_view(run_id)
     after, limit = int_arg("after", default=0, minimum=0, maximum=2**62), int_arg("limit", default=1000, minimum=1, maximum=5000)
     events = store.events_since(get_db(), after, run_id, limit=limit)
-    return jsonify(run_id=run_id, events=events, last_seq=events[-1]["seq"] if events else after)
+    return jsonify(run_id=run_id, events=[_public_event(e) for e in events],
+                   last_seq=events[-1]["seq"] if events else after)
 
 
 @bp.get("/runs/<int:run_id>/loss")
@@ -90,12 +99,16 @@ def reorder():
     order = json_body().get("order")
     if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
         raise ApiError(400, "invalid field", [{"field": "order", "message": "must be a list of run ids"}])
+    queued = {run["id"] for run in store.queued_runs(get_db())}
+    moved = [run_id for run_id in order if run_id not in queued]
+    if moved:
+        raise ApiError(409, "run is not queued", f"run {moved[0]} is not in the queue")
     return jsonify(order=store.reorder_queue(get_db(), order))
 
 
 @bp.post("/queue/pause")
 def pause():
-    paused = json_body().get("paused", True)
+    paused = json_body().get("paused")
     if not isinstance(paused, bool):
         raise ApiError(400, "invalid field", [{"field": "paused", "message": "must be true or false"}])
     store.set_queue_paused(get_db(), paused)

@@ -16,6 +16,7 @@ import threading
 
 import redis
 
+from webapp.config import paths
 from webapp.protocol import Event, RunState, dumps, make_event
 from webapp.settings import (DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, assign_key, heartbeat_key,
                              taken_key)
@@ -79,8 +80,10 @@ class Worker:
         config = assignment["config"]
         if assignment.get("resume"):
             config = {**config, "continue_last_backup": True}  # the trainer picks the newest backup
-        _write_atomic(run_dir / "config.json", json.dumps(config, indent=2))
         self.sink.bind(run_id, assignment["id"], run_dir)
+        if self._refuses_paths(run_id, config, run_dir):
+            return RunState.FAILED
+        _write_atomic(run_dir / "config.json", json.dumps(config, indent=2))
         uploads = FolderSync(self.sink, run_id, run_dir, int(UPLOAD_MAX_MB * 1e6))
         uploads.start()
         self.host = TrainerHost({"id": run_id}, config, run_dir, self.settings.data_dir, self.sink, self.redis,
@@ -91,6 +94,16 @@ class Worker:
             self.host = None
         log.info("run %s ended: %s", run_id, state.value)
         return state
+
+    def _refuses_paths(self, run_id: int, config: dict, run_dir) -> bool:
+        """The web checked the config's paths; the worker checks again with its own roots, in case
+        the assignment was written by something else (never trust one check alone)."""
+        roots = paths.read_roots(self.settings.data_dir, self.settings.config_dir)
+        problems = paths.config_problems(config, self.settings.data_dir, roots, run_dir)
+        if problems:
+            reason = "refused before start: " + "; ".join(f"{p['field']} {p['message']}" for p in problems)
+            self.sink.emit(run_id, make_event(Event.RUN, state=RunState.FAILED.value, reason=reason))
+        return bool(problems)
 
     def _take(self) -> dict | None:
         if self._draining():

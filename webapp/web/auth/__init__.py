@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask
 
 from webapp.store import accounts
-from webapp.web.auth import csrf, headers, identity, limits, policy
+from webapp.web.auth import csrf, headers, identity, limits, policy, proxies
 from webapp.store.accounts import resolve_mode
 
 SECRET_FILE = "secret_key"
@@ -50,8 +50,7 @@ def init_app(app: Flask) -> None:
     config["AUTH"] = resolve_mode(config.get("AUTH"), admin_token, config["DATABASE"])
     if not config.get("SECRET_KEY") or config["SECRET_KEY"] == "dev":
         config["SECRET_KEY"] = _secret_key(config["WORKSPACE"])
-    config.setdefault("REMOTE_USER_HEADER", "X-Remote-User")
-    config["TRUSTED_PROXY_NETWORKS"] = identity.parse_networks(config.get("TRUSTED_PROXIES"))
+    proxies.init_app(app)  # before the policy: the Host check and the real client address come first
     config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.session_interface = headers.SessionInterface()
 
@@ -62,4 +61,5 @@ def init_app(app: Flask) -> None:
     app.before_request(csrf.protect)
     app.after_request(headers.add_security_headers)
     app.jinja_env.globals.update(csrf_token=csrf.csrf_token, csrf_field=csrf.csrf_field,
-                                 current_principal=identity.current_principal)
+                                 current_principal=identity.current_principal, can=identity.can)
+    app.jinja_env.filters["error_text"] = identity.error_text

@@ -1,4 +1,5 @@
-"""Security headers on every answer, and a session cookie that is Secure over HTTPS."""
+"""Security headers on every answer (HSTS over HTTPS), and a session cookie that is Secure over
+HTTPS and scoped to the app's mount path (/trainer behind the proxy), not the whole host."""
 from __future__ import annotations
 
 from flask import request
@@ -16,6 +17,8 @@ def add_security_headers(response):
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
 
 
@@ -24,3 +27,6 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
+    def get_cookie_path(self, app) -> str:
+        return app.config.get("SESSION_COOKIE_PATH") or request.script_root or "/"

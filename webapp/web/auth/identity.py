@@ -6,7 +6,7 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 from flask_login import LoginManager, current_user
 
 from webapp.web.extensions import get_db
@@ -27,27 +27,30 @@ class Principal:
 
 class LoginUser:
     """Flask-Login's user object. The id holds a password fingerprint, so that a new password
-    ends the sessions made with the old one."""
+    ends the sessions made with the old one, and a server-side session id, so that logging out
+    ends this one for whoever holds a copy of the cookie."""
 
     is_active = is_authenticated = True
     is_anonymous = False
 
-    def __init__(self, row: dict):
-        self.row, self.name, self.role = row, row["name"], row["role"]
+    def __init__(self, row: dict, session_id: str):
+        self.row, self.name, self.role, self.session_id = row, row["name"], row["role"], session_id
 
     def get_id(self) -> str:
-        return f"{self.row['id']}:{accounts.password_fingerprint(self.row)}"
+        return f"{self.row['id']}:{accounts.password_fingerprint(self.row)}:{self.session_id}"
 
 
 @login_manager.user_loader
 def _load_user(user_id: str):
-    raw_id, _, fingerprint = user_id.partition(":")
-    if not raw_id.isdigit():
+    raw_id, fingerprint, session_id = (user_id.split(":", 2) + ["", ""])[:3]
+    if not raw_id.isdigit() or not session_id:
         return None
     row = accounts.get_user_by_id(get_db(), int(raw_id))
     if row is None or not hmac.compare_digest(accounts.password_fingerprint(row), fingerprint):
         return None
-    return LoginUser(row)
+    if not accounts.session_alive(get_db(), session_id, row["id"]):
+        return None
+    return LoginUser(row, session_id)
 
 
 def auth_on() -> bool:
@@ -96,16 +99,21 @@ def peer_address() -> str | None:
     return original.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR")
 
 
+def peer_trusted(address, networks) -> bool:
+    try:
+        peer = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(peer in network for network in networks)
+
+
 def _from_trusted_header() -> Principal | None:
     networks = current_app.config["TRUSTED_PROXY_NETWORKS"]
-    name = request.headers.get(current_app.config["REMOTE_USER_HEADER"])
+    header = current_app.config.get("REMOTE_USER_HEADER")  # off unless an admin names it
+    name = request.headers.get(header) if header else None
     if not networks or not name:
         return None
-    try:
-        peer = ipaddress.ip_address(peer_address() or "")
-    except ValueError:
-        return None
-    if not any(peer in network for network in networks):
+    if not peer_trusted(peer_address(), networks):
         return None  # anyone else could send the header: ignore it
     row = accounts.get_user(get_db(), name.strip())
     return Principal(row["name"], row["role"], "header") if row else None
@@ -116,3 +124,37 @@ def parse_networks(raw) -> list:
         return []
     items = raw if isinstance(raw, (list, tuple)) else str(raw).replace(",", " ").split()
     return [ipaddress.ip_network(item.strip(), strict=False) for item in items if str(item).strip()]
+
+
+def can(role: str) -> bool:
+    """For templates: whether the one asking has ``role`` (buttons a role cannot use are not shown).
+    No request (a fragment rendered once for every stream): no, so nothing is shown that a viewer
+    could not use."""
+    if not has_request_context():
+        return False
+    principal = current_principal()
+    return principal is not None and principal.can(role)
+
+
+def error_text(text, reference=None) -> str:
+    """An error as this user may see it: admins the whole text; anyone else its first line and an
+    id to quote, never a traceback or a log tail with server paths."""
+    return str(text or "") if can("admin") else short_error(text, reference)
+
+
+def short_error(text, reference=None) -> str:
+    text = str(text or "")
+    if "\n" not in text.strip():
+        return text
+    first = text.strip().splitlines()[0]
+    return f"{first} (details for an admin: run {reference})" if reference is not None else first
+
+
+def redacted_data(data, run_id):
+    """An event's data as a non-admin gets it: no traceback, an error's first line."""
+    if not isinstance(data, dict) or not ({"traceback", "reason"} & set(data)):
+        return data
+    data = {key: value for key, value in data.items() if key != "traceback"}
+    if data.get("reason"):
+        data["reason"] = short_error(data["reason"], run_id)
+    return data

@@ -24,6 +24,9 @@ def init_app(app) -> None:
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "otweb:limits")
     app.config.setdefault("RATELIMIT_DEFAULT", app.config.get("RATE_LIMIT_WRITES", "120 per minute"))
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Flask-Limiter keeps "enabled" on its one shared object: say it per app, or one app that turned
+    # it off (a test) would turn it off for every app made after it
+    app.config.setdefault("RATELIMIT_ENABLED", True)
     limiter.init_app(app)
 
 

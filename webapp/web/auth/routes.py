@@ -1,8 +1,10 @@
 """Log in and out (a session cookie), and for scripts: trade a password for an API token."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
 from webapp.web.auth import csrf
 from webapp.store import accounts
@@ -15,10 +17,15 @@ bp = Blueprint("auth", __name__)
 
 
 def safe_next(raw) -> str:
-    """Only a path inside this app (never //host or a full URL): no open redirect."""
+    """Only a path inside this app (never //host or a full URL): no open redirect. Browsers drop
+    tabs and newlines from a URL (/\t/evil.com is //evil.com to them), so any control character,
+    space or backslash refuses it."""
     if not isinstance(raw, str) or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
         return "/"
-    return raw
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in raw):
+        return "/"
+    parts = urlsplit(raw)
+    return "/" if parts.scheme or parts.netloc else raw
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -32,7 +39,7 @@ def login():
         user = accounts.authenticate(get_db(), request.form.get("username"), request.form.get("password"))
         if user is not None:
             session.clear()  # no session fixation: a fresh session, a fresh CSRF secret
-            login_user(LoginUser(user))
+            login_user(LoginUser(user, accounts.create_session(get_db(), user["id"])))
             csrf.rotate()
             return redirect(request.script_root + next_path)
         error = "Wrong user name or password."
@@ -41,6 +48,8 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if isinstance(current_user, LoginUser):  # ended on the server: a copy of the cookie stops working
+        accounts.end_session(get_db(), current_user.session_id)
     logout_user()
     session.clear()
     return redirect(url_for("auth.login") if current_app.config["AUTH"] == "on" else url_for("dashboard.index"))
