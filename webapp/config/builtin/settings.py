@@ -276,7 +276,9 @@ class _Reader:
             try:
                 items = json.loads(Path(self.resolve(self.config[file_key])).read_text())
             except (OSError, ValueError) as exc:
-                self.fail(file_key, f"cannot read {self.config[file_key]}: {exc}")
+                # the OS's message names the resolved server path: say what is wrong without it
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a JSON list"
+                self.fail(file_key, f"cannot read {self.config[file_key]}: {reason}")
                 return []
         if items is None:
             return []
