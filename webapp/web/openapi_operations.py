@@ -90,6 +90,11 @@ OPERATIONS = {
     "runs_api.cancel_queued": op("Take a run out of the queue", "queue", ok=obj(), errors=[409]),
     "runs_api.reorder": op("Reorder the queue", "queue", body=obj(order=array(INT)), ok=obj()),
     "runs_api.pause": op("Pause or resume the queue", "queue", body=obj(paused=BOOL), ok=obj(paused=BOOL)),
+    "fleet.api_workers": op("The fleet: each worker (GPUs, load, labels, run, last seen) and the totals", "fleet",
+                            ok=obj(workers=array(obj()), totals=obj())),
+    "fleet.drain": op("Drain a worker (finish its run, take no more) or take runs again (admin)", "fleet",
+                      body=obj(drain=BOOL), ok=obj(name=STR, draining=BOOL)),
+    "fleet.remove": op("Remove a gone worker from the fleet (admin)", "fleet", ok=obj(name=STR, removed=BOOL)),
     # configs
     "config_api.current": op("The running run's config", "configs", ok=obj(run_id=INT, config_name=STR, config=ref("TrainConfig")), errors=[404]),
     "config_api.list_configs": op("The config library", "configs", ok=obj(configs=array(obj()))),
