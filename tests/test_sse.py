@@ -172,7 +172,8 @@ def test_heartbeat_comment_when_idle(web):
 
 def test_heartbeat_setting_from_the_environment_is_an_int(monkeypatch, workspace, config_dir, redis_url):
     monkeypatch.setenv("OTWEB_SSE_HEARTBEAT_S", "1")
-    app = create_app({"WORKSPACE": workspace, "CONFIG_DIR": config_dir, "REDIS_URL": redis_url})
+    app = create_app({"WORKSPACE": workspace, "CONFIG_DIR": config_dir, "REDIS_URL": redis_url,
+                      "CONTROL_LOOP": False})  # in-process: it must not run a dispatcher on the session's Redis
     assert app.config["SSE_HEARTBEAT_S"] == 1 and isinstance(app.config["SSE_HEARTBEAT_S"], int)
 
 
