@@ -2,20 +2,25 @@
 per-rank usage of that run. Why a queued run waits, when no worker has enough GPUs for it."""
 from __future__ import annotations
 
+import json
+
 import redis
 
-from webapp.web.dispatch import read_beats
+from webapp.settings import heartbeat_key
 from webapp.web.extensions import get_redis
 
 
 def live_workers() -> list[dict]:
-    """From the heartbeats the dispatcher reads too (one reader of them: dispatch.read_beats)."""
+    workers = []
     try:
-        beats = read_beats(get_redis())
-    except redis.RedisError:
+        client = get_redis()
+        for key in sorted(client.scan_iter(heartbeat_key("*"))):
+            beat = json.loads(client.get(key) or "{}")
+            workers.append({"name": key.split(":", 2)[-1], "gpus": beat.get("devices") or [0],
+                            "run_id": beat.get("run_id"), "ranks": beat.get("ranks") or []})
+    except (redis.RedisError, ValueError):
         return []
-    return [{"name": name, "gpus": beat.get("devices") or [0], "run_id": beat.get("run_id"),
-             "ranks": beat.get("ranks") or []} for name, beat in beats.items()]
+    return workers
 
 
 def waiting_reason(gpus: int, workers: list[dict]) -> str | None:
