@@ -15,9 +15,9 @@ import psutil
 import redis
 from flask import current_app
 
-from webapp.settings import heartbeat_key
 from webapp.web.charts import percent_sparkline
 from webapp.web.extensions import get_redis
+from webapp.web.dispatch import read_beats
 from webapp.web.workers import live_workers
 
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "nvidia-ml-py",
@@ -159,9 +159,7 @@ def processes() -> list[dict]:
             found.setdefault(child.pid, "web")
     client = get_redis()
     try:
-        for key in client.scan_iter(heartbeat_key("*")):
-            beat = json.loads(client.get(key) or "{}")
-            worker = key.split(":", 2)[-1]
+        for worker, beat in read_beats(client).items():
             if beat.get("pid"):
                 found[beat["pid"]] = f"worker {worker}"
             if beat.get("trainer_pid"):
@@ -169,7 +167,7 @@ def processes() -> list[dict]:
         redis_pid = client.info("server").get("process_id")
         if redis_pid:
             found[int(redis_pid)] = "redis"
-    except (redis.RedisError, ValueError):
+    except redis.RedisError:
         pass
     return [_describe(pid, role) for pid, role in found.items()]
 

@@ -2,25 +2,20 @@
 per-rank usage of that run. Why a queued run waits, when no worker has enough GPUs for it."""
 from __future__ import annotations
 
-import json
-
 import redis
 
-from webapp.settings import heartbeat_key
+from webapp.web.dispatch import read_beats
 from webapp.web.extensions import get_redis
 
 
 def live_workers() -> list[dict]:
-    workers = []
+    """From the heartbeats the dispatcher reads too (one reader of them: dispatch.read_beats)."""
     try:
-        client = get_redis()
-        for key in sorted(client.scan_iter(heartbeat_key("*"))):
-            beat = json.loads(client.get(key) or "{}")
-            workers.append({"name": key.split(":", 2)[-1], "gpus": beat.get("devices") or [0],
-                            "run_id": beat.get("run_id"), "ranks": beat.get("ranks") or []})
-    except (redis.RedisError, ValueError):
+        beats = read_beats(get_redis())
+    except redis.RedisError:
         return []
-    return workers
+    return [{"name": name, "gpus": beat.get("devices") or [0], "run_id": beat.get("run_id"),
+             "ranks": beat.get("ranks") or []} for name, beat in beats.items()]
 
 
 def waiting_reason(gpus: int, workers: list[dict]) -> str | None:
