@@ -27,7 +27,7 @@ def percent_sparkline(values: list, width: int = 120, height: int = 30) -> str |
 
 # -- the run page's loss chart: loss, smoothed loss and learning rate over global steps --------
 
-CHART_W, CHART_H, PAD_L, PAD_R, PAD_T, PAD_B = 800, 260, 56, 56, 12, 28
+CHART_W, CHART_H, PAD_L, PAD_R, PAD_T, PAD_B = 800, 260, 56, 56, 12, 38  # room for the axis titles
 
 
 def smoothed(points: list[dict], factor: float = 0.9) -> list[float | None]:
@@ -86,3 +86,31 @@ def _ticks(low: float, high: float, count: int = 4, whole: bool = False) -> list
         return [low]
     values = [low + (high - low) * i / count for i in range(count + 1)]
     return sorted({round(v) for v in values}) if whole else values
+
+
+# -- the compare page's chart: several runs' smoothed loss on one set of axes ------------------
+
+def overlay_geometry(curves: list[dict]) -> dict | None:
+    """curves: [{"label", "points"}] (points from loss_series). Aligned by global step: one x axis
+    from the earliest to the latest step any run reached, so a shorter run ends early on it.
+    Smoothed loss only: raw per-step loss of five runs on one chart is noise over noise."""
+    drawn = [c for c in curves if any(p.get("smooth") is not None for p in c["points"])]
+    if not drawn:
+        return None
+    values = [p["smooth"] for c in drawn for p in c["points"] if p.get("smooth") is not None]
+    steps = [p["step"] for c in drawn for p in c["points"]]
+    first, last = min(steps), max(steps)
+    x_at = lambda s: PAD_L + (s - first) / ((last - first) or 1) * (CHART_W - PAD_L - PAD_R)  # noqa: E731
+    top, bottom = PAD_T, CHART_H - PAD_B
+    low, high = min(values), max(values)
+    y = _scale(low, high, top, bottom)
+    lines = [{"label": c["label"], "index": index,
+              "points": " ".join(f"{x_at(p['step']):.1f},{y(p['smooth']):.1f}"
+                                 for p in c["points"] if p.get("smooth") is not None)}
+             for index, c in enumerate(curves) if c in drawn]
+    return {
+        "width": CHART_W, "height": CHART_H, "left": PAD_L, "right": CHART_W - PAD_R, "top": top, "bottom": bottom,
+        "lines": lines, "first": first, "last": last,
+        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high)],
+        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, whole=True)],
+    }

@@ -9,6 +9,7 @@ from flask import url_for
 
 from webapp import store
 from webapp.web import model_files
+from webapp.web.config_diff import differing
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
 
@@ -76,24 +77,9 @@ def grouped(versions: list[dict]) -> list[dict]:
 def compare(a: dict, b: dict) -> dict:
     """Two versions side by side: their config's differences (dotted keys), loss and samples."""
     first, second = version_detail(a), version_detail(b)
-    left, right = _flatten(first.pop("config") or {}), _flatten(second.pop("config") or {})
-    diff = [{"key": key, "a": left.get(key), "b": right.get(key)} for key in sorted(set(left) | set(right))
-            if left.get(key) != right.get(key)]
-    return {"a": first, "b": second, "config_diff": diff}
-
-
-def _flatten(value, prefix: str = "") -> dict:
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, list):
-        out = {}
-        for index, item in enumerate(value):
-            out.update(_flatten(item, f"{prefix}[{index}]"))
-        return out if value else {prefix: []}
-    return {prefix: value}
+    rows = differing([first.pop("config") or {}, second.pop("config") or {}])
+    return {"a": first, "b": second, "config_diff": [{"key": r["key"], "a": r["values"][0], "b": r["values"][1]}
+                                                      for r in rows]}
 
 
 # -- changes ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from flask import Blueprint, render_template, request, url_for
 
 from webapp import store
 from webapp.protocol import Command
-from webapp.web import run_actions
+from webapp.web import run_actions, run_compare
 from webapp.web.errors import ApiError, flash
 from webapp.web.extensions import get_db
 from webapp.web.run_actions import cancel, clone_config, delete, enqueue
@@ -34,6 +34,13 @@ def history():
     conn = get_db()
     runs = [summarize(r) for r in store.history(conn, filters, limit=200)]
     return render_template("runs/index.html", runs=runs, filters=filters, choices=store.distinct_values(conn))
+
+
+@bp.get("/runs/compare")
+def compare():
+    ids = run_compare.parse_ids(request.args.getlist("run"))
+    step = request.args.get("step", "")
+    return render_template("runs/compare.html", **run_compare.compare(ids, int(step) if step.isdigit() else None))
 
 
 @bp.get("/runs/<int:run_id>")
