@@ -21,24 +21,28 @@ BLOCKING = ("serious", "critical")
 def page(driver, demo_workspace, demo_config, redis_url, redis_server):
     with demo_stack(demo_workspace, redis_url, redis_server) as stack:
         sample = {**demo_config["samples"][0], "diffusion_steps": 2}
-        run_id = stack.start(short_run(demo_config, epochs=1, sample_after=3, sample_after_unit="STEP",
-                                       samples=[sample]))
-        assert stack.wait_until_ended(run_id)["state"] == "completed"
+        runs = []
+        for rate in (1e-4, 3e-4):  # two runs, for the compare page
+            runs.append(stack.start(short_run(demo_config, epochs=1, sample_after=3, sample_after_unit="STEP",
+                                              samples=[sample], learning_rate=rate)))
+            assert stack.wait_until_ended(runs[-1])["state"] == "completed"
         page = Page(driver, stack)
-        page.run_id = run_id
+        page.run_id, page.first_run = runs[-1], runs[0]
         yield page
 
 
 def pages(page) -> list[str]:
     run = page.run_id
     sample_ids = [s["id"] for s in page.stack.api("GET", f"/api/samples/list?run={run}").json()["samples"]]
-    found = ["/", "/runs", f"/runs/{run}", f"/runs/{run}/samples",
-             "/configs/", "/configs/demo/edit", "/playground", "/models", "/fleet", "/system", "/api/docs"]
+    found = ["/", "/runs", f"/runs/{run}", f"/runs/{run}/samples", "/samples",
+             f"/runs/compare?run={page.first_run}&run={run}", "/configs/", "/configs/demo/edit", "/playground", "/models", "/fleet", "/system", "/api/docs"]
     assert sample_ids, "the run made no sample: the sample page would go unaudited"
     return found + [f"/samples/{sample_ids[0]}"]
 
 
 def audit(page, path: str) -> list[dict]:
+    answer = page.stack.api("GET", path)
+    assert answer.status_code == 200, f"{path}: {answer.status_code} {answer.text[:300]}"  # audit pages, not errors
     page.driver.get(page.stack.url + path)
     page.wait(lambda: page.js("return document.readyState === 'complete'"), 15)
     if not page.js("return !!window.axe"):

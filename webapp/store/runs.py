@@ -19,6 +19,9 @@ HISTORY_FILTERS = {  # name: SQL (one ? each)
     "method": "json_extract(config_json, '$.training_method') = ?",
     "started_by": "COALESCE(started_by, 'local') = ?",
 }
+# a playground session is a job in the queue, not a training: lists of runs leave it out, and the
+# playground page lists the sessions (playground_sessions)
+NOT_PLAYGROUND = f"json_extract(config_json, '$.{PLAYGROUND_MARKER}') IS NULL"
 
 
 def create_run(conn, config_name: str, config: dict, gpus: int = 1) -> int:
@@ -35,9 +38,10 @@ def get_run(conn, run_id: int) -> dict | None:
 
 
 def latest_run(conn) -> dict | None:
-    """The run a dashboard shows: the running one, else the next queued, else the newest."""
+    """The run a dashboard shows: the running one, else the next queued, else the newest (a
+    playground session is not a training: it has its own page)."""
     row = conn.execute(
-        "SELECT * FROM runs ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END,"
+        f"SELECT * FROM runs WHERE {NOT_PLAYGROUND} ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END,"
         " CASE state WHEN 'queued' THEN COALESCE(queue_position, id) ELSE -id END LIMIT 1").fetchone()
     return run_dict(row) if row else None
 
@@ -171,6 +175,7 @@ def set_queue_paused(conn, paused: bool) -> None:
 def history(conn, filters: dict, limit: int = 100, offset: int = 0) -> list[dict]:
     where = [HISTORY_FILTERS[k] for k, v in filters.items() if k in HISTORY_FILTERS and v not in (None, "")]
     params = [v for k, v in filters.items() if k in HISTORY_FILTERS and v not in (None, "")]
+    where.append(NOT_PLAYGROUND)
     sql = ("SELECT *, json_extract(config_json, '$.model_type') AS model_type,"
            " json_extract(config_json, '$.training_method') AS training_method FROM runs"
            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ? OFFSET ?")
@@ -179,8 +184,16 @@ def history(conn, filters: dict, limit: int = 100, offset: int = 0) -> list[dict
 
 def recent_finished(conn, limit: int = 5) -> list[dict]:
     return [run_dict(r) for r in conn.execute(
-        "SELECT * FROM runs WHERE state NOT IN ('queued', 'running') ORDER BY COALESCE(finished_at, created_at) DESC"
-        " LIMIT ?", (limit,))]
+        f"SELECT * FROM runs WHERE state NOT IN ('queued', 'running') AND {NOT_PLAYGROUND}"
+        " ORDER BY COALESCE(finished_at, created_at) DESC LIMIT ?", (limit,))]
+
+
+def playground_sessions(conn, limit: int = 20) -> list[dict]:
+    """Past and open playground sessions, newest first, each with how many images it made."""
+    rows = conn.execute(
+        "SELECT runs.*, (SELECT COUNT(*) FROM samples WHERE samples.run_id = runs.id) AS images FROM runs"
+        f" WHERE NOT ({NOT_PLAYGROUND}) ORDER BY id DESC LIMIT ?", (limit,))
+    return [{**run_dict(r), "images": r["images"]} for r in rows]
 
 
 def distinct_values(conn) -> dict:

@@ -27,6 +27,32 @@ def list_for_run(conn, run_id: int, prompt: str | None = None, kind: str | None 
     return [sample_dict(r) for r in rows]
 
 
+GALLERY_SOURCES = {"training": "IS NULL", "playground": "IS NOT NULL"}
+
+
+def across_runs(conn, prompt: str | None = None, source: str | None = None, run_id: int | None = None,
+                before: int | None = None, limit: int = 60) -> list[dict]:
+    """The gallery of every run's samples, newest first, each with its run's config name and
+    whether a playground made it; ``before``: a sample id, for the next (older) page."""
+    query = ("SELECT samples.*, runs.config_name AS config_name,"
+             f" json_extract(runs.config_json, '$.{PLAYGROUND_MARKER}') IS NOT NULL AS playground"
+             " FROM samples JOIN runs ON runs.id = samples.run_id WHERE 1 = 1")
+    params: list = []
+    if prompt:
+        query += " AND instr(lower(samples.prompt), lower(?)) > 0"
+        params.append(prompt)
+    if source in GALLERY_SOURCES:
+        query += f" AND json_extract(runs.config_json, '$.{PLAYGROUND_MARKER}') {GALLERY_SOURCES[source]}"
+    if run_id is not None:
+        query += " AND samples.run_id = ?"
+        params.append(run_id)
+    if before is not None:
+        query += " AND samples.id < ?"
+        params.append(before)
+    rows = conn.execute(query + " ORDER BY samples.id DESC LIMIT ?", (*params, limit))
+    return [sample_dict(r) for r in rows]
+
+
 def latest(conn, count: int) -> list[dict]:
     return [sample_dict(r) for r in conn.execute("SELECT * FROM samples ORDER BY id DESC LIMIT ?", (count,))]
 

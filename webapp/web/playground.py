@@ -34,6 +34,11 @@ def current() -> dict | None:
     return view if view["state"] in (RunState.QUEUED.value, RunState.RUNNING.value) else None
 
 
+def past_session(run: dict) -> dict:
+    spec = store.run_config(run).get(MARKER) or {}
+    return {**run, "source": spec.get("source"), "source_run": spec.get("source_run")}
+
+
 def require_open() -> dict:
     session = current()
     if session is None or session["state"] != RunState.RUNNING.value:
@@ -110,7 +115,9 @@ def page():
     samples = store.samples.list_for_run(get_db(), session["id"], limit=60) if session else []
     spec = store.run_config(store.get_run(get_db(), session["id"]))[MARKER] if session else None
     return render_template("samples/playground.html", session=session, spec=spec, sources=sources(),
-                           samples=samples, schedulers=SAMPLE_SCHEDULERS, last_seq=store.last_seq(get_db()))
+                           samples=samples, schedulers=SAMPLE_SCHEDULERS, last_seq=store.last_seq(get_db()),
+                           past=[past_session(r) for r in store.playground_sessions(get_db())
+                                 if not session or r["id"] != session["id"]])
 
 
 @bp.post("/playground/open")

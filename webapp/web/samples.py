@@ -1,9 +1,8 @@
-"""Sample pages: a run's gallery (a prompt-by-step grid that grows live), one sample large with
+"""Sample pages: every run's samples in one gallery, a run's gallery (a prompt-by-step grid that grows live), one sample large with
 its settings, and two samples side by side. The playground has its own module."""
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request
-
 
 from webapp import store
 from webapp.web.extensions import get_db
@@ -14,6 +13,24 @@ bp = Blueprint("samples", __name__)
 SETTING_LABELS = (("negative_prompt", "Negative prompt"), ("seed", "Seed"), ("steps", "Steps"),
                   ("cfg_scale", "CFG"), ("width", "Width"), ("height", "Height"),
                   ("noise_scheduler", "Scheduler"), ("lora_scale", "LoRA strength"), ("bytes", "File size (bytes)"))
+
+
+GALLERY_PAGE = 60
+
+
+@bp.get("/samples")
+def index():
+    prompt = request.args.get("prompt", "").strip()
+    source = request.args.get("source", "")
+    run, before = request.args.get("run", ""), request.args.get("before", "")
+    if source not in ("", *store.samples.GALLERY_SOURCES):
+        raise ApiError(400, "invalid parameter", [{"field": "source", "message": "training or playground"}])
+    samples = store.samples.across_runs(get_db(), prompt or None, source or None,
+                                        int(run) if run.isdigit() else None,
+                                        int(before) if before.isdigit() else None, GALLERY_PAGE + 1)
+    older = samples[GALLERY_PAGE]["id"] + 1 if len(samples) > GALLERY_PAGE else None  # ids below this one
+    return render_template("samples/index.html", samples=samples[:GALLERY_PAGE], prompt=prompt, source=source,
+                           run=run if run.isdigit() else "", older=older)
 
 
 def _run_or_404(run_id: int) -> dict:
