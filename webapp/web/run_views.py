@@ -9,15 +9,13 @@ import redis
 
 from webapp import store
 from webapp.protocol import RunState
-from webapp.settings import HEARTBEAT_TTL_S, LOG_NAME, heartbeat_key
+from webapp.settings import HEARTBEAT_TTL_S, heartbeat_key
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db, get_redis
 from webapp.web.run_files import run_dir
 from webapp.web.workers import live_workers, run_usage, waiting_reason
 
 RESUMABLE_STATES = (RunState.FAILED.value, RunState.STOPPED.value, RunState.INTERRUPTED.value)
-LOG_TAIL_BYTES = 256 * 1024
-LOG_LINES = 400
 
 
 def worker_alive(worker: str | None) -> bool | None:
@@ -110,21 +108,3 @@ def add_gpus(view: dict, config: dict, workers: list[dict] | None = None) -> dic
                                   if view["state"] == RunState.QUEUED.value else None)
         view["ranks"] = run_usage(view["id"], workers) if view["state"] == RunState.RUNNING.value else []
     return view
-
-
-def log_lines(run_id: int, query: str = "") -> list[str]:
-    """The tail of the trainer's stdout/stderr, optionally only the lines containing query."""
-    path = run_dir(run_id) / LOG_NAME
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - LOG_TAIL_BYTES))
-            lines = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-    if size > LOG_TAIL_BYTES:
-        lines = lines[1:]  # the first is cut
-    if query:
-        lines = [line for line in lines if query.lower() in line.lower()]
-    return lines[-LOG_LINES:]

@@ -14,7 +14,8 @@ from webapp.web.extensions import get_db
 from webapp.web.run_actions import cancel, clone_config, delete, enqueue
 from webapp.web.run_charts import cached_chart
 from webapp.web.run_files import run_dir, run_files
-from webapp.web.run_views import config_as_run, get_run_view, log_lines, summarize
+from webapp.web.run_log import log_view
+from webapp.web.run_views import config_as_run, get_run_view, summarize
 
 bp = Blueprint("runs", __name__)
 
@@ -51,7 +52,7 @@ def page(run_id: int):
         "runs/run.html", run=run, last_seq=store.last_seq(conn),
         config_text=json.dumps(config_as_run(store.get_run(conn, run_id)), indent=2),
         timeline=store.timeline(conn, run_id), samples=store.list_samples(conn, run_id, limit=60),
-        chart_html=cached_chart(run_id), log=log_lines(run_id), query="",
+        chart_html=cached_chart(run_id), log=log_view(run_id), query="",
         files=run_files(run_dir(run_id), run["output_path"]))
 
 
@@ -71,7 +72,7 @@ def chart(run_id: int):
 def log(run_id: int):
     get_run_view(run_id)
     query = request.args.get("q", "").strip()
-    return render_template("runs/_log.html", log=log_lines(run_id, query), query=query)
+    return render_template("runs/_log.html", log=log_view(run_id, query), query=query)
 
 
 @bp.get("/runs/<int:run_id>/files")
