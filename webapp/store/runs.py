@@ -188,6 +188,16 @@ def recent_finished(conn, limit: int = 5) -> list[dict]:
         " ORDER BY COALESCE(finished_at, created_at) DESC LIMIT ?", (limit,))]
 
 
+def newest_ended_by(conn, who: str, after_id: int, since: float) -> dict | None:
+    """The newest training this person started that ended after ``since``, above run ``after_id``
+    (the last one they dismissed): what the "your run finished" banner shows."""
+    row = conn.execute(
+        "SELECT * FROM runs WHERE id > ? AND COALESCE(started_by, 'local') = ? AND finished_at >= ?"
+        f" AND state NOT IN ('queued', 'running') AND {NOT_PLAYGROUND} ORDER BY finished_at DESC LIMIT 1",
+        (after_id, who, since)).fetchone()
+    return run_dict(row) if row else None
+
+
 def playground_sessions(conn, limit: int = 20) -> list[dict]:
     """Past and open playground sessions, newest first, each with how many images it made."""
     rows = conn.execute(

@@ -14,8 +14,8 @@ def register(app: Flask) -> None:
     # imported here, so that importing one of the web's modules (a test, a benchmark) does not
     # load every blueprint and what they need (Pillow for thumbnails, ...)
     from webapp.web import (api, api_input, auth, caps, config_api, configs, control, dashboard, downloads, errors,
-                            events, extensions, filters, fleet, models, models_api, openapi, playground, runs,
-                            runs_api, samples, samples_api, sse, system)
+                            events, extensions, filters, fleet, models, models_api, openapi, playground, run_banner,
+                            runs, runs_api, samples, samples_api, sse, system)
     from webapp.web.auth import routes as auth_routes
     from webapp.web.sse import fragments
 
@@ -44,6 +44,7 @@ def register(app: Flask) -> None:
     auth.init_app(app)  # accounts, the authorization policy, CSRF, headers, rate limits
     errors.init_app(app)
     filters.init_app(app)
+    app.jinja_env.globals["ended_run_banner"] = run_banner.ended_run_banner  # base.html, every page
     sse.init_app(app, render=fragments.render_event_fragments)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

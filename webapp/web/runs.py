@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, make_response, render_template, request, url_for
 
 from webapp import store
 from webapp.protocol import Command
-from webapp.web import run_actions, run_compare
+from webapp.web import run_actions, run_banner, run_compare
 from webapp.web.errors import ApiError, flash
 from webapp.web.extensions import get_db
 from webapp.web.run_actions import cancel, clone_config, delete, enqueue
@@ -92,6 +92,16 @@ def panel():
 def stop(run_id: int):
     run_actions.send_command(Command.STOP, run_id)
     return flash(f"Stop sent to run #{run_id}.")
+
+
+@bp.post("/runs/<int:run_id>/seen")
+def seen(run_id: int):
+    """Dismiss the "run ended" banner, for this run and those before it."""
+    response = make_response("", 200)
+    response.set_cookie(run_banner.SEEN_COOKIE, str(max(run_id, run_banner.seen_run())),
+                        max_age=run_banner.SEEN_MAX_AGE_S, httponly=True, samesite="Lax",
+                        secure=request.is_secure, path=request.script_root or "/")
+    return response
 
 
 @bp.post("/runs/<int:run_id>/clone")
