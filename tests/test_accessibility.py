@@ -71,10 +71,21 @@ def _why(node: dict) -> str:
     return f" ({messages[0]})" if messages and messages[0] else ""
 
 
-def test_every_page_passes_the_audit(page):
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_passes_the_audit(page, scheme):
+    """In the light and the dark palette (the system setting, emulated through the DevTools protocol)."""
+    page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                                {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
     report = []
-    for path in pages(page):
-        findings = audit(page, path)
-        if findings:
-            report.append(describe(path, findings))
-    assert not report, "axe-core found serious or critical problems:\n" + "\n".join(report)
+    try:
+        for path in pages(page):
+            findings = audit(page, path)
+            if path == f"/runs/{page.run_id}":
+                page.driver.save_screenshot(f"/tmp/run-page-{scheme}.png")  # for a person to look at
+            if findings:
+                report.append(describe(path, findings))
+        if scheme == "dark":  # the palette really switched: the page is dark, not the light one again
+            assert page.js("return getComputedStyle(document.body).backgroundColor") == "rgb(17, 20, 27)"
+    finally:
+        page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    assert not report, f"axe-core found serious or critical problems ({scheme}):\n" + "\n".join(report)

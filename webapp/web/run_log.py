@@ -14,7 +14,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 PROGRESS = re.compile(r"^(?P<label>[^|\n]{0,80}?):?\s*\d{1,3}%\|")  # "Caching: 45%|####   | 9/20 [..]"
 ERROR = re.compile(r"Traceback \(most recent call last\)|\b(?:[A-Z]\w*Error|Exception|CRITICAL|FATAL)\b")
-WARNING = re.compile(r"\b(?:\w*Warning|WARNING|warn)\b")
+WARNING = re.compile(r"\w+Warning\b|\bwarn(?:ings?)?\b", re.IGNORECASE)  # "... to silence this warning."
 
 
 def read_tail(run_id: int) -> list[str]:
