@@ -148,3 +148,32 @@ def test_a_run_marked_interrupted_by_a_lapse_is_corrected_when_its_worker_is_hea
     while recorder.step(block_ms=10):
         pass
     assert store.get_run(conn, run_id)["state"] == "interrupted"
+
+
+def test_a_file_too_large_to_upload_is_listed_with_its_host_and_path(app, client, redis_url, tmp_path):
+    """OTWEB_UPLOAD_MAX_MB: a larger output stays on the worker; the run page lists where, instead
+    of a download, and stops listing it once the worker says it was pruned there."""
+    import socket
+    from webapp.worker.uploads import FolderSync
+    conn, run_id, source = _run(app)
+    sink = StreamSink(redis.Redis.from_url(redis_url, decode_responses=True), tmp_path / "spool")
+    folder = tmp_path / "run"
+    sink.bind(run_id, source, folder)
+    (folder / "models").mkdir(parents=True)
+    (folder / "models" / "big.safetensors").write_bytes(b"x" * 5000)
+    (folder / "models" / "small.json").write_bytes(b"{}")
+    uploads = FolderSync(sink, run_id, folder, max_bytes=1000)
+    uploads.sync()
+    recorder = _recorder(app, conn, redis.Redis.from_url(redis_url, decode_responses=True))
+    while recorder.step(block_ms=10):
+        pass
+    assert (app.config["SETTINGS"].run_dir(run_id) / "models" / "small.json").exists()
+    assert not (app.config["SETTINGS"].run_dir(run_id) / "models" / "big.safetensors").exists()
+    files = client.get(f"/runs/{run_id}/files").text
+    assert 'data-testid="kept-file"' in files and "models/big.safetensors" in files
+    assert socket.gethostname() in files and str(folder / "models" / "big.safetensors") in files
+    (folder / "models" / "big.safetensors").unlink()  # a rolling backup pruned on the worker
+    uploads.sync()
+    while recorder.step(block_ms=10):
+        pass
+    assert 'data-testid="kept-file"' not in client.get(f"/runs/{run_id}/files").text

@@ -52,6 +52,21 @@ def _record_sample(conn, run_id: int, name: str, data: dict, at: float) -> None:
     data["sample_id"] = sample_id  # travels with the event so a page can link the image
 
 
+def kept_files(conn, run_id: int) -> list[dict]:
+    """Files a worker kept on its host (too large to upload), as its log events said: name, host,
+    path, size; one it said was removed since is left out."""
+    found: dict[str, dict] = {}
+    rows = conn.execute("SELECT json_extract(data, '$.kept') FROM events WHERE run_id = ? AND name = 'log'"
+                        " AND json_extract(data, '$.kept') IS NOT NULL ORDER BY seq", (run_id,))
+    for (raw,) in rows:
+        kept = json.loads(raw)
+        if kept.get("removed"):
+            found.pop(kept.get("name"), None)
+        elif kept.get("name"):
+            found[kept["name"]] = kept
+    return list(found.values())
+
+
 def events_since(conn, after_seq: int, run_id: int | None = None, limit: int = 1000) -> list[dict]:
     query = "SELECT * FROM events WHERE seq > ?" + (" AND run_id = ?" if run_id is not None else "")
     params = (after_seq, run_id) if run_id is not None else (after_seq,)

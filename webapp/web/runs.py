@@ -53,7 +53,7 @@ def page(run_id: int):
         config_text=json.dumps(config_as_run(store.get_run(conn, run_id)), indent=2),
         timeline=store.timeline(conn, run_id), samples=store.list_samples(conn, run_id, limit=60),
         chart_html=cached_chart(run_id), log=log_view(run_id), query="",
-        files=run_files(run_dir(run_id), run["output_path"]))
+        files=run_files(run_dir(run_id), run["output_path"]), kept=store.kept_files(conn, run_id))
 
 
 @bp.get("/runs/<int:run_id>/status")
@@ -78,7 +78,8 @@ def log(run_id: int):
 @bp.get("/runs/<int:run_id>/files")
 def files(run_id: int):
     run = get_run_view(run_id)
-    return render_template("runs/_files.html", run=run, files=run_files(run_dir(run_id), run["output_path"]))
+    return render_template("runs/_files.html", run=run, files=run_files(run_dir(run_id), run["output_path"]),
+                           kept=store.kept_files(get_db(), run_id))
 
 
 @bp.get("/queue/panel")

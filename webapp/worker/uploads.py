@@ -64,7 +64,13 @@ class FolderSync:
                     self._send(path, relative, stat.st_size)
                     self.sent[relative] = current[relative]
             for relative in [r for r in self.sent if r not in current]:
-                self.sink.remove(self.run_id, relative)
+                if relative in self.kept_here:  # pruned here: the run page stops listing it
+                    self.kept_here.discard(relative)
+                    self.sink.emit(self.run_id, make_event(Event.LOG, level="info", text=(
+                        f"{relative}, kept on the worker host, was removed there"), kept={"name": relative,
+                                                                                         "removed": True}))
+                else:
+                    self.sink.remove(self.run_id, relative)
                 del self.sent[relative]
 
     def _files(self):
@@ -79,10 +85,11 @@ class FolderSync:
     def _send(self, path: Path, relative: str, size: int) -> None:
         if size > self.max_bytes:
             self.kept_here.add(relative)
-            where = f"{socket.gethostname()}:{path}"
+            host = socket.gethostname()
+            # "kept" is what the run page lists (name, host, path, size) in place of a download
             self.sink.emit(self.run_id, make_event(Event.LOG, level="warning", text=(
-                f"{relative} ({size / 1e6:.0f} MB) is kept on the worker host at {where}: larger than "
-                f"OTWEB_UPLOAD_MAX_MB")))
+                f"{relative} ({size / 1e6:.0f} MB) is kept on the worker host at {host}:{path}: larger than "
+                f"OTWEB_UPLOAD_MAX_MB"), kept={"name": relative, "host": host, "path": str(path), "size": size}))
             return
         self.sink.send_file(self.run_id, path, relative, wait_for_room=self._wait_for_room)
 
