@@ -177,3 +177,56 @@ def test_a_file_too_large_to_upload_is_listed_with_its_host_and_path(app, client
     while recorder.step(block_ms=10):
         pass
     assert 'data-testid="kept-file"' not in client.get(f"/runs/{run_id}/files").text
+
+
+def _backup(folder, name: str, step: int, weights: bytes) -> None:
+    import json
+    backup = folder / "backups" / name
+    backup.mkdir(parents=True)
+    (backup / "lora.safetensors").write_bytes(weights)
+    (backup / "progress.json").write_text(json.dumps({"global_step": step}))
+
+
+def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url, tmp_path):
+    """The run's worker is gone, its newest backup was uploaded: another worker takes the resume and
+    gets that backup, whole and checked, in its own run folder; kept on the gone worker's host, the
+    backup cannot travel and the resume waits for that worker."""
+    import json
+    from webapp.settings import WORKERS_KEY, assign_key, heartbeat_key
+    from webapp.web.dispatch import Dispatcher
+    from webapp.worker.backup_receive import receive_backup
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    settings = app.config["SETTINGS"]
+    conn, run_id, _ = _run(app, worker="gone")
+    folder = settings.run_dir(run_id)
+    _backup(folder, "2026-01-01_00-00-00-step6", 6, b"old" * 1000)
+    weights = os.urandom(600_000)  # three chunks
+    _backup(folder, "2026-01-01_00-01-00-step12", 12, weights)
+    assert store.requeue_for_resume(conn, run_id)
+    conn.commit()
+    client.hset(WORKERS_KEY, "other", "{}")
+    client.set(heartbeat_key("other"), json.dumps({"devices": [0]}), ex=30)
+    try:
+        Dispatcher(conn, client, run_dir=settings.run_dir).step()
+        payload = json.loads(client.lpop(assign_key("other")))
+        assert payload["resume"] and payload["backup"]["name"] == "2026-01-01_00-01-00-step12"
+        here = tmp_path / "other-host" / "run"
+        placed = receive_backup(client, payload["backup"], here)
+        assert sorted(placed) == ["backups/2026-01-01_00-01-00-step12/lora.safetensors",
+                                  "backups/2026-01-01_00-01-00-step12/progress.json"]
+        assert (here / placed[0]).read_bytes() == weights and not client.exists(payload["backup"]["key"])
+        assert "from backup 2026-01-01_00-01-00-step12" in store.get_run(conn, run_id)["status_text"]
+
+        # the same, but the newest backup's weights were too large to upload: it waits for its worker
+        conn2, second, _ = _run(app, worker="gone")
+        store.append_event(conn2, second, make_event(Event.LOG, text="kept", kept={
+            "name": "backups/b/lora.safetensors", "host": "gone-host", "path": "/x", "size": 1}))
+        _backup(settings.run_dir(second), "b", 6, b"w")
+        assert store.requeue_for_resume(conn2, second)
+        conn2.commit()
+        Dispatcher(conn2, client, run_dir=settings.run_dir).step()
+        assert client.llen(assign_key("other")) == 0
+        assert "for worker gone" in store.get_run(conn2, second)["status_text"]
+    finally:
+        client.hdel(WORKERS_KEY, "other")
+        client.delete(heartbeat_key("other"), assign_key("other"))

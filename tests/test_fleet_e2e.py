@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -106,14 +108,20 @@ def test_web_restart_and_redis_outage_lose_nothing(fleet, demo_config):
             assert [int(f["id"]) for f in frames if "id" in f] == [s for s in seqs if s > middle]
 
 
-def test_a_killed_worker_interrupts_its_run_which_resumes_there(fleet, demo_config):
+def test_a_killed_worker_interrupts_its_run_which_resumes_elsewhere_from_its_uploaded_backup(fleet, demo_config):
     server, env, workers = fleet
-    config = short_run(demo_config, epochs=40, backup_after=6, backup_after_unit="STEP")
-    with serve_web(env) as url, run_worker(workers["beta"]):
+    # a backup every 30 steps, none pruned: the one the test waits to see uploaded stays there
+    config = short_run(demo_config, epochs=80, backup_after=30, backup_after_unit="STEP", rolling_backup_count=50)
+    uploaded = Path(env["OTWEB_WORKSPACE"]) / "runs"
+    with serve_web(env) as url, ExitStack() as beta_later:
         stack = Stack(url, env, None)
         with run_worker(workers["alpha"]) as alpha:
-            run_id = stack.api("POST", "/api/queue", json={"config": config, "target": {"worker": "alpha"}}).json()["run_ids"][0]
+            # any worker may take it (no target): alpha does, being the only one yet
+            run_id = stack.api("POST", "/api/queue", json={"config": config}).json()["run_ids"][0]
             stack.wait_for(lambda: (run_of(stack, run_id)["steps"] or 0) >= 8, timeout=180)
+            # a backup has reached the web (uploads go every 2 s): killed before that, it waits for alpha
+            stack.wait_for(lambda: list(uploaded.glob(f"{run_id}/backups/*/progress.json")), timeout=30)
+            beta_later.enter_context(run_worker(workers["beta"]))
             os.killpg(alpha.pid, signal.SIGKILL)
             killed_at = time.monotonic()
             alpha.wait()
@@ -127,14 +135,15 @@ def test_a_killed_worker_interrupts_its_run_which_resumes_there(fleet, demo_conf
             assert time.monotonic() - killed_at < float(TTL) + 5
             assert "worker alpha stopped sending heartbeats" in reason
         time.sleep(2)
+        # no other worker starts it on its own
         assert len(record(env["OTWEB_WORKSPACE"], "SELECT 1 FROM assignments WHERE run_id = ?", run_id)) == 1
+        assert run_of(stack, run_id)["state"] == "interrupted"
+        # resumed while alpha is gone: beta takes it, sent the newest backup alpha uploaded
         assert stack.api("POST", f"/api/runs/{run_id}/resume").status_code == 202
-        time.sleep(1)
-        assert "for worker alpha" in run_of(stack, run_id)["status_text"]   # beta does not take it
-        with run_worker(workers["alpha"]):
-            stack.wait_for(lambda: run_of(stack, run_id)["state"] == "completed", timeout=240, every=1)
+        stack.wait_for(lambda: run_of(stack, run_id)["state"] == "completed", timeout=240, every=1)
         placed = record(env["OTWEB_WORKSPACE"], "SELECT worker FROM assignments WHERE run_id = ?", run_id)
-        assert [r[0] for r in placed] == ["alpha", "alpha"]
-        resumed = [e for e in stack.api("GET", f"/api/runs/{run_id}/events?after=0").json()["events"]
-                   if e["event"] == "log" and "resum" in str(e["data"].get("text", "")).lower()]
-        assert resumed, "the second attempt continued from the backup"
+        assert [r[0] for r in placed] == ["alpha", "beta"]
+        texts = [str(e["data"].get("text", "")) for e in stack.api("GET", f"/api/runs/{run_id}/events?after=0"
+                                                                   ).json()["events"] if e["event"] in ("log", "status")]
+        assert any("received backup" in t and "from the web" in t for t in texts), texts[-20:]
+        assert any("resum" in t.lower() and "step" in t.lower() for t in texts), "beta continued from the backup"

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import redis
@@ -116,6 +117,42 @@ def sha256_of(path, limit: int | None = None) -> str:
             digest.update(block)
             left = None if left is None else left - len(block)
     return digest.hexdigest()
+
+
+# -- the receiving side of ENTRY_FILE chunks: the recorder (uploads), a worker (a carried backup) --
+
+class UploadError(ValueError):
+    pass
+
+
+def confined(folder: Path, relative: str) -> Path:
+    path = (folder / relative).resolve()
+    if Path(relative).is_absolute() or folder.resolve() not in path.parents:
+        raise UploadError(f"refused a file outside the run folder: {relative!r}")
+    return path
+
+
+def write_chunk(folder: Path, entry: dict) -> None:
+    target = confined(folder, entry["path"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = base64.b64decode(entry.get("data") or "")
+    if entry.get("mode") == "append":
+        with open(target, "r+b" if target.exists() else "wb") as fh:
+            fh.seek(entry["offset"])
+            fh.write(data)
+        return
+    partial = target.with_name(f".{target.name}.upload")
+    with open(partial, "r+b" if partial.exists() and entry["offset"] else "wb") as fh:
+        fh.seek(entry["offset"])
+        fh.write(data)
+        if entry.get("last"):
+            fh.truncate(entry["size"])
+    if entry.get("last"):
+        if sha256_of(partial) != entry.get("sha256"):
+            partial.unlink(missing_ok=True)
+            raise UploadError(f"the upload of {entry['path']} did not match its sha256: dropped")
+        os.replace(partial, target)
+
 
 
 class EventSink:

@@ -13,6 +13,9 @@ from enum import Enum
 # a config holding this key is a playground session, not a training: the trainer process hosts the
 # playground backend for it (webapp/trainer/playground_backend.py) and the web lists it apart
 PLAYGROUND_MARKER = "__playground__"
+# the file that marks a backup folder complete: the trainer writes it last, a worker uploads it last,
+# and the web carries only a backup that has it (a resume on another worker)
+BACKUP_COMPLETE_FILE = "progress.json"
 
 
 class Event(str, Enum):

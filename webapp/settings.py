@@ -53,6 +53,11 @@ def assign_key(worker: str) -> str:
     return f"otweb:assign:{worker}"
 
 
+def carry_key(assignment_id: str) -> str:
+    """The chunks of a backup the control plane sends with a resume to a worker that lacks it."""
+    return f"otweb:carry:{assignment_id}"
+
+
 def taken_key(worker: str) -> str:
     """Where a worker keeps the assignment it took until its run has ended (reliable queue)."""
     return f"otweb:taken:{worker}"

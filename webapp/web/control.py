@@ -61,7 +61,8 @@ class ControlLoop:
                                       socket_timeout=5, health_check_interval=15)
         with closing(store.connect(config["DATABASE"])) as conn:
             self.recorder = Recorder(conn, client, config["SETTINGS"].run_dir, self.consumer)
-            self.dispatcher = Dispatcher(conn, client, token_ok=self._token_checker(conn))
+            self.dispatcher = Dispatcher(conn, client, token_ok=self._token_checker(conn),
+                                         run_dir=config["SETTINGS"].run_dir)
             lock = client.lock(DISPATCH_LOCK, timeout=LOCK_TTL_S, blocking=False)
             dispatched_at = 0.0
             while not self.stopping.is_set():

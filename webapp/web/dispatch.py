@@ -5,13 +5,15 @@ The queue stays in SQLite (order, pause and cancel act on what is not yet taken)
 over by recording the assignment (queued -> running, conditionally), then LPUSHing it into the
 worker's inbox; the worker BLMOVEs it into its "taken" list, so it is never lost and never runs
 twice. A run goes to any worker, a named one, or one with all of its labels; one nobody can take
-waits, and its status says why.
+waits, and its status says why. A resumed run goes back to its worker (its backups are there), or,
+while that worker is gone, to any worker with its newest uploaded backup (web/backup_carry.py).
 """
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from pathlib import Path
 
 import redis
 
@@ -19,6 +21,7 @@ from webapp import store
 from webapp.eventlog import EventSink
 from webapp.protocol import Event, RunState, make_event
 from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, assign_key, heartbeat_key, taken_key
+from webapp.web.backup_carry import newest_uploaded_backup, push_backup
 
 
 def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
@@ -38,10 +41,12 @@ def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
 
 class Dispatcher:
     def __init__(self, conn, redis_client: redis.Redis, token_ok=lambda name, token: True,
-                 ttl_s: float = HEARTBEAT_TTL_S):
+                 ttl_s: float = HEARTBEAT_TTL_S, run_dir=None):
         """token_ok(name, token): whether a worker may be given runs (a live worker token, when
-        accounts are on)."""
+        accounts are on). run_dir(run_id): this host's copy of a run's folder, where uploaded
+        backups are (None: a resume always waits for the run's own worker)."""
         self.conn, self.redis, self.token_ok, self.ttl_s = conn, redis_client, token_ok, ttl_s
+        self.run_dir = run_dir
         self.sink = EventSink(conn, redis_client)
         self.started = time.monotonic()
         self.last_seen: dict[str, float] = {}
@@ -70,7 +75,8 @@ class Dispatcher:
             self.sink.emit(run_id, make_event(
                 Event.RUN, state=RunState.INTERRUPTED.value,
                 reason=f"worker {worker} stopped sending heartbeats ({silent:.0f} s): its process or host "
-                       f"died, or it lost Redis. Resume puts the run back on {worker} (its backups are there)."))
+                       f"died, or it lost Redis. Resume puts the run back on {worker} (its backups are there), "
+                       f"or on any worker with the newest uploaded backup while {worker} is gone."))
 
     # -- assignments ------------------------------------------------------------------------
 
@@ -79,12 +85,12 @@ class Dispatcher:
         idle = {name: beat for name, beat in beats.items()
                 if name not in busy and not beat.get("run_id") and self._free(name, beat)}
         for run in store.queued_runs(self.conn):
-            target = self._target(run)
+            target = self._target(run, beats)
             chosen = next((name for name, beat in sorted(idle.items()) if eligible(name, beat, target)), None)
             if chosen is None:
                 self._announce(run, waiting_reason(target, beats, busy, self.token_ok))
                 continue
-            if self._hand_over(run, chosen):
+            if self._hand_over(run, chosen, target.get("carry")):
                 idle.pop(chosen)
                 self.announced.pop(run["id"], None)
 
@@ -98,26 +104,36 @@ class Dispatcher:
         inbox, taken, draining = pipe.execute()
         return not inbox and not taken and not draining
 
-    @staticmethod
-    def _target(run: dict) -> dict:
+    def _target(self, run: dict, beats: dict) -> dict:
         target = store.fleet.target_of(run)
         if run.get("resume_requested") and run.get("worker") and not target:
-            target = {"worker": run["worker"], "resume": True}  # its backups are on that host
+            if run["worker"] in beats or self._uploaded_backup(run) is None:
+                target = {"worker": run["worker"], "resume": True}  # its backups are on that host
+            else:  # its worker is gone, its newest backup is here: any worker, sent the backup
+                target = {"carry": self._uploaded_backup(run)}
         return {**target, "gpus": run.get("gpus") or 1}
 
-    def _hand_over(self, run: dict, worker: str) -> bool:
+    def _uploaded_backup(self, run: dict):
+        if self.run_dir is None:
+            return None
+        return newest_uploaded_backup(Path(self.run_dir(run["id"])), store.kept_files(self.conn, run["id"]))
+
+    def _hand_over(self, run: dict, worker: str, carry=None) -> bool:
         assignment_id = uuid.uuid4().hex[:16]
         if not store.fleet.assign(self.conn, run["id"], worker, assignment_id):
             return False  # canceled meanwhile
         payload = {"id": assignment_id, "run_id": run["id"], "config_name": run["config_name"],
                    "config": store.run_config(run), "resume": bool(run.get("resume_requested"))}
         try:
+            if carry is not None:
+                payload["backup"] = push_backup(self.redis, assignment_id, Path(self.run_dir(run["id"])), carry)
             self.redis.lpush(assign_key(worker), json.dumps(payload))
         except redis.RedisError:
             store.fleet.unassign(self.conn, run["id"], assignment_id)
             raise
         self.assigned += 1
-        self.sink.emit(run["id"], make_event(Event.STATUS, text=f"starting on {worker}", worker=worker))
+        text = f"starting on {worker}" + (f" from backup {carry.name}, sent from the web" if carry else "")
+        self.sink.emit(run["id"], make_event(Event.STATUS, text=text, worker=worker))
         return True
 
     def _announce(self, run: dict, reason: str) -> None:

@@ -8,7 +8,6 @@ recorder next claims them (XAUTOCLAIM) and finds them recorded already.
 """
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import time
@@ -17,8 +16,8 @@ from pathlib import Path
 import redis
 
 from webapp import store
-from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, decode_entry, encode_event,
-                             sha256_of)
+from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, UploadError, confined,
+                             decode_entry, encode_event, write_chunk)
 from webapp.protocol import Event, make_event
 from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
@@ -26,10 +25,6 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 LAPSED = "stopped sending heartbeats"  # the dispatcher's reason for a lapse (dispatch.py)
 CLAIM_IDLE_MS = 3000     # a pending entry this old belongs to a recorder that is gone
-
-
-class UploadError(ValueError):
-    pass
 
 
 class Recorder:
@@ -172,35 +167,6 @@ def _publication(event: dict) -> tuple:
 
 
 # -- files: each write confined to the run's folder --------------------------------------------
-
-def confined(folder: Path, relative: str) -> Path:
-    path = (folder / relative).resolve()
-    if Path(relative).is_absolute() or folder.resolve() not in path.parents:
-        raise UploadError(f"refused a file outside the run folder: {relative!r}")
-    return path
-
-
-def write_chunk(folder: Path, entry: dict) -> None:
-    target = confined(folder, entry["path"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = base64.b64decode(entry.get("data") or "")
-    if entry.get("mode") == "append":
-        with open(target, "r+b" if target.exists() else "wb") as fh:
-            fh.seek(entry["offset"])
-            fh.write(data)
-        return
-    partial = target.with_name(f".{target.name}.upload")
-    with open(partial, "r+b" if partial.exists() and entry["offset"] else "wb") as fh:
-        fh.seek(entry["offset"])
-        fh.write(data)
-        if entry.get("last"):
-            fh.truncate(entry["size"])
-    if entry.get("last"):
-        if sha256_of(partial) != entry.get("sha256"):
-            partial.unlink(missing_ok=True)
-            raise UploadError(f"the upload of {entry['path']} did not match its sha256: dropped")
-        os.replace(partial, target)
-
 
 def remove_file(folder: Path, relative: str) -> None:
     target = confined(folder, relative)

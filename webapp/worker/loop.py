@@ -20,6 +20,7 @@ from webapp.config import paths
 from webapp.protocol import Event, RunState, dumps, make_event
 from webapp.settings import (DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, assign_key, heartbeat_key,
                              taken_key)
+from webapp.worker.backup_receive import CarryError, receive_backup
 from webapp.worker.heartbeat import GpuProbe, beat
 from webapp.worker.stream_sink import StreamSink
 from webapp.worker.supervisor import TrainerHost
@@ -83,8 +84,12 @@ class Worker:
         self.sink.bind(run_id, assignment["id"], run_dir)
         if self._refuses_paths(run_id, config, run_dir):
             return RunState.FAILED
+        received = self._receive_backup(assignment, run_dir)
+        if received is None:
+            return RunState.FAILED
         _write_atomic(run_dir / "config.json", json.dumps(config, indent=2))
         uploads = FolderSync(self.sink, run_id, run_dir, int(UPLOAD_MAX_MB * 1e6))
+        uploads.already_there(received)  # the web sent them: no need to send them back
         uploads.start()
         self.host = TrainerHost({"id": run_id}, config, run_dir, self.settings.data_dir, self.sink, self.redis,
                                 on_exit=uploads.finish)
@@ -94,6 +99,21 @@ class Worker:
             self.host = None
         log.info("run %s ended: %s", run_id, state.value)
         return state
+
+    def _receive_backup(self, assignment: dict, run_dir) -> list[str] | None:
+        """The backup a resume on this worker was sent with (its own worker is gone); [] when none,
+        None when it could not be received (the run is failed with why)."""
+        carried = assignment.get("backup")
+        if not carried:
+            return []
+        try:
+            placed = receive_backup(self.redis, carried, run_dir)
+        except CarryError as exc:
+            self.sink.emit(assignment["run_id"], make_event(Event.RUN, state=RunState.FAILED.value, reason=str(exc)))
+            return None
+        self.sink.emit(assignment["run_id"], make_event(Event.LOG, level="info", text=(
+            f"received backup {carried.get('name')} ({len(placed)} files) from the web: resuming from it here")))
+        return placed
 
     def _refuses_paths(self, run_id: int, config: dict, run_dir) -> bool:
         """The web checked the config's paths; the worker checks again with its own roots, in case

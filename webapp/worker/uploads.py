@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from webapp.protocol import Event, make_event
+from webapp.protocol import BACKUP_COMPLETE_FILE, Event, make_event
 from webapp.settings import LOG_NAME
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,12 @@ class FolderSync:
 
     def start(self) -> None:
         self.thread.start()
+
+    def already_there(self, relatives: list[str]) -> None:
+        """Files the control plane has already (a backup it sent): not uploaded again unless changed."""
+        for relative in relatives:
+            stat = (self.run_dir / relative).stat()
+            self.sent[relative] = (stat.st_size, stat.st_mtime_ns)
 
     def finish(self) -> None:
         """Before the run's final state is sent: everything the folder holds goes first."""
@@ -74,7 +80,10 @@ class FolderSync:
                 del self.sent[relative]
 
     def _files(self):
-        for path in sorted(self.run_dir.rglob("*")):
+        # a folder's completion mark goes after its other files: the web sees a backup as whole
+        # (and may send it to another worker) only once all of it is there
+        last = lambda p: (str(p.parent), p.name == BACKUP_COMPLETE_FILE, p.name)  # noqa: E731
+        for path in sorted(self.run_dir.rglob("*"), key=last):
             parts = path.relative_to(self.run_dir).parts
             if not path.is_file() or parts[0] in SKIP_TOP or parts[-1] == LOG_NAME and len(parts) == 1:
                 continue

@@ -17,9 +17,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from webapp.protocol import BACKUP_COMPLETE_FILE
+
 TRAINED_FILE = "trained.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
-PROGRESS_FILE = "progress.json"
+PROGRESS_FILE = BACKUP_COMPLETE_FILE  # written last: its presence marks the folder complete
 CONFIG_FILE = "config.json"
 
 
