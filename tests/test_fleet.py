@@ -177,3 +177,36 @@ def test_a_file_too_large_to_upload_is_listed_with_its_host_and_path(app, client
     while recorder.step(block_ms=10):
         pass
     assert 'data-testid="kept-file"' not in client.get(f"/runs/{run_id}/files").text
+
+
+def test_one_batch_records_as_one_by_one_would(app, redis_url):
+    """The recorder's batch (one transaction, progress folded once, events published together)
+    leaves the record and the pub/sub stream as recording each entry alone would: every event
+    once and in order, a key twice in one batch once, a save versioned with the progress before it."""
+    from webapp.eventlog import decode_event, split_events
+    from webapp.settings import EVENTS_CHANNEL
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, source = _run(app)
+    listener = client.pubsub()
+    listener.subscribe(EVENTS_CHANNEL)
+    bodies = [dict(event="progress", data={"global_step": n, "max_step": 600, "loss": 1.0 / n}, time=float(n))
+              for n in range(1, 301)]
+    bodies.insert(100, dict(event="log", data={"text": "saved: models/step100.safetensors"}, time=100.5))
+    numbered = [encode_entry(ENTRY_EVENT, run_id, source, n, **body) for n, body in enumerate(bodies, 1)]
+    for fields in numbered[:150] + numbered[140:160] + numbered[150:]:  # 20 sent twice, inside one read
+        client.xadd(EVENT_STREAM, fields)
+    recorder = _recorder(app, conn, client)
+    while recorder.step(block_ms=10):
+        pass
+    recorded = store.events_since(conn, 0, run_id)
+    assert [(e["event"], e["data"], e["time"]) for e in recorded] == [(b["event"], b["data"], b["time"])
+                                                                      for b in bodies]
+    assert recorder.recorded == 301 and recorder.duplicates == 20
+    assert store.get_run(conn, run_id)["progress"]["global_step"] == 300
+    (version,) = store.models.list_versions(conn, {"run": run_id})
+    assert version["global_step"] == 100 and version["loss"] == 1.0 / 100
+    published = []
+    while (message := listener.get_message(timeout=0.5)) is not None:
+        if message["type"] == "message":
+            published += [decode_event(wire) for wire in split_events(message["data"])]
+    assert published == recorded
