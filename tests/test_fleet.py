@@ -9,7 +9,7 @@ import redis
 
 from servers import free_port
 from webapp import store
-from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, encode_entry, file_chunks
+from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, decode_entry, encode_entry, file_chunks
 from webapp.protocol import Event, make_event
 from webapp.settings import EVENT_STREAM
 from webapp.web.recorder import Recorder
@@ -50,7 +50,7 @@ def test_pending_entries_of_a_dead_recorder_are_claimed(app, redis_url):
     client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="status", data={"text": "x"}))
     entry_id = client.xreadgroup("recorder", "dead", {EVENT_STREAM: ">"}, count=10)[0][1][0][0]  # never acked
     recorder = _recorder(app, conn, client)
-    recorder._group_ready = True
+    recorder._group_ready, recorder.claim_every_s = True, 0  # look for pending entries at every step
     assert recorder.step(block_ms=10) == 0            # not idle long enough yet: not taken from it
     client.execute_command("XCLAIM", EVENT_STREAM, "recorder", "dead", 0, entry_id, "IDLE", 10_000, "JUSTID")
     recorder.step(block_ms=10)
@@ -210,3 +210,20 @@ def test_one_batch_records_as_one_by_one_would(app, redis_url):
         if message["type"] == "message":
             published += [decode_event(wire) for wire in split_events(message["data"])]
     assert published == recorded
+
+
+def test_entries_sent_together_keep_their_order_and_spool_whole(app, redis_url, tmp_path):
+    conn, run_id, source = _run(app)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    away = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
+    for sink in (StreamSink(client, tmp_path / "live"), StreamSink(away, tmp_path / "away")):
+        sink.bind(run_id, source, tmp_path / "run")
+        with sink.together():
+            sink.metrics(run_id, [(1, 0.5, 1e-3, 1.0)])
+            sink.emit(run_id, make_event(Event.PROGRESS, global_step=1))
+            assert sink.sent == 0 and not len(sink.spool)  # nothing out before the block ends
+        sink.emit(run_id, make_event(Event.STATUS, text="after"))
+    sent = [decode_entry(fields) for _, fields in client.xrange(EVENT_STREAM)]
+    spooled = list(StreamSink(away, tmp_path / "away").spool.entries)
+    assert [(e["k"], e["n"]) for e in sent] == [("metrics", 1), ("event", 2), ("event", 3)]
+    assert [decode_entry(fields)["n"] for fields in spooled] == [1, 2, 3]

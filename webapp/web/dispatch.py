@@ -20,6 +20,8 @@ from webapp.eventlog import EventSink
 from webapp.protocol import Event, RunState, make_event
 from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, assign_key, heartbeat_key, taken_key
 
+LAPSE_CHECK_S = 1.0  # how often heartbeats are read while no run waits in the queue
+
 
 def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
     """name -> its live heartbeat, for every worker that has joined and whose beat has not lapsed."""
@@ -47,14 +49,21 @@ class Dispatcher:
         self.last_seen: dict[str, float] = {}
         self.announced: dict[int, str] = {}
         self.assigned = 0
+        self.beats_read_at = float("-inf")
 
     def step(self) -> None:
-        beats = read_beats(self.redis)
         now = time.monotonic()
+        waiting = not store.queue_paused(self.conn) and store.has_queued(self.conn)
+        if not waiting and now - self.beats_read_at < LAPSE_CHECK_S:
+            # nothing to hand out: heartbeats are read once a second for lapses alone (a TTL is
+            # 15 s), not every turn; that reading was most of an idle control plane's CPU
+            return
+        self.beats_read_at = now
+        beats = read_beats(self.redis)
         for name in beats:
             self.last_seen[name] = now
         self._interrupt_lapsed(beats, now)
-        if not store.queue_paused(self.conn):
+        if waiting:
             self._assign(beats)
 
     # -- liveness ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 LAPSED = "stopped sending heartbeats"  # the dispatcher's reason for a lapse (dispatch.py)
 CLAIM_IDLE_MS = 3000     # a pending entry this old belongs to a recorder that is gone
+CLAIM_EVERY_S = 1.0      # how often to look for such entries
 
 
 class UploadError(ValueError):
@@ -41,6 +42,7 @@ class Recorder:
         self.duplicates = 0
         self.lag_s = 0.0
         self._group_ready = False
+        self.claim_every_s, self._claim_at = CLAIM_EVERY_S, 0.0
         self._assignments: dict[str, dict] = {}
         self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
 
@@ -50,7 +52,7 @@ class Recorder:
     def step(self, block_ms: int = 200) -> int:
         """Record one batch: entries left pending by a recorder that is gone first, then new ones."""
         self._ensure_group()
-        entries = self._claim()
+        entries = self._claim() if time.monotonic() >= self._claim_at else []
         if not entries:
             try:
                 answer = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, {self.stream: ">"}, count=BATCH,
@@ -76,13 +78,19 @@ class Recorder:
         self._group_ready = True
 
     def _claim(self) -> list:
+        """Entries another recorder read and never acked. They become claimable only CLAIM_IDLE_MS
+        after that read, so asking once per CLAIM_EVERY_S is enough (not once per batch: under a
+        steady trickle of events that was a second Redis round trip per batch); while a claim
+        fills whole batches, the next step asks again."""
         try:
             answer = self.redis.xautoclaim(self.stream, RECORDER_GROUP, self.consumer, CLAIM_IDLE_MS,
                                            start_id="0-0", count=BATCH)
         except redis.ResponseError:  # the group went away (Redis restarted empty): make it again
             self._group_ready = False
             return []
-        return [entry for entry in answer[1] if entry and entry[1]]
+        entries = [entry for entry in answer[1] if entry and entry[1]]
+        self._claim_at = time.monotonic() + (0 if len(entries) >= BATCH else self.claim_every_s)
+        return entries
 
     def record(self, entries: list) -> None:
         ids = [entry_id for entry_id, _ in entries]
