@@ -50,13 +50,15 @@ class Dispatcher:
         self.announced: dict[int, str] = {}
         self.assigned = 0
         self.beats_read_at = float("-inf")
+        self.missing: set[str] = set()  # workers with a run recorded running and no heartbeat
 
     def step(self) -> None:
         now = time.monotonic()
         waiting = not store.queue_paused(self.conn) and store.has_queued(self.conn)
-        if not waiting and now - self.beats_read_at < LAPSE_CHECK_S:
-            # nothing to hand out: heartbeats are read once a second for lapses alone (a TTL is
-            # 15 s), not every turn; that reading was most of an idle control plane's CPU
+        if not waiting and not self.missing and now - self.beats_read_at < LAPSE_CHECK_S:
+            # nothing to hand out and every running run's worker beating: heartbeats are read once
+            # a second (a TTL is 15 s), not every turn. Once a beat is missing, every turn again,
+            # so a lapse is recorded no later than before
             return
         self.beats_read_at = now
         beats = read_beats(self.redis)
@@ -69,7 +71,9 @@ class Dispatcher:
     # -- liveness ---------------------------------------------------------------------------
 
     def _interrupt_lapsed(self, beats: dict, now: float) -> None:
-        for worker, run_id in store.fleet.running_on(self.conn).items():
+        running = store.fleet.running_on(self.conn)
+        self.missing = {worker for worker in running if worker not in beats}
+        for worker, run_id in running.items():
             if worker in beats:
                 continue
             # measured from what this process saw: a web that just started gives the worker a TTL
