@@ -83,9 +83,12 @@ def fleet_phase(bench: Bench, url: str, conn, path: str, viewers: int, seconds: 
     clients.wait_ready(timeout=60)
     web_cpu = cpu_s(bench.web_worker)
     start_at = time.time() + 1.0
+    # the workers' callbacks spread over each 50 ms, as unsynchronised workers' are (and as the
+    # direct phase sends them): not 4 at once, which the recorder would publish as one message
     procs = [subprocess.Popen([PY, __file__, "--producer", bench.env["REDIS_URL"], str(run_id), source,
-                               str(bench.tmp / f"sim-{run_id}"), str(start_at), str(seconds), str(RATE)],
-                              cwd=ROOT, env=bench.env, stdout=subprocess.PIPE, text=True) for run_id, source in runs]
+                               str(bench.tmp / f"sim-{run_id}"), str(start_at + i / WORKERS / RATE), str(seconds),
+                               str(RATE)], cwd=ROOT, env=bench.env, stdout=subprocess.PIPE, text=True)
+             for i, (run_id, source) in enumerate(runs)]
     outputs = [proc.communicate(timeout=seconds + 60)[0].strip() for proc in procs]
     time.sleep(1.5)  # the last frames
     web_cpu = cpu_s(bench.web_worker) - web_cpu
