@@ -9,7 +9,7 @@ import redis
 
 from servers import free_port
 from webapp import store
-from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, encode_entry, file_chunks
+from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, decode_entry, encode_entry, file_chunks
 from webapp.protocol import Event, make_event
 from webapp.settings import EVENT_STREAM
 from webapp.web.recorder import Recorder
@@ -50,7 +50,7 @@ def test_pending_entries_of_a_dead_recorder_are_claimed(app, redis_url):
     client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="status", data={"text": "x"}))
     entry_id = client.xreadgroup("recorder", "dead", {EVENT_STREAM: ">"}, count=10)[0][1][0][0]  # never acked
     recorder = _recorder(app, conn, client)
-    recorder._group_ready = True
+    recorder._group_ready, recorder.claim_every_s = True, 0  # look for pending entries at every step
     assert recorder.step(block_ms=10) == 0            # not idle long enough yet: not taken from it
     client.execute_command("XCLAIM", EVENT_STREAM, "recorder", "dead", 0, entry_id, "IDLE", 10_000, "JUSTID")
     recorder.step(block_ms=10)
@@ -230,3 +230,53 @@ def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url
     finally:
         client.hdel(WORKERS_KEY, "other")
         client.delete(heartbeat_key("other"), assign_key("other"))
+
+
+def test_one_batch_records_as_one_by_one_would(app, redis_url):
+    """The recorder's batch (one transaction, progress folded once, events published together)
+    leaves the record and the pub/sub stream as recording each entry alone would: every event
+    once and in order, a key twice in one batch once, a save versioned with the progress before it."""
+    from webapp.eventlog import decode_event, split_events
+    from webapp.settings import EVENTS_CHANNEL
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, source = _run(app)
+    listener = client.pubsub()
+    listener.subscribe(EVENTS_CHANNEL)
+    bodies = [dict(event="progress", data={"global_step": n, "max_step": 600, "loss": 1.0 / n}, time=float(n))
+              for n in range(1, 301)]
+    bodies.insert(100, dict(event="log", data={"text": "saved: models/step100.safetensors"}, time=100.5))
+    numbered = [encode_entry(ENTRY_EVENT, run_id, source, n, **body) for n, body in enumerate(bodies, 1)]
+    for fields in numbered[:150] + numbered[140:160] + numbered[150:]:  # 20 sent twice, inside one read
+        client.xadd(EVENT_STREAM, fields)
+    recorder = _recorder(app, conn, client)
+    while recorder.step(block_ms=10):
+        pass
+    recorded = store.events_since(conn, 0, run_id)
+    assert [(e["event"], e["data"], e["time"]) for e in recorded] == [(b["event"], b["data"], b["time"])
+                                                                      for b in bodies]
+    assert recorder.recorded == 301 and recorder.duplicates == 20
+    assert store.get_run(conn, run_id)["progress"]["global_step"] == 300
+    (version,) = store.models.list_versions(conn, {"run": run_id})
+    assert version["global_step"] == 100 and version["loss"] == 1.0 / 100
+    published = []
+    while (message := listener.get_message(timeout=0.5)) is not None:
+        if message["type"] == "message":
+            published += [decode_event(wire) for wire in split_events(message["data"])]
+    assert published == recorded
+
+
+def test_entries_sent_together_keep_their_order_and_spool_whole(app, redis_url, tmp_path):
+    conn, run_id, source = _run(app)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    away = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
+    for sink in (StreamSink(client, tmp_path / "live"), StreamSink(away, tmp_path / "away")):
+        sink.bind(run_id, source, tmp_path / "run")
+        with sink.together():
+            sink.metrics(run_id, [(1, 0.5, 1e-3, 1.0)])
+            sink.emit(run_id, make_event(Event.PROGRESS, global_step=1))
+            assert sink.sent == 0 and not len(sink.spool)  # nothing out before the block ends
+        sink.emit(run_id, make_event(Event.STATUS, text="after"))
+    sent = [decode_entry(fields) for _, fields in client.xrange(EVENT_STREAM)]
+    spooled = list(StreamSink(away, tmp_path / "away").spool.entries)
+    assert [(e["k"], e["n"]) for e in sent] == [("metrics", 1), ("event", 2), ("event", 3)]
+    assert [decode_entry(fields)["n"] for fields in spooled] == [1, 2, 3]

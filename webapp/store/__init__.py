@@ -14,7 +14,7 @@ from .events import append_event, chart_version, events_since, kept_files, last_
 from .metrics import append_metrics, loss_buckets, recent_losses  # noqa: F401
 from .metrics import SUMMARY_PER_BUCKET  # noqa: F401
 from .runs import (HISTORY_FILTERS, active_runs, cancel_queued, claim_next_run, create_run, delete_run_rows,  # noqa: F401
-                   distinct_values, get_run, history, latest_run, list_runs, mark_stop_requested,
+                   distinct_values, get_run, has_queued, history, latest_run, list_runs, mark_stop_requested,
                    move_in_queue, playground_sessions, queue_paused, queued_runs, recent_finished, reorder_queue,
                    requeue_for_resume, run_config, run_dict, runs_of_worker, set_queue_paused,
                    set_started_by, timeline)

@@ -82,6 +82,35 @@ def first_time(conn, run_id: int, source: str, n: int) -> bool:
                         (run_id, source, n)).rowcount == 1
 
 
+def first_times(conn, keys: list[tuple[int, str, int]]) -> list[bool]:
+    """``first_time`` for a batch of (run, assignment, n) keys, in order, inside the caller's write
+    transaction (nobody else inserts meanwhile): one range lookup per (run, assignment), since a
+    batch is mostly a run of consecutive numbers, and one executemany for the new keys. A key
+    twice in one batch (a spool replayed) is first only once."""
+    spans: dict[tuple[int, str], list[int]] = {}
+    for run_id, source, n in keys:
+        span = spans.setdefault((run_id, source), [n, n, 0])
+        span[0], span[1], span[2] = min(span[0], n), max(span[1], n), span[2] + 1
+    known = set()
+    for (run_id, source), (low, high, count) in spans.items():
+        if high - low > 4 * count + 64:  # scattered numbers: look each up rather than scan the range
+            known.update(key for key in keys if key[:2] == (run_id, source) and conn.execute(
+                "SELECT 1 FROM ingested WHERE run_id = ? AND source = ? AND n = ?", key).fetchone())
+            continue
+        known.update((run_id, source, row[0]) for row in conn.execute(
+            "SELECT n FROM ingested WHERE run_id = ? AND source = ? AND n BETWEEN ? AND ?",
+            (run_id, source, low, high)))
+    firsts, fresh = [], []
+    for key in keys:
+        first = key not in known
+        if first:
+            known.add(key)
+            fresh.append(key)
+        firsts.append(first)
+    conn.executemany("INSERT INTO ingested (run_id, source, n) VALUES (?, ?, ?)", fresh)
+    return firsts
+
+
 def running_on(conn) -> dict[str, int]:
     """worker -> the run the record has running on it."""
     return {r["worker"]: r["id"] for r in conn.execute("SELECT id, worker FROM runs WHERE state = 'running'")

@@ -117,6 +117,10 @@ def queued_runs(conn) -> list[dict]:
     return [run_dict(r) for r in conn.execute(f"SELECT * FROM runs WHERE state = 'queued' ORDER BY {QUEUE_ORDER}")]
 
 
+def has_queued(conn) -> bool:
+    return conn.execute("SELECT 1 FROM runs WHERE state = 'queued' LIMIT 1").fetchone() is not None
+
+
 def set_started_by(conn, run_id: int, who: str) -> None:
     conn.execute("UPDATE runs SET started_by = ? WHERE id = ?", (who, run_id))
 

@@ -26,6 +26,7 @@ from webapp.web.recorder import Recorder
 
 log = logging.getLogger(__name__)
 LOCK_TTL_S = 5.0
+LOCK_RENEW_S = 1.0
 BLOCK_MS = 200
 DISPATCH_EVERY_S = 0.25
 TOKEN_CHECK_S = 5.0
@@ -37,6 +38,7 @@ class ControlLoop:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.leader = False
+        self._renewed_at = 0.0
         self.recorder: Recorder | None = None
         self.dispatcher: Dispatcher | None = None
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
@@ -70,7 +72,10 @@ class ControlLoop:
                     if not self._lead(lock):
                         self.stopping.wait(1.0)
                         continue
-                    self.recorder.step(block_ms=BLOCK_MS)
+                    # the read waits no longer than the next dispatch is due: a queued run is
+                    # handed out within DISPATCH_EVERY_S, not that plus a whole BLOCK_MS
+                    due_ms = (dispatched_at + DISPATCH_EVERY_S - time.monotonic()) * 1000
+                    self.recorder.step(block_ms=int(min(BLOCK_MS, max(1, due_ms))))
                     if time.monotonic() - dispatched_at >= DISPATCH_EVERY_S:
                         self.dispatcher.step()
                         dispatched_at = time.monotonic()
@@ -88,13 +93,17 @@ class ControlLoop:
                     pass
 
     def _lead(self, lock) -> bool:
-        if self.leader:
+        # renewed once per LOCK_RENEW_S, not every turn: a turn per batch of events made the
+        # renewal (a Redis round trip) a third of the recorder's cost; the lock lasts LOCK_TTL_S
+        if self.leader and time.monotonic() - self._renewed_at >= LOCK_RENEW_S:
             try:
                 lock.reacquire()
+                self._renewed_at = time.monotonic()
             except redis.exceptions.LockError:
                 self.leader = False
         if not self.leader:
             self.leader = lock.acquire(blocking=False)
+            self._renewed_at = time.monotonic()
             if self.leader:
                 log.info("control loop: %s records events and dispatches runs", self.consumer)
         return self.leader

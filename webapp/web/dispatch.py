@@ -23,6 +23,8 @@ from webapp.protocol import Event, RunState, make_event
 from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, assign_key, heartbeat_key, taken_key
 from webapp.web.backup_carry import newest_uploaded_backup, push_backup
 
+LAPSE_CHECK_S = 1.0  # how often heartbeats are read while no run waits in the queue
+
 
 def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
     """name -> its live heartbeat, for every worker that has joined and whose beat has not lapsed."""
@@ -52,26 +54,40 @@ class Dispatcher:
         self.last_seen: dict[str, float] = {}
         self.announced: dict[int, str] = {}
         self.assigned = 0
+        self.beats_read_at = float("-inf")
+        self.missing: set[str] = set()  # workers with a run recorded running and no heartbeat
 
     def step(self) -> None:
-        beats = read_beats(self.redis)
         now = time.monotonic()
+        waiting = not store.queue_paused(self.conn) and store.has_queued(self.conn)
+        if not waiting and not self.missing and now - self.beats_read_at < LAPSE_CHECK_S:
+            # nothing to hand out and every running run's worker beating: heartbeats are read once
+            # a second (a TTL is 15 s), not every turn. Once a beat is missing, every turn again,
+            # so a lapse is recorded no later than before
+            return
+        self.beats_read_at = now
+        beats = read_beats(self.redis)
         for name in beats:
             self.last_seen[name] = now
         self._interrupt_lapsed(beats, now)
-        if not store.queue_paused(self.conn):
+        if waiting:
             self._assign(beats)
 
     # -- liveness ---------------------------------------------------------------------------
 
     def _interrupt_lapsed(self, beats: dict, now: float) -> None:
-        for worker, run_id in store.fleet.running_on(self.conn).items():
+        running = store.fleet.running_on(self.conn)
+        self.missing = {worker for worker in running if worker not in beats}
+        for worker, run_id in running.items():
             if worker in beats:
                 continue
-            # measured from what this process saw: a web that just started gives the worker a TTL
+            # its heartbeat key expires a TTL after its last beat, so a worker this process saw beating
+            # has lapsed the moment its key is gone (waiting a TTL more took up to twice the TTL);
+            # one not seen yet (a web that just started) is given a TTL from now
             silent = now - self.last_seen.get(worker, self.started)
-            if silent < self.ttl_s:
+            if worker not in self.last_seen and silent < self.ttl_s:
                 continue
+            silent = max(silent, self.ttl_s)
             self.sink.emit(run_id, make_event(
                 Event.RUN, state=RunState.INTERRUPTED.value,
                 reason=f"worker {worker} stopped sending heartbeats ({silent:.0f} s): its process or host "

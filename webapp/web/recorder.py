@@ -17,7 +17,7 @@ import redis
 
 from webapp import store
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, UploadError, confined,
-                             decode_entry, encode_event, write_chunk)
+                             decode_entry, encode_event, join_events, write_chunk)
 from webapp.protocol import Event, make_event
 from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 LAPSED = "stopped sending heartbeats"  # the dispatcher's reason for a lapse (dispatch.py)
 CLAIM_IDLE_MS = 3000     # a pending entry this old belongs to a recorder that is gone
+CLAIM_EVERY_S = 1.0      # how often to look for such entries
 
 
 class Recorder:
@@ -36,7 +37,9 @@ class Recorder:
         self.duplicates = 0
         self.lag_s = 0.0
         self._group_ready = False
+        self.claim_every_s, self._claim_at = CLAIM_EVERY_S, 0.0
         self._assignments: dict[str, dict] = {}
+        self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
 
     def stats(self) -> dict:
         return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4)}
@@ -44,7 +47,7 @@ class Recorder:
     def step(self, block_ms: int = 200) -> int:
         """Record one batch: entries left pending by a recorder that is gone first, then new ones."""
         self._ensure_group()
-        entries = self._claim()
+        entries = self._claim() if time.monotonic() >= self._claim_at else []
         if not entries:
             try:
                 answer = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, {self.stream: ">"}, count=BATCH,
@@ -70,37 +73,54 @@ class Recorder:
         self._group_ready = True
 
     def _claim(self) -> list:
+        """Entries another recorder read and never acked. They become claimable only CLAIM_IDLE_MS
+        after that read, so asking once per CLAIM_EVERY_S is enough (not once per batch: under a
+        steady trickle of events that was a second Redis round trip per batch); while a claim
+        fills whole batches, the next step asks again."""
         try:
             answer = self.redis.xautoclaim(self.stream, RECORDER_GROUP, self.consumer, CLAIM_IDLE_MS,
                                            start_id="0-0", count=BATCH)
         except redis.ResponseError:  # the group went away (Redis restarted empty): make it again
             self._group_ready = False
             return []
-        return [entry for entry in answer[1] if entry and entry[1]]
+        entries = [entry for entry in answer[1] if entry and entry[1]]
+        self._claim_at = time.monotonic() + (0 if len(entries) >= BATCH else self.claim_every_s)
+        return entries
 
     def record(self, entries: list) -> None:
-        published, ids = [], [entry_id for entry_id, _ in entries]
+        ids = [entry_id for entry_id, _ in entries]
         with store.transaction(self.conn):
-            for entry_id, fields in entries:
-                try:
-                    entry = decode_entry(fields)
-                except ValueError as exc:
-                    log.warning("recorder dropped %s: %s", entry_id, exc)
-                    continue
-                if not self._known(entry):
-                    continue
-                if not store.fleet.first_time(self.conn, entry["run"], entry["src"], entry["n"]):
-                    self.duplicates += 1
-                    continue
-                published += self._apply(entry)
-                self.recorded += 1
+            published = self._record_batch(entries)
+        # after the commit: an entry acked is recorded; one published is in SQLite for a replay
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(self.stream, RECORDER_GROUP, *ids)
         pipe.xdel(self.stream, *ids)
-        for event in published:
-            pipe.publish(*_publication(event))
+        for message in join_events(published):
+            pipe.publish(EVENTS_CHANNEL, message)
         pipe.execute()
         self.lag_s = max(0.0, time.time() - int(ids[-1].split("-")[0]) / 1000)
+
+    def _record_batch(self, entries: list) -> list[str]:
+        """Inside the batch's transaction: the wire texts of the events to publish."""
+        decoded = []
+        for entry_id, fields in entries:
+            try:
+                entry = decode_entry(fields)
+            except ValueError as exc:
+                log.warning("recorder dropped %s: %s", entry_id, exc)
+                continue
+            if self._known(entry):
+                decoded.append(entry)
+        firsts = store.fleet.first_times(self.conn, [(e["run"], e["src"], e["n"]) for e in decoded])
+        self.duplicates += firsts.count(False)
+        appender, self._lapsed = store.events.BatchAppender(self.conn), {}
+        published: list[str] = []
+        for entry, first in zip(decoded, firsts):
+            if first:
+                published += self._apply(entry, appender)
+                self.recorded += 1
+        appender.flush()
+        return published
 
     def _known(self, entry: dict) -> bool:
         """Only an assignment the control plane made may write into its run."""
@@ -114,10 +134,10 @@ class Recorder:
             self._assignments[source] = found
         return True
 
-    def _apply(self, entry: dict) -> list[dict]:
+    def _apply(self, entry: dict, appender) -> list[str]:
         kind, run_id = entry["k"], entry["run"]
         if kind == ENTRY_EVENT:
-            return self._event(run_id, entry)
+            return self._event(run_id, entry, appender)
         if kind == ENTRY_METRICS:
             store.append_metrics(self.conn, run_id, [tuple(row) for row in entry.get("rows") or []])
             return []
@@ -128,26 +148,38 @@ class Recorder:
                 remove_file(Path(self.run_dir(run_id)), entry["path"])
         except (UploadError, OSError) as exc:
             log.warning("run %s: %s", run_id, exc)
-            return [store.append_event(self.conn, run_id, make_event(Event.LOG, level="warning", text=str(exc)))]
+            return [_wire(appender.append(run_id, make_event(Event.LOG, level="warning", text=str(exc))))]
         return []
 
-    def _event(self, run_id: int, entry: dict) -> list[dict]:
-        name, data = entry.get("event"), dict(entry.get("data") or {})
-        if name == Event.RUN and self._stale(run_id, entry["src"]):
-            return []  # a state from an assignment the run has left (it was resumed elsewhere since)
+    def _event(self, run_id: int, entry: dict, appender) -> list[str]:
+        name, data = entry.get("event"), entry.get("data") or {}
+        if name == Event.RUN:
+            self._lapsed.pop(run_id, None)  # its state changes: ask the record again
+            if self._stale(run_id, entry["src"]):
+                return []  # a state from an assignment the run has left (it was resumed elsewhere since)
         if name == Event.FINISHED and data.get("output") and not os.path.isabs(data["output"]):
-            data["output"] = str(confined(Path(self.run_dir(run_id)), data["output"]))
+            data = {**data, "output": str(confined(Path(self.run_dir(run_id)), data["output"]))}
         event = {"event": name, "data": data, "time": entry.get("time") or time.time()}
-        corrected = self._back_in_contact(run_id, name, data, event["time"]) if name != Event.RUN else []
-        return corrected + [store.append_event(self.conn, run_id, event)]
+        corrected = []
+        if name != Event.RUN and self._is_lapsed(run_id, appender):
+            corrected = self._back_in_contact(run_id, name, data, event["time"], appender)
+        return corrected + [_wire(appender.append(run_id, event))]
 
-    def _back_in_contact(self, run_id: int, name: str, data: dict, at: float) -> list[dict]:
+    def _is_lapsed(self, run_id: int, appender) -> bool:
+        """Whether the record has the run interrupted by a lapsed heartbeat: asked once per run and
+        batch (nothing else writes the run while the batch's transaction holds the database)."""
+        if run_id not in self._lapsed:
+            appender.flush()
+            row = self.conn.execute("SELECT state, reason FROM runs WHERE id = ?", (run_id,)).fetchone()
+            self._lapsed[run_id] = bool(row) and row[0] == "interrupted" and LAPSED in (row[1] or "")
+        return self._lapsed[run_id]
+
+    def _back_in_contact(self, run_id: int, name: str, data: dict, at: float, appender) -> list[str]:
         """A run marked interrupted because its worker's heartbeat lapsed, whose worker turns out to
         be training still (its events arrive, from the same assignment): the record is corrected,
         and the timeline says what happened. The evidence came late; the record must not lie."""
+        self._lapsed[run_id] = False
         run = store.get_run(self.conn, run_id)
-        if run is None or run["state"] != "interrupted" or LAPSED not in (run.get("reason") or ""):
-            return []
         lost_at = (run.get("progress") or {}).get("global_step")
         back_at = data.get("global_step", lost_at) if name == Event.PROGRESS else lost_at
         text = (f"lost contact with worker {run.get('worker')} at step {lost_at}; back at step {back_at}: "
@@ -155,15 +187,16 @@ class Recorder:
         back = make_event(Event.RUN, state="running", reason=None)
         note = make_event(Event.STATUS, text=text, back_in_contact=True)
         back["time"] = note["time"] = at
-        return [store.append_event(self.conn, run_id, back), store.append_event(self.conn, run_id, note)]
+        return [_wire(appender.append(run_id, back)), _wire(appender.append(run_id, note))]
 
     def _stale(self, run_id: int, source: str) -> bool:
         row = self.conn.execute("SELECT assignment FROM runs WHERE id = ?", (run_id,)).fetchone()
         return row is None or row[0] != source.split(":")[0]
 
 
-def _publication(event: dict) -> tuple:
-    return EVENTS_CHANNEL, encode_event(event)
+def _wire(appended: tuple[dict, str | None]) -> str:
+    numbered, data_json = appended
+    return encode_event(numbered, data_json)
 
 
 # -- files: each write confined to the run's folder --------------------------------------------

@@ -6,6 +6,7 @@ smoothed loss.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 
@@ -41,19 +42,27 @@ class EventBridge:
         self.flush()  # keep order: progress before whatever follows it
         self.sink.emit(self.run_id, event)
 
+    def due_in(self) -> float | None:
+        """Seconds until the held progress is due to go out (None: none is held)."""
+        if not self.pending_progress:
+            return None
+        return max(0.0, self.last_progress_at + PROGRESS_INTERVAL_S - time.monotonic())
+
     def tick(self) -> None:
         """Called when the queue is quiet, so the last progress still goes out on time."""
         if self.pending_progress and time.monotonic() - self.last_progress_at >= PROGRESS_INTERVAL_S:
             self.flush()
 
     def flush(self) -> None:
-        if self.pending_metrics:
-            self.sink.metrics(self.run_id, self.pending_metrics)
-            self.pending_metrics = []
-        if self.pending_progress:
-            self.sink.emit(self.run_id, self.pending_progress)
-            self.pending_progress = None
-            self.last_progress_at = time.monotonic()
+        # the loss rows and their progress in one send where the sink can (the worker's StreamSink)
+        with getattr(self.sink, "together", contextlib.nullcontext)():
+            if self.pending_metrics:
+                self.sink.metrics(self.run_id, self.pending_metrics)
+                self.pending_metrics = []
+            if self.pending_progress:
+                self.sink.emit(self.run_id, self.pending_progress)
+                self.pending_progress = None
+                self.last_progress_at = time.monotonic()
 
     def _take_progress(self, event: dict) -> None:
         data = event["data"]

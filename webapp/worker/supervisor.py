@@ -104,10 +104,13 @@ class TrainerHost:
 
     def _pump_events(self) -> None:
         while self.ranks.running():
-            # wake often while a progress event is held, so it goes out on time, and once the run is
-            # ending, so that its final state follows the process's exit at once (not up to 0.1 s on)
-            quick = self.bridge.pending_progress or self._ending()
-            self._move_events(timeout=0.01 if quick else 0.1)
+            # wake when a held progress event is due, so it goes out on time (not every 10 ms while
+            # one is held, which is all of training: that polling was most of the worker's CPU),
+            # and often once the run is ending, so that its final state follows the process's exit
+            # at once (not up to 0.1 s on)
+            due = self.bridge.due_in()
+            timeout = 0.01 if self._ending() else 0.1 if due is None else min(0.1, max(0.002, due))
+            self._move_events(timeout=timeout)
             self.bridge.tick()
         # the process is gone: take what it left in the pipe (a trainer flushes its queue before it
         # exits, so it is all there already; the deadline bounds a killed one's leftovers)

@@ -20,7 +20,7 @@ from flask import Flask, current_app, has_request_context, request
 
 from webapp import store
 from webapp.settings import EVENTS_CHANNEL
-from webapp.eventlog import decode_event
+from webapp.eventlog import decode_event, split_events
 from webapp.protocol import dumps
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,8 @@ class EventBroker:
                     self._subscribed.set()
                     self._backoff = self.backoff_s[0]
                 elif message["type"] == "message":
-                    self._accept(conn, message["data"])
+                    for wire in split_events(message["data"]):  # the recorder publishes a batch at once
+                        self._accept(conn, wire)
 
     def _accept(self, conn, wire: str) -> None:
         try:
