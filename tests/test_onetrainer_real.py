@@ -19,10 +19,12 @@ from stack import Stack
 from onetrainer_env import checkout, venv_python
 
 pytestmark = pytest.mark.slow
+# a stop while loading or caching ends the process after the supervisor's 1 s grace: ~1.2 s.
+# One while training waits for the step under way, then OneTrainer's final save: ~0.2-0.5 s here,
+# but a step alone can take seconds on the busy shared CPU, so that bound only catches a hang.
+# `pytest -s -k stop` prints each figure (the README's "Training with OneTrainer" quotes them).
 STOP_WITHIN_S = 2.0
-# a stop while training ends with OneTrainer's end(): its final save. Measured 2.8-3.9 s on 2 busy CPU
-# cores, over the 2 s goal (issue #19, still open): the bound here catches a stop that hangs
-STOP_WHILE_TRAINING_WITHIN_S = 6.0
+STOP_WHILE_TRAINING_WITHIN_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,7 @@ def test_a_lora_saved_as_safetensors_is_refused_before_it_starts(ot):
     ("caching", lambda run: "caching" in (run.get("status_text") or "").lower()),
     ("training", lambda run: step_of(run) >= 2),
 ])
-def test_stop_in_each_phase_ends_the_run_within_two_seconds(ot, phase, reached):
+def test_stop_in_each_phase_ends_the_run_promptly_keeping_what_was_trained(ot, phase, reached):
     # many repeats of the 24 images: caching takes seconds, long enough to stop in it
     config = demo_config(ot, epochs=3, backup_before_save=False)  # a stop saves; no backup on top
     config["concepts"][0]["balancing"] = 20.0
@@ -147,9 +149,15 @@ def test_stop_in_each_phase_ends_the_run_within_two_seconds(ot, phase, reached):
     assert ot.api("POST", "/api/training/stop", json={}).status_code == 202
     run = wait_for_run(ot, run_id, lambda run: run["state"] not in ("queued", "running"), timeout=30)
     took = time.monotonic() - asked
+    print(f"\nstop while {phase}: {took:.2f} s to '{run['state']}'")
     assert run["state"] == "stopped", (phase, run.get("reason"))
     limit = STOP_WHILE_TRAINING_WITHIN_S if phase == "training" else STOP_WITHIN_S
     assert took < limit, f"stop while {phase} took {took:.2f} s"
+    if phase == "training":  # the steps trained are saved before the run is reported stopped
+        assert run["output_path"] and Path(run["output_path"]).is_file(), run
+        assert events_of(ot, run_id, "finished")[-1]["stopped"] is True
+    else:  # nothing was trained, nothing saved: no output for the models list to offer
+        assert not run["output_path"], run
 
 
 def test_resume_continues_from_onetrainers_backup(ot):
