@@ -1,8 +1,8 @@
 """The OneTrainer backend against the real OneTrainer (../shared/third_party/OneTrainer), through the
 whole product: a worker running in OneTrainer's own environment (.venv-onetrainer; its spawned
 trainer process imports OneTrainer from the checkout), the web under gunicorn in ours, real Redis.
-Tiny demo models, CPU, a few steps each: LoRA, fine-tune, embedding; loss and LR per step; samples;
-commands; stops in each phase; resume from OneTrainer's backup; a failure inside it."""
+Tiny demo models, CPU, a few steps each: LoRA (SD 1.5 and SDXL), fine-tune, embedding; loss and LR per
+step; samples; commands; stops in each phase; resume from OneTrainer's backup; a failure inside it."""
 from __future__ import annotations
 
 import json
@@ -52,8 +52,17 @@ def ot(tmp_path_factory, redis_url, redis_server):
         log.close()
 
 
-def demo_config(stack: Stack, **overrides) -> dict:
-    config = json.loads((Path(stack.env["OTWEB_CONFIG_DIR"]) / "demo.json").read_text())
+@pytest.fixture(scope="module")
+def tiny_sdxl(ot) -> Path:
+    """The tiny SDXL demo model, built in OneTrainer's environment as the SD 1.5 one is."""
+    built = subprocess.run([str(venv_python()), "-m", "webapp.cli", "demo", "--model", "sdxl"], cwd=ROOT,
+                           env={**os.environ, **ot.env}, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return Path(ot.env["OTWEB_WORKSPACE"]) / "models/tiny-sdxl"
+
+
+def demo_config(stack: Stack, name: str = "demo.json", **overrides) -> dict:
+    config = json.loads((Path(stack.env["OTWEB_CONFIG_DIR"]) / name).read_text())
     for sample in config["samples"]:
         sample["diffusion_steps"] = 2
     config.update(backend="onetrainer", train_device="cpu", temp_device="cpu", output_model_format="DIFFUSERS_LORA",
@@ -108,6 +117,21 @@ def test_a_lora_trains_with_loss_lr_samples_commands_and_loads_in_diffusers(ot):
     from diffusers import StableDiffusionPipeline
     pipeline = StableDiffusionPipeline.from_pretrained(Path(ot.env["OTWEB_WORKSPACE"]) / "models/tiny-sd15")
     pipeline.load_lora_weights(str(run_dir / "models/lora.safetensors"))
+    assert any("lora" in name for name, _ in pipeline.unet.named_parameters())
+
+
+def test_an_sdxl_lora_trains_samples_and_loads_in_diffusers(ot, tiny_sdxl):
+    run_id = ot.start(demo_config(ot, "demo-sdxl.json", epochs=1, sample_after=6, sample_after_unit="STEP",
+                                  output_model_destination="models/sdxl-lora.safetensors"))
+    run = ot.wait_until_ended(run_id, timeout=300)
+    assert run["state"] == "completed", run.get("reason")
+    progress = events_of(ot, run_id, "progress")
+    assert progress[-1]["global_step"] == 6 and all(isinstance(p["loss"], float) for p in progress), progress
+    assert [s["global_step"] for s in events_of(ot, run_id, "sample_default")] == [0, 0]
+
+    from diffusers import StableDiffusionXLPipeline
+    pipeline = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
+    pipeline.load_lora_weights(run["output_path"])
     assert any("lora" in name for name, _ in pipeline.unet.named_parameters())
 
 
