@@ -165,7 +165,7 @@ def test_a_lora_saved_as_safetensors_is_refused_before_it_starts(ot):
 ])
 def test_stop_in_each_phase_ends_the_run_promptly_keeping_what_was_trained(ot, phase, reached):
     # many repeats of the 24 images: caching takes seconds, long enough to stop in it
-    config = demo_config(ot, epochs=3, backup_before_save=False)  # a stop saves; no backup on top
+    config = demo_config(ot, epochs=3, backup_before_save=True)  # OneTrainer's default: a backup, then the save
     config["concepts"][0]["balancing"] = 20.0
     run_id = ot.start(config)
     wait_for_run(ot, run_id, reached, timeout=180)
@@ -177,8 +177,10 @@ def test_stop_in_each_phase_ends_the_run_promptly_keeping_what_was_trained(ot, p
     assert run["state"] == "stopped", (phase, run.get("reason"))
     limit = STOP_WHILE_TRAINING_WITHIN_S if phase == "training" else STOP_WITHIN_S
     assert took < limit, f"stop while {phase} took {took:.2f} s"
-    if phase == "training":  # the steps trained are saved before the run is reported stopped
+    if phase == "training":  # the steps trained are backed up and saved before the run is reported stopped
         assert run["output_path"] and Path(run["output_path"]).is_file(), run
+        run_dir = Path(ot.env["OTWEB_WORKSPACE"]) / "runs" / str(run_id)
+        assert list((run_dir / "onetrainer/backup").iterdir())
         assert events_of(ot, run_id, "finished")[-1]["stopped"] is True
     else:  # nothing was trained, nothing saved: no output for the models list to offer
         assert not run["output_path"], run
