@@ -19,9 +19,9 @@ from stack import Stack
 from onetrainer_env import checkout, venv_python
 
 pytestmark = pytest.mark.slow
-# a stop while loading or caching ends the process after the supervisor's 1 s grace: ~1.2 s.
-# One while training waits for the step under way, then OneTrainer's final save: ~0.2-0.5 s here,
-# but a step alone can take seconds on the busy shared CPU, so that bound only catches a hang.
+# a stop while loading or caching ends the process within the supervisor's 1 s grace: 0.5-1.3 s.
+# One while training waits for the step under way, then OneTrainer's backup and final save: 0.3-0.4 s
+# here, but a step alone can take seconds on the busy shared CPU, so that bound only catches a hang.
 # `pytest -s -k stop` prints each figure (the README's "Training with OneTrainer" quotes them).
 STOP_WITHIN_S = 2.0
 STOP_WHILE_TRAINING_WITHIN_S = 5.0
