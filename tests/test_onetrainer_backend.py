@@ -168,8 +168,15 @@ class RecordingSink:
 
 
 def test_every_command_reaches_onetrainer_and_stop_saves(onetrainer, tmp_path):
-    # stop once the last command took effect: stop is sticky, and OneTrainer drops what is pending then
-    harness = Harness(tmp_path, standin_config(epochs=50), stop_when=lambda event, data: event == "sample_custom")
+    # stop once the last command took effect and a step trained after it: stop is sticky, and
+    # OneTrainer drops what is pending then (commands reach it at once, maybe before its first step)
+    seen = set()
+
+    def after_a_step_past_the_custom_sample(event, data):
+        seen.add(event.value if hasattr(event, "value") else event)
+        return "sample_custom" in seen and event == "progress"
+
+    harness = Harness(tmp_path, standin_config(epochs=50), stop_when=after_a_step_past_the_custom_sample)
     harness.send(Command.SAMPLE_DEFAULT)
     harness.send(Command.SAMPLE_CUSTOM, sample={"prompt": "a dog", "negative_prompt": "blur", "width": 32,
                                                 "height": 40, "steps": 3, "seed": -1})

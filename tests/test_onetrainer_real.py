@@ -1,8 +1,8 @@
 """The OneTrainer backend against the real OneTrainer (../shared/third_party/OneTrainer), through the
 whole product: a worker running in OneTrainer's own environment (.venv-onetrainer; its spawned
 trainer process imports OneTrainer from the checkout), the web under gunicorn in ours, real Redis.
-Tiny demo models, CPU, a few steps each: LoRA, fine-tune, embedding; loss and LR per step; samples;
-commands; stops in each phase; resume from OneTrainer's backup; a failure inside it."""
+Tiny demo models, CPU, a few steps each: LoRA (SD 1.5 and SDXL), fine-tune, embedding; loss and LR per
+step; samples; commands; stops in each phase; resume from OneTrainer's backup; a failure inside it."""
 from __future__ import annotations
 
 import json
@@ -19,10 +19,12 @@ from stack import Stack
 from onetrainer_env import checkout, venv_python
 
 pytestmark = pytest.mark.slow
+# a stop while loading or caching ends the process within the supervisor's 1 s grace: 0.5-1.3 s.
+# One while training waits for the step under way, then OneTrainer's backup and final save: 0.3-0.4 s
+# here, but a step alone can take seconds on the busy shared CPU, so that bound only catches a hang.
+# `pytest -s -k stop` prints each figure (the README's "Training with OneTrainer" quotes them).
 STOP_WITHIN_S = 2.0
-# a stop while training ends with OneTrainer's end(): its final save. Measured 2.8-3.9 s on 2 busy CPU
-# cores, over the 2 s goal (issue #19, still open): the bound here catches a stop that hangs
-STOP_WHILE_TRAINING_WITHIN_S = 6.0
+STOP_WHILE_TRAINING_WITHIN_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,17 @@ def ot(tmp_path_factory, redis_url, redis_server):
         log.close()
 
 
-def demo_config(stack: Stack, **overrides) -> dict:
-    config = json.loads((Path(stack.env["OTWEB_CONFIG_DIR"]) / "demo.json").read_text())
+@pytest.fixture(scope="module")
+def tiny_sdxl(ot) -> Path:
+    """The tiny SDXL demo model, built in OneTrainer's environment as the SD 1.5 one is."""
+    built = subprocess.run([str(venv_python()), "-m", "webapp.cli", "demo", "--model", "sdxl"], cwd=ROOT,
+                           env={**os.environ, **ot.env}, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return Path(ot.env["OTWEB_WORKSPACE"]) / "models/tiny-sdxl"
+
+
+def demo_config(stack: Stack, name: str = "demo.json", **overrides) -> dict:
+    config = json.loads((Path(stack.env["OTWEB_CONFIG_DIR"]) / name).read_text())
     for sample in config["samples"]:
         sample["diffusion_steps"] = 2
     config.update(backend="onetrainer", train_device="cpu", temp_device="cpu", output_model_format="DIFFUSERS_LORA",
@@ -109,6 +120,21 @@ def test_a_lora_trains_with_loss_lr_samples_commands_and_loads_in_diffusers(ot):
     assert any("lora" in name for name, _ in pipeline.unet.named_parameters())
 
 
+def test_an_sdxl_lora_trains_samples_and_loads_in_diffusers(ot, tiny_sdxl):
+    run_id = ot.start(demo_config(ot, "demo-sdxl.json", epochs=1, sample_after=6, sample_after_unit="STEP",
+                                  output_model_destination="models/sdxl-lora.safetensors"))
+    run = ot.wait_until_ended(run_id, timeout=300)
+    assert run["state"] == "completed", run.get("reason")
+    progress = events_of(ot, run_id, "progress")
+    assert progress[-1]["global_step"] == 6 and all(isinstance(p["loss"], float) for p in progress), progress
+    assert [s["global_step"] for s in events_of(ot, run_id, "sample_default")] == [0, 0]
+
+    from diffusers import StableDiffusionXLPipeline
+    pipeline = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
+    pipeline.load_lora_weights(run["output_path"])
+    assert any("lora" in name for name, _ in pipeline.unet.named_parameters())
+
+
 @pytest.mark.parametrize("method, overrides", [
     ("FINE_TUNE", {"output_model_format": "DIFFUSERS", "output_model_destination": "models/fine-tuned",
                    "learning_rate": 1e-4}),
@@ -137,9 +163,9 @@ def test_a_lora_saved_as_safetensors_is_refused_before_it_starts(ot):
     ("caching", lambda run: "caching" in (run.get("status_text") or "").lower()),
     ("training", lambda run: step_of(run) >= 2),
 ])
-def test_stop_in_each_phase_ends_the_run_within_two_seconds(ot, phase, reached):
+def test_stop_in_each_phase_ends_the_run_promptly_keeping_what_was_trained(ot, phase, reached):
     # many repeats of the 24 images: caching takes seconds, long enough to stop in it
-    config = demo_config(ot, epochs=3, backup_before_save=False)  # a stop saves; no backup on top
+    config = demo_config(ot, epochs=3, backup_before_save=True)  # OneTrainer's default: a backup, then the save
     config["concepts"][0]["balancing"] = 20.0
     run_id = ot.start(config)
     wait_for_run(ot, run_id, reached, timeout=180)
@@ -147,9 +173,17 @@ def test_stop_in_each_phase_ends_the_run_within_two_seconds(ot, phase, reached):
     assert ot.api("POST", "/api/training/stop", json={}).status_code == 202
     run = wait_for_run(ot, run_id, lambda run: run["state"] not in ("queued", "running"), timeout=30)
     took = time.monotonic() - asked
+    print(f"\nstop while {phase}: {took:.2f} s to '{run['state']}'")
     assert run["state"] == "stopped", (phase, run.get("reason"))
     limit = STOP_WHILE_TRAINING_WITHIN_S if phase == "training" else STOP_WITHIN_S
     assert took < limit, f"stop while {phase} took {took:.2f} s"
+    if phase == "training":  # the steps trained are backed up and saved before the run is reported stopped
+        assert run["output_path"] and Path(run["output_path"]).is_file(), run
+        run_dir = Path(ot.env["OTWEB_WORKSPACE"]) / "runs" / str(run_id)
+        assert list((run_dir / "onetrainer/backup").iterdir())
+        assert events_of(ot, run_id, "finished")[-1]["stopped"] is True
+    else:  # nothing was trained, nothing saved: no output for the models list to offer
+        assert not run["output_path"], run
 
 
 def test_resume_continues_from_onetrainers_backup(ot):

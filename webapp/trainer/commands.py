@@ -1,11 +1,13 @@
 """Commands into a trainer (OneTrainer's shape): flags the trainer polls once per step.
 
-``poll()`` drains the multiprocessing queue without blocking and sets the flags; the trainer
-then reads ``stop_requested`` (sticky) and takes the one-shot requests with ``take_*``.
+``poll()`` drains the multiprocessing queue (without blocking, unless asked to wait) and sets the
+flags; the trainer then reads ``stop_requested`` (sticky) and takes the one-shot requests with
+``take_*``.
 """
 from __future__ import annotations
 
 import queue as queue_module
+import time
 
 from webapp.protocol import Command
 
@@ -36,18 +38,24 @@ class TrainCommands:
     def stop(self) -> None:
         self.apply({"command": Command.STOP.value})
 
-    def poll(self) -> None:
-        if self._queue is None:
+    def poll(self, wait_s: float = 0.0) -> None:
+        """Take every queued command. ``wait_s`` > 0 blocks up to that long for the first one: a
+        thread that only forwards commands (the OneTrainer backend's) then passes a stop on as it
+        arrives instead of at its next tick."""
+        if self._queue is None:  # commands come by direct calls (a terminal's Ctrl-C)
+            time.sleep(wait_s)  # a waiting caller (a loop) must not spin
             return
         while True:
             try:
-                message = self._queue.get_nowait()
+                message = self._queue.get(timeout=wait_s) if wait_s > 0 else self._queue.get_nowait()
             except queue_module.Empty:
                 return
             except (EOFError, OSError):  # the worker went away: stop cleanly
                 self.stop_requested = True
+                time.sleep(wait_s)  # nor here, on a broken pipe
                 return
             self.apply(message)
+            wait_s = 0.0  # the rest are drained without waiting
 
     # -- consumer side (the trainer) --
     def take_sample_default(self) -> bool:

@@ -186,7 +186,9 @@ def progress_fields(epoch: int, epoch_step: int, global_step: int, epoch_length:
 
 # -- commands: ours → OneTrainer's ---------------------------------------------------------------
 class CommandForwarder:
-    """Polls our commands every FORWARD_EVERY_S and calls the matching OneTrainer command."""
+    """Waits on our commands (up to FORWARD_EVERY_S at a time, so that close() is noticed) and
+    calls the matching OneTrainer command as each arrives: OneTrainer checks its stop after every
+    step, so a stop passed on at once saves up to a step of the time a stop takes."""
 
     def __init__(self, ours, theirs, make_sample_config, on_custom_sample, log):
         self.ours, self.theirs = ours, theirs
@@ -199,13 +201,17 @@ class CommandForwarder:
         self._thread.start()
 
     def close(self) -> None:
+        """Not joined: the thread may be waiting on the queue for up to FORWARD_EVERY_S, and the
+        process's exit (the run's final state) must not wait for that. What it might still do
+        (set a flag on OneTrainer's commands) is harmless once OneTrainer has ended."""
         self._done.set()
-        self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        while not self._done.wait(FORWARD_EVERY_S):
+        while not self._done.is_set():
             try:
-                self.forward()
+                self.ours.poll(wait_s=FORWARD_EVERY_S)
+                if not self._done.is_set():
+                    self.forward()
             except Exception as exc:  # noqa: BLE001 - one bad command must not end forwarding
                 self.log(f"a command could not be passed to OneTrainer: {exc}", "error")
 
@@ -283,10 +289,14 @@ class OneTrainerBackend:
         called: the model may be half-updated, and the run is reported failed anyway."""
         try:
             if self._trained:
+                stopped = bool(self.ot_commands.get_stop_command())
+                if stopped:
+                    onetrainer_hooks.skip_full_collections()
                 self.trainer.end()
+                output = self.ot_config_dict["output_model_destination"]
                 self.callbacks.status("done")
-                self.callbacks.finished(stopped=bool(self.ot_commands.get_stop_command()),
-                                        output=self.ot_config_dict["output_model_destination"])
+                # nothing is saved when it stopped before its first step: no output to register
+                self.callbacks.finished(stopped=stopped, output=output if Path(output).exists() else None)
         finally:
             if self.forwarder is not None:
                 self.forwarder.close()

@@ -96,7 +96,9 @@ class GenericTrainer:
 
     def _write(self, kind: str, status: str):
         self.callbacks.on_update_status(f"creating {status}")
-        folder = os.path.join(self.config.workspace_dir, kind, f"step-{self.progress.global_step}")
+        # a name of its own each time, as OneTrainer's (timestamped) are: two in one step are two
+        self.written = getattr(self, "written", 0) + 1
+        folder = os.path.join(self.config.workspace_dir, kind, f"{self.written}-step-{self.progress.global_step}")
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "state.json"), "w") as file:
             json.dump({"global_step": self.progress.global_step, "epoch": self.progress.epoch}, file)
