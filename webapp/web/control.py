@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from contextlib import closing
 
 import redis
@@ -102,7 +103,9 @@ class ControlLoop:
             except redis.exceptions.LockError:
                 self.leader = False
         if not self.leader:
-            self.leader = lock.acquire(blocking=False)
+            # the lock's value names the process that leads (host-pid), for a person or a test
+            # reading it in Redis; unique per acquisition as redis-py's own tokens are
+            self.leader = lock.acquire(blocking=False, token=f"{self.consumer}/{uuid.uuid4().hex}")
             self._renewed_at = time.monotonic()
             if self.leader:
                 log.info("control loop: %s records events and dispatches runs", self.consumer)
