@@ -70,7 +70,8 @@ def demo_config(demo_workspace):
 
 def short_run(demo_config: dict, **overrides) -> dict:
     """The demo config cut to a few steps; 24 images at batch 4 = 6 steps an epoch."""
-    return {**demo_config, "epochs": 2, "sample_after": 0, "sample_after_unit": "NEVER", **overrides}
+    return {**demo_config, "epochs": 2, "sample_after": 0, "sample_after_unit": "NEVER",
+            "sample_before_training": False, **overrides}
 
 
 USERS = {"vera": "viewer", "otto": "operator", "ada": "admin"}
