@@ -77,6 +77,15 @@ class Page:
         # #controls is swapped live: find and click in one go, again if the element went stale
         self.wait(lambda: self.driver.find_element(By.CSS_SELECTOR, css).click() or True, 10)
 
+    def start(self) -> None:
+        """Press Start; the run's number is read from the live state (its start notice goes as
+        soon as the state shows the run)."""
+        before = self.title()
+        self.click("#start-form button[type=submit]")
+        self.wait(lambda: re.search(r"Run #\d+", self.title()) and self.title() != before, 30,
+                  f"the state still shows {self.title()!r}")
+        self.run_id = int(re.search(r"Run #(\d+)", self.title()).group(1))
+
     def flash_after(self, css: str, expected: str, level: str = "info") -> str:
         """Click css; wait for a fresh flash (the old one is cleared first) containing expected."""
         self.js("document.querySelector('#flash').innerHTML = ''")
@@ -108,8 +117,7 @@ def test_start_a_run_and_watch_it_live(page):
     page.driver.get(page.stack.url + "/")
     page.wait(lambda: page.js("return !!(window.htmx && document.querySelector('#start-form'))"), 15)
     Select(page.driver.find_element(By.NAME, "config_name")).select_by_visible_text(CONFIG)
-    flash = page.flash_after("#start-form button[type=submit]", "queued")
-    page.run_id = int(re.search(r"Run #(\d+)", flash).group(1))
+    page.start()
     page.wait_running()
     assert CONFIG in page.title()
     first = page.wait_step_above(0)
@@ -174,8 +182,7 @@ def test_stop_from_the_page(page):
 def test_a_new_run_starts_with_its_own_gallery_and_log(page):
     old_run = page.run_id
     Select(page.driver.find_element(By.NAME, "config_name")).select_by_visible_text(CONFIG)
-    flash = page.flash_after("#start-form button[type=submit]", "queued")
-    page.run_id = int(re.search(r"Run #(\d+)", flash).group(1))
+    page.start()
     page.wait_running()
     # the previous run's figures and log lines are gone without a reload...
     assert "a browser circle" not in (page.text("#samples") or "")

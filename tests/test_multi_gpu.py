@@ -24,6 +24,7 @@ from webapp.eventlog import EventSink
 from webapp.protocol import Command, RunState, dumps, make_command
 from webapp.settings import commands_key
 from webapp.worker.supervisor import TrainerHost
+from webapp.worker.warm import WarmTrainer
 
 from recorder import Recorder
 
@@ -48,13 +49,13 @@ def lab(tmp_path_factory, redis_server):
 class Launched:
     """A run hosted by the worker's TrainerHost in a thread, as the worker's loop would."""
 
-    def __init__(self, lab, config: dict, run_dir: Path | None = None):
+    def __init__(self, lab, config: dict, run_dir: Path | None = None, warm: WarmTrainer | None = None):
         self.conn, self.redis = lab["conn"], lab["redis"]
         self.run_id = store.create_run(self.conn, "multi-gpu", config)
         self.run_dir = run_dir or lab["workspace"] / "runs" / str(self.run_id)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.host = TrainerHost(store.get_run(self.conn, self.run_id), config, self.run_dir,
-                                lab["workspace"], EventSink(self.conn, self.redis), self.redis)
+                                lab["workspace"], EventSink(self.conn, self.redis), self.redis, warm=warm)
         self.state = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -179,3 +180,46 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(lab):
     reason = launched.run()["reason"]
     assert reason.startswith("rank 1 of 2 was killed by SIGKILL"), reason
     assert all(gone(pid) for pid in pids)
+
+
+def test_a_warm_trainer_is_rank_zero_of_a_one_rank_run_only(lab):
+    """The worker keeps a trainer process ready (torch imported): a single-rank run adopts it, a
+    multi-GPU run starts its ranks fresh and leaves it for the next run."""
+    warm, adopted = WarmTrainer(os.getpid()), False
+    try:
+        two = Launched(lab, {**lab["config"], **TWO_RANKS, "batch_size": 2, "epochs": 1}, warm=warm)
+        warm_pid = warm.process.pid
+        assert not two.host.adopted_warm
+        assert two.wait() is RunState.COMPLETED, two.run()["reason"]
+        assert warm_pid not in two.host.pids and warm.alive()
+        one = Launched(lab, {**lab["config"], "epochs": 1}, warm=warm)
+        adopted = one.host.adopted_warm
+        assert adopted
+        assert one.wait() is RunState.COMPLETED, one.run()["reason"]
+        assert one.host.pids == [warm_pid] and one.steps_done() > 0
+        assert (one.run_dir / "trainer.log").exists()
+    finally:
+        if not adopted:
+            warm.discard()
+
+
+def test_a_warm_trainer_gone_before_its_run_is_replaced_by_a_cold_one(lab):
+    warm = WarmTrainer(os.getpid())
+    launched = Launched.__new__(Launched)
+    launched.conn, launched.redis = lab["conn"], lab["redis"]
+    config = {**lab["config"], "epochs": 1}
+    launched.run_id = store.create_run(launched.conn, "multi-gpu", config)
+    launched.run_dir = lab["workspace"] / "runs" / str(launched.run_id)
+    launched.run_dir.mkdir(parents=True, exist_ok=True)
+    launched.host = TrainerHost(store.get_run(launched.conn, launched.run_id), config, launched.run_dir,
+                                lab["workspace"], EventSink(launched.conn, launched.redis), launched.redis,
+                                warm=warm)
+    assert launched.host.adopted_warm
+    warm_pid = warm.process.pid
+    warm.process.kill()  # dies after it was chosen, before it is handed the run
+    warm.process.join(5)
+    launched.state = None
+    launched.thread = threading.Thread(target=launched._run, daemon=True)
+    launched.thread.start()
+    assert launched.wait() is RunState.COMPLETED, launched.run()["reason"]
+    assert launched.host.pids != [warm_pid] and launched.steps_done() > 0

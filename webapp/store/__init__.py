@@ -10,7 +10,7 @@ the gallery's and the accounts' own calls are reached as ``store.samples.grid(..
 """
 from . import accounts, buckets, db, events, fleet, metrics, models, runs, samples, schema  # noqa: F401
 from .db import connect, setting, transaction  # noqa: F401
-from .events import append_event, chart_version, events_since, kept_files, last_seq, recent_events  # noqa: F401
+from .events import append_event, chart_version, events_since, first_events, kept_files, last_seq, recent_events  # noqa: F401
 from .metrics import append_metrics, loss_buckets, recent_losses  # noqa: F401
 from .metrics import SUMMARY_PER_BUCKET  # noqa: F401
 from .runs import (HISTORY_FILTERS, active_runs, cancel_queued, claim_next_run, create_run, delete_run_rows,  # noqa: F401

@@ -113,6 +113,14 @@ def recent_events(conn, run_id: int, name: str, limit: int = 30) -> list[dict]:
              "time": r["time"]} for r in reversed(rows)]
 
 
+def first_events(conn, run_id: int, name: str, limit: int) -> list[dict]:
+    """A run's oldest events of one name, oldest first."""
+    rows = conn.execute("SELECT * FROM events WHERE run_id = ? AND name = ? ORDER BY seq LIMIT ?",
+                        (run_id, name, limit)).fetchall()
+    return [{"seq": r["seq"], "run_id": r["run_id"], "event": r["name"], "data": json.loads(r["data"]),
+             "time": r["time"]} for r in rows]
+
+
 def chart_version(conn, run_id: int) -> tuple:
     """What a run's loss chart is drawn from, in a few index lookups: the newest event (samples,
     saves and backups come with one), the number of loss rows (from the coarsest summary

@@ -8,6 +8,7 @@ own failure, and log to ``trainer-rank<N>.log``.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import shutil
 import signal
@@ -20,6 +21,32 @@ from pathlib import Path
 from webapp.settings import LOG_NAME, rank_log_name
 from webapp.trainer.callbacks import QueueCallbacks, RankCallbacks
 from webapp.trainer.commands import TrainCommands
+
+
+# what a trainer imports before it can load a model: ~2-5 s of a demo run's start on 2 CPU cores
+PRELOAD = ("torch", "diffusers", "transformers", "peft", "webapp.trainer.backend_factory",
+           "webapp.trainer.builtin.backend")
+
+
+def warm_main(receive, events_queue, commands_queue, parent_pid: int) -> None:
+    """A trainer process started before its run (worker/warm.py): it imports torch and the model
+    libraries while the worker is idle, then waits on a pipe for the run it is handed (or None:
+    exit). Always a single-rank run: the ranks of a multi-GPU run start as ``main``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a missing extra shows up where the run needs it, in its log
+            pass
+    try:
+        job = receive.recv()
+    except (EOFError, OSError):
+        job = None
+    if job is None:
+        os._exit(0)
+    config, run_dir, base_dir = job
+    main(config, run_dir, base_dir, events_queue, commands_queue, parent_pid)
 
 
 def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int,

@@ -33,7 +33,13 @@ def index():
 @bp.post("/runs/start")
 def start():
     run_id = run_actions.start_run(config_name=request.form.get("config_name"))
-    return flash(f"Run #{run_id} queued.")
+    ahead = [run["id"] for run in store.active_runs(get_db()) if run["id"] < run_id]
+    if ahead:
+        return flash(f"Run #{run_id} queued: it starts after run #{ahead[0]}.")
+    if store.queue_paused(get_db()):
+        return flash(f"Run #{run_id} queued; the queue is paused.")
+    # the live state shows the run's stages within a second; this notice goes when they do
+    return flash(f"Run #{run_id} queued, starting…", transient=run_id)
 
 
 @bp.post("/runs/command/<name>")
@@ -62,5 +68,6 @@ def _form_run_id() -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def flash(message: str, status: int = 200):
-    return render_template("_flash.html", message=message, level="info" if status < 400 else "error"), status
+def flash(message: str, status: int = 200, transient: int | None = None):
+    return render_template("_flash.html", message=message, level="info" if status < 400 else "error",
+                           transient=transient), status

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import time
 
+from webapp.web.extensions import get_db
+from webapp.web.run_stages import run_stages
+
 
 def duration(seconds) -> str:
     seconds = int(max(0, seconds or 0))
@@ -29,7 +32,13 @@ def filesize_filter(size) -> str:
     return str(size)
 
 
+def _run_stages(run):
+    return run_stages(get_db(), run)
+
+
 def init_app(app) -> None:
+    app.add_template_global(_run_stages, "run_stages")
+    app.add_template_global(time.time, "server_time")
     app.add_template_filter(duration)
     app.add_template_filter(clock)
     app.add_template_filter(datetime_filter, "datetime")

@@ -26,6 +26,7 @@ from webapp.worker.stream_sink import StreamSink
 from webapp.worker.supervisor import TrainerHost
 from webapp.worker.usage import rank_usage
 from webapp.worker.uploads import FolderSync
+from webapp.worker.warm import WarmTrainer
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 1.0
@@ -51,6 +52,7 @@ class Worker:
         self.stopping = threading.Event()
         self.host: TrainerHost | None = None
         self.draining = False
+        self.warm: WarmTrainer | None = None
 
     def serve_forever(self) -> None:
         self._install_signal_handlers()
@@ -61,6 +63,7 @@ class Worker:
                  self.settings.worker_dir)
         try:
             self._recover()
+            self._keep_warm()
             while not self.stopping.is_set():
                 assignment = self._take()
                 if assignment is not None:
@@ -68,6 +71,9 @@ class Worker:
                     self._done(assignment)
         finally:
             self.stopping.set()
+            if self.warm is not None:
+                self.warm.discard()
+                self.warm = None
             self.sink.drain()
             try:
                 self.redis.delete(heartbeat_key(self.name))
@@ -91,12 +97,19 @@ class Worker:
         uploads = FolderSync(self.sink, run_id, run_dir, int(UPLOAD_MAX_MB * 1e6))
         uploads.already_there(received)  # the web sent them: no need to send them back
         uploads.start()
+        warm, self.warm = self.warm, None
         self.host = TrainerHost({"id": run_id}, config, run_dir, self.settings.data_dir, self.sink, self.redis,
-                                on_exit=uploads.finish)
+                                on_exit=uploads.finish, warm=warm)
+        if warm is not None and not self.host.adopted_warm:
+            if warm.alive():
+                self.warm = warm  # a multi-GPU run starts its own ranks: kept for the next run
+            else:
+                warm.discard()  # it died while waiting: the run got a cold one
         try:
             state = self.host.run_to_end()
         finally:
             self.host = None
+            self._keep_warm()
         log.info("run %s ended: %s", run_id, state.value)
         return state
 
@@ -114,6 +127,11 @@ class Worker:
         self.sink.emit(assignment["run_id"], make_event(Event.LOG, level="info", text=(
             f"received backup {carried.get('name')} ({len(placed)} files) from the web: resuming from it here")))
         return placed
+
+    def _keep_warm(self) -> None:
+        """A trainer process for the next run, importing torch while this worker waits."""
+        if self.warm is None and not self.stopping.is_set() and WarmTrainer.enabled():
+            self.warm = WarmTrainer(os.getpid())
 
     def _refuses_paths(self, run_id: int, config: dict, run_dir) -> bool:
         """The web checked the config's paths; the worker checks again with its own roots, in case

@@ -4,6 +4,9 @@ Rank 0 reads the commands queue and writes the events queue; the other ranks sha
 queue for their own failure only. They meet over TCP on this host (``init_method``). A rank that
 ends with an error or a signal while the others run takes the run down: the rest are ended at
 once (terminate, then kill), so no collective waits on a dead peer and no process is left.
+
+A single-rank run may adopt a warm trainer (``warm.WarmTrainer``: torch already imported) as its
+rank 0 instead of spawning one; the ranks of a multi-GPU run are always spawned here.
 """
 from __future__ import annotations
 
@@ -26,13 +29,18 @@ def free_port() -> int:
 
 class Ranks:
     def __init__(self, context, count: int, run_id: int, config: dict, run_dir, base_dir,
-                 events, commands):
+                 events, commands, warm=None):
+        """warm: a started WarmTrainer, adopted as rank 0 of a single-rank run (events and commands
+        must then be its queues); ignored, and left to its owner, when the run has several ranks."""
         self.count = count
+        self.warm = warm if count == 1 else None
+        self._job = (config, run_dir, base_dir)
         init_method = f"tcp://127.0.0.1:{free_port()}" if count > 1 else ""
-        self.processes = [context.Process(
+        self._spawn = lambda rank: context.Process(
             target=trainer_process.main, name=f"otweb-trainer-{run_id}" + (f"-rank{rank}" if rank else ""),
             args=(config, str(run_dir), str(base_dir), events, commands if rank == 0 else None,
-                  os.getpid(), rank, count, init_method)) for rank in range(count)]
+                  os.getpid(), rank, count, init_method))
+        self.processes = [self.warm.process] if self.warm is not None else [self._spawn(r) for r in range(count)]
         self.failed_rank: int | None = None  # the first rank that died while the others ran
 
     @property
@@ -40,6 +48,14 @@ class Ranks:
         return self.processes[0]
 
     def start(self) -> None:
+        if self.warm is not None:
+            try:
+                self.warm.hand(*self._job)
+                return
+            except (OSError, ValueError):  # it died since it was checked: a cold start on its queues
+                self.warm.discard()
+                self.warm = None
+                self.processes = [self._spawn(0)]
         for process in self.processes:
             process.start()
 

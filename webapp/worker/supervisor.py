@@ -26,6 +26,7 @@ from webapp.settings import commands_key
 from webapp.protocol import Command, Event, RunState, make_command, make_event
 from webapp.worker.bridge import EventBridge
 from webapp.worker.ranks import Ranks
+from webapp.worker.warm import WarmTrainer
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20
@@ -38,19 +39,25 @@ STOP_GRACE_S = 1.0
 
 class TrainerHost:
     def __init__(self, run: dict, config: dict, run_dir: Path, base_dir: Path, sink, redis_client,
-                 on_exit=None):
+                 on_exit=None, warm: WarmTrainer | None = None):
         """on_exit(): called when the trainer process has ended, before the run's final state is
-        sent (the worker sends the run folder's last files there)."""
+        sent (the worker sends the run folder's last files there). warm: a trainer process started
+        ahead (torch already imported); a single-rank run adopts it if it is still alive (then
+        ``adopted_warm``), a multi-GPU run leaves it to the worker."""
         self.run, self.config, self.on_exit = run, config, on_exit
         self.run_id = run["id"]
         self.run_dir, self.base_dir = run_dir, base_dir
         self.sink, self.redis = sink, redis_client
         self.bridge = EventBridge(sink, self.run_id)
+        count = ranks_to_start(config)
+        self.adopted_warm = warm is not None and count == 1 and warm.alive()
         context = multiprocessing.get_context("spawn")
-        self.events = context.Queue()
-        self.commands = context.Queue()
-        self.ranks = Ranks(context, ranks_to_start(config), self.run_id, config, run_dir, base_dir,
-                           self.events, self.commands)
+        if self.adopted_warm:
+            self.events, self.commands = warm.events, warm.commands
+        else:
+            self.events, self.commands = context.Queue(), context.Queue()
+        self.ranks = Ranks(context, count, self.run_id, config, run_dir, base_dir,
+                           self.events, self.commands, warm=warm if self.adopted_warm else None)
         self.process = self.ranks.main
         self.done = threading.Event()
         self.timers: list[threading.Timer] = []
@@ -62,6 +69,7 @@ class TrainerHost:
 
     def run_to_end(self) -> RunState:
         self.ranks.start()
+        self.process = self.ranks.main  # another one if the warm trainer died before it was handed the run
         self.pid = self.process.pid
         self.pids = self.ranks.pids
         self.sink.emit(self.run_id, make_event(Event.RUN, state=RunState.RUNNING.value, pid=self.pid,

@@ -1,0 +1,44 @@
+/* OneTrainer Web: the little behaviour htmx has no attribute for. No framework, no build.
+   - live elapsed timers ([data-elapsed] = seconds when the server rendered it)
+   - a start notice ([data-transient]) goes once the live state shows that run */
+(function () {
+  "use strict";
+
+  function duration(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    return h ? h + "h " + pad(m) + "m" : m ? m + "m " + pad(s) + "s" : s + "s";
+  }
+
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-elapsed]").forEach(function (el) {
+      if (!el.dataset.seenAt) { el.dataset.seenAt = String(now); }
+      var seconds = parseFloat(el.dataset.elapsed) + (now - parseInt(el.dataset.seenAt, 10)) / 1000;
+      el.textContent = duration(seconds);
+    });
+  }
+
+  function dropTransientNotices() {
+    var shown = document.querySelector("#state [data-run-id]");
+    if (!shown) { return; }
+    document.querySelectorAll("#flash [data-transient]").forEach(function (notice) {
+      if (notice.dataset.transient === shown.dataset.runId) { notice.remove(); }
+    });
+  }
+
+  // a <time data-relative> reads "3 min ago"; on hover, the date and time in this browser's zone
+  function localTitles() {
+    document.querySelectorAll("time[data-relative]:not([data-local])").forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (!isNaN(date)) { el.title = date.toLocaleString(); el.dataset.local = "1"; }
+    });
+  }
+
+  document.addEventListener("htmx:afterSettle", function () { tick(); dropTransientNotices(); localTitles(); });
+  document.addEventListener("DOMContentLoaded", localTitles);
+  document.addEventListener("htmx:sseMessage", function () { tick(); dropTransientNotices(); });
+  document.addEventListener("DOMContentLoaded", tick);
+  setInterval(tick, 1000);
+})();
