@@ -162,7 +162,7 @@ def test_bad_input_shows_a_message_in_the_page(page):
     assert page.text("#flash") == ""
     # past what the browser checks (no max on the field): the server's answer lands in #flash
     page.fill(form, width=4104)
-    message = page.flash_after("[data-command=custom-sample]", "width", level="error")
+    message = page.flash_after("[data-command=custom-sample]", "Width", level="error")  # in plain words
     assert "4096" in message and "Traceback" not in page.driver.page_source
     page.fill(form, width=64)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from webapp.web import labels
 from webapp.web.extensions import get_db
 from webapp.web.run_stages import run_stages
 
@@ -37,6 +38,7 @@ def _run_stages(run):
 
 
 def init_app(app) -> None:
+    labels.init_app(app)
     app.add_template_global(_run_stages, "run_stages")
     app.add_template_global(time.time, "server_time")
     app.add_template_filter(duration)

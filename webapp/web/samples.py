@@ -12,7 +12,7 @@ from webapp.web.sample_requests import sample_or_404
 bp = Blueprint("samples", __name__)
 SETTING_LABELS = (("negative_prompt", "Negative prompt"), ("seed", "Seed"), ("steps", "Steps"),
                   ("cfg_scale", "CFG"), ("width", "Width"), ("height", "Height"),
-                  ("noise_scheduler", "Scheduler"), ("lora_scale", "LoRA strength"), ("bytes", "File size (bytes)"))
+                  ("noise_scheduler", "Scheduler"), ("lora_scale", "LoRA strength"), ("bytes", "File size"))
 
 
 GALLERY_PAGE = 60

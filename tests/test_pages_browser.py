@@ -1,0 +1,58 @@
+"""Every page in a real browser, as a new user sees it, over a workspace with a finished demo run:
+plain words on screen (raw config names only on hover), and no page wider than its window."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import short_run
+from stack import demo_stack
+
+pytestmark = pytest.mark.slow
+RAW_NAMES = ("STABLE_DIFFUSION_15", "ADAMW", "FLOAT_32", "EPOCH", "learning_rate")
+
+
+@pytest.fixture(scope="module")
+def site(demo_workspace, demo_config, redis_url, redis_server):
+    """The stack after one short demo run with samples; yields (stack, {page name: path})."""
+    config = short_run(demo_config, sample_before_training=True, sample_after=6, sample_after_unit="STEP")
+    (demo_workspace[1] / "pages-demo.json").write_text(json.dumps(config))
+    try:
+        with demo_stack(demo_workspace, redis_url, redis_server) as stack:
+            run_id = stack.start(config)
+            stack.wait_until_ended(run_id, 240)
+            sample_id = stack.api("GET", f"/api/samples/list?run={run_id}").json()["samples"][0]["id"]
+            yield stack, {
+                "dashboard": "/", "runs": "/runs", "run": f"/runs/{run_id}",
+                "gallery": f"/runs/{run_id}/samples", "sample": f"/samples/{sample_id}",
+                "configs": "/configs/", "editor": "/configs/pages-demo/edit", "playground": "/playground",
+                "system": "/system"}
+    finally:
+        (demo_workspace[1] / "pages-demo.json").unlink(missing_ok=True)
+
+
+def open_page(driver, url: str) -> None:
+    driver.get(url)
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete"
+                                    and d.execute_script("return !!window.htmx"))
+
+
+def test_pages_speak_plainly_with_raw_names_on_hover(driver, site):
+    stack, pages = site
+    driver.set_window_size(1366, 900)
+    for name in ("runs", "run", "sample", "editor"):
+        open_page(driver, stack.url + pages[name])
+        text = driver.execute_script("return document.body.innerText")
+        shown = [raw for raw in RAW_NAMES if raw in text]
+        assert not shown, f"{name}: raw names on screen: {shown}"
+    open_page(driver, stack.url + pages["run"])
+    assert driver.execute_script("return document.querySelector('[title=STABLE_DIFFUSION_15]').textContent") \
+        == "Stable Diffusion 1.5"
+    open_page(driver, stack.url + pages["sample"])
+    made = driver.execute_script("return document.querySelector('time[data-relative]')")
+    assert made is not None and "ago" in made.text or made.text == "just now"
+    assert made.get_attribute("data-local") == "1" and made.get_attribute("title")  # local time on hover
+    assert "KiB" in driver.execute_script("return document.body.innerText") or \
+        " B" in driver.execute_script("return document.body.innerText")
