@@ -38,6 +38,15 @@
 
   document.addEventListener("htmx:afterSettle", function () { tick(); dropTransientNotices(); localTitles(); });
   document.addEventListener("DOMContentLoaded", localTitles);
+
+  // the phone's folded menu
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest(".nav-toggle");
+    if (!toggle) { return; }
+    var open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    document.getElementById(toggle.getAttribute("aria-controls")).classList.toggle("open", open);
+  });
   document.addEventListener("htmx:sseMessage", function () { tick(); dropTransientNotices(); });
   document.addEventListener("DOMContentLoaded", tick);
   setInterval(tick, 1000);
