@@ -50,7 +50,10 @@ def test_stages_show_from_the_first_second(driver, stack):
     driver.find_element(By.CSS_SELECTOR, "#start-form button[type=submit]").click()
     # held by the paused queue: the list says so, and its timer ticks without a reload
     wait(driver, lambda: current_stage(driver) == "queued", 5, "no 'waiting' stage shown")
-    assert "paused" in js(driver, "return document.querySelector('#flash').textContent")
+    wait(driver, lambda: "paused" in js(driver, "return document.querySelector('#flash').textContent"), 10,
+         "no notice that the queue is paused")
+    # nothing of the previous run's progress stays beside the new run
+    assert not js(driver, "return document.querySelector('[data-testid=step]')")
     run_id = int(re.search(r"Run #(\d+)", js(driver, "return document.querySelector('#state h1').textContent"))[1])
     timer = "#state .stage[aria-current=step] .elapsed"
     first = js(driver, f"return document.querySelector('{timer}').textContent")
@@ -74,7 +77,9 @@ def test_stages_show_from_the_first_second(driver, stack):
     stages = js(driver, "return [...document.querySelectorAll('#state .stage')].map("
                         "e => [e.dataset.stage, e.className, e.querySelector('.stage-time')?.textContent || ''])")
     done = {key: when for key, css, when in stages if "stage-done" in css}
-    assert {"queued", "starting", "loading", "data"} <= set(done), stages
+    assert {"queued", "starting", "loading", "data"} <= set(done), (
+        stages, [(e["event"], e["data"]) for e in stack.api("GET", f"/api/runs/{run_id}/events").json()["events"]
+                 if e["event"] in ("status", "run")][:12])
     assert all(re.fullmatch(r"\d+\.\d s|\d+m \d\ds", when) for when in done.values()), stages
     assert current_stage(driver) == "training"
     assert stack.api("POST", "/api/training/stop", json={}).status_code == 202
