@@ -36,7 +36,31 @@
     });
   }
 
-  document.addEventListener("htmx:afterSettle", function () { tick(); dropTransientNotices(); localTitles(); });
+  // a sample form's buttons (inside it, or pointing at it with form=) wait for a prompt; only
+  // the ones this script disabled are enabled again (the server disables them when nothing runs)
+  function syncPromptButtons() {
+    document.querySelectorAll("form[data-needs-prompt]").forEach(function (form) {
+      var prompt = form.querySelector("[data-prompt]");
+      var empty = !prompt || !prompt.value.trim();
+      var buttons = Array.prototype.slice.call(form.querySelectorAll("button[type=submit]"));
+      if (form.id) {
+        buttons = buttons.concat(Array.prototype.slice.call(document.querySelectorAll('button[form="' + form.id + '"]')));
+      }
+      buttons.forEach(function (button) {
+        if (empty && !button.disabled) {
+          button.disabled = true; button.dataset.noPrompt = "1"; button.title = "Type a prompt first";
+        } else if (!empty && button.dataset.noPrompt) {
+          button.disabled = false; delete button.dataset.noPrompt; button.removeAttribute("title");
+        }
+      });
+    });
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("[data-prompt]")) { syncPromptButtons(); }
+  });
+
+  document.addEventListener("htmx:afterSettle", function () { tick(); dropTransientNotices(); localTitles(); syncPromptButtons(); });
+  document.addEventListener("DOMContentLoaded", syncPromptButtons);
   document.addEventListener("DOMContentLoaded", localTitles);
 
   // the phone's folded menu
@@ -47,7 +71,7 @@
     toggle.setAttribute("aria-expanded", String(open));
     document.getElementById(toggle.getAttribute("aria-controls")).classList.toggle("open", open);
   });
-  document.addEventListener("htmx:sseMessage", function () { tick(); dropTransientNotices(); });
+  document.addEventListener("htmx:sseMessage", function () { tick(); dropTransientNotices(); syncPromptButtons(); });
   document.addEventListener("DOMContentLoaded", tick);
   setInterval(tick, 1000);
 })();

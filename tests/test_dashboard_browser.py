@@ -65,11 +65,24 @@ def test_add_to_queue_then_the_run_shows_commands_and_live_samples(driver, fresh
     wait(driver, lambda: js(driver, "return document.querySelectorAll('#samples .sample').length") > 0, 120,
          "no sample arrived live")
     assert "demo" in driver.find_element(By.CSS_SELECTOR, "#state h1").text  # the picker's config
+    check_the_sample_prompt(driver, fresh)
     assert not driver.find_element(By.CSS_SELECTOR, ".samples .empty-hint").is_displayed()
     grid = driver.find_element(By.CSS_SELECTOR, ".card.samples .samples-link a").get_attribute("href")
     assert grid.endswith("/samples")
-    assert driver.find_element(By.CSS_SELECTOR, ".card.start h2").text == "Start your first training"  # until a reload
+    assert driver.find_element(By.CSS_SELECTOR, ".card.start h2").text == "Start a training"  # (reloaded above)
     assert fresh.api("POST", "/api/training/stop", json={}).status_code == 202
-    driver.refresh()
+
+
+def check_the_sample_prompt(driver, fresh):
+    """The prompt is a real value (the run's first sample prompt), and Sample waits for one."""
+    driver.refresh()  # the form is filled from the run the page shows
     wait(driver, lambda: js(driver, "return !!window.htmx"), 15)
-    assert driver.find_element(By.CSS_SELECTOR, ".card.start h2").text == "Start a training"
+    prompt = driver.find_element(By.CSS_SELECTOR, "#custom-sample-form [name=prompt]")
+    assert prompt.get_attribute("value") == "a red circle on a blue background"
+    button = "[data-command=custom-sample]"
+    wait(driver, lambda: js(driver, f"return !document.querySelector('{button}').disabled"), 30, "Sample prompt disabled")
+    prompt.clear()
+    prompt.send_keys(" ")
+    assert js(driver, f"return document.querySelector('{button}').disabled")
+    prompt.send_keys("a white square")
+    assert not js(driver, f"return document.querySelector('{button}').disabled")

@@ -10,7 +10,7 @@ from webapp.protocol import Command
 from webapp.config.builtin.settings import SAMPLE_SCHEDULERS
 from webapp.web import run_actions, run_views
 from webapp.web.sse.fragments import render_progress
-from webapp.web.sample_requests import parse_sample_request
+from webapp.web.sample_requests import default_prompt, parse_sample_request
 
 bp = Blueprint("dashboard", __name__)
 
@@ -27,7 +27,8 @@ def index():
         configs=list_configs(current_app.config["CONFIG_DIR"]),
         progress_html=render_progress(run["id"] if run else None, run["progress"] if run else None),
         samples=store.list_samples(conn, run["id"], limit=24) if run else [],
-        log_events=store.recent_events(conn, run["id"], "log") if run else [])
+        log_events=store.recent_events(conn, run["id"], "log") if run else [],
+        prompt=default_prompt(store.get_run(conn, run["id"])) if run else "")
 
 
 @bp.post("/runs/start")

@@ -19,7 +19,7 @@ from webapp.config.builtin.settings import SAMPLE_SCHEDULERS, SampleSpec
 from webapp.web import run_actions, run_views
 from webapp.web.errors import ApiError
 from webapp.web.api_input import json_body
-from webapp.web.sample_requests import parse_sample_request
+from webapp.web.sample_requests import default_prompt, parse_sample_request
 
 bp = Blueprint("playground", __name__)
 IDLE_S = 600
@@ -114,7 +114,8 @@ def page():
     session = current()
     samples = store.samples.list_for_run(get_db(), session["id"], limit=60) if session else []
     spec = store.run_config(store.get_run(get_db(), session["id"]))[MARKER] if session else None
-    return render_template("samples/playground.html", session=session, spec=spec, sources=sources(),
+    prompt = default_prompt(store.get_run(get_db(), spec["source_run"])) if spec and spec.get("source_run") else ""
+    return render_template("samples/playground.html", session=session, spec=spec, sources=sources(), prompt=prompt,
                            samples=samples, schedulers=SAMPLE_SCHEDULERS, last_seq=store.last_seq(get_db()),
                            past=[past_session(r) for r in store.playground_sessions(get_db())
                                  if not session or r["id"] != session["id"]])

@@ -81,3 +81,18 @@ def sample_or_404(sample_id: int) -> dict:
     if sample is None:
         raise ApiError(404, "unknown sample", f"no sample with id {sample_id}")
     return sample
+
+
+def default_prompt(run: dict | None) -> str:
+    """The first enabled sample prompt of a run's config: a real prompt to start from (a grey
+    placeholder looked filled in, and was not)."""
+    if not run:
+        return ""
+    try:
+        samples = store.run_config(run).get("samples") or []
+    except (KeyError, ValueError, TypeError):
+        return ""
+    for sample in samples if isinstance(samples, list) else []:
+        if isinstance(sample, dict) and sample.get("enabled", True) and str(sample.get("prompt") or "").strip():
+            return str(sample["prompt"]).strip()
+    return ""
