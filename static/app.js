@@ -56,7 +56,29 @@
     });
   }
   document.addEventListener("input", function (event) {
-    if (event.target.matches && event.target.matches("[data-prompt]")) { syncPromptButtons(); }
+    if (!event.target.matches) { return; }
+    if (event.target.matches("[data-prompt]")) { syncPromptButtons(); }
+    if (event.target.matches("input[type=range][data-output]")) {  // a slider shows its number
+      document.getElementById(event.target.dataset.output).textContent = parseFloat(event.target.value).toFixed(2);
+    }
+  });
+
+  // a sample on its way (samples/_pending.html): the oldest pending tile shows the live progress
+  // and gives way to the image when it arrives
+  function pendingTiles() { return document.querySelectorAll("#samples .sample.pending"); }
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var kind = event.detail && event.detail.type;
+    var tiles = pendingTiles();
+    if (!tiles.length) { return; }
+    var oldest = tiles[tiles.length - 1];
+    if (kind === "sample_progress") {
+      var bar = document.querySelector("#sample-progress progress");
+      oldest.querySelector(".pending-progress").textContent = bar
+        ? "step " + bar.value + " of " + bar.max : "finishing…";
+    } else if (kind === "sample") {
+      var newest = document.querySelector("#samples > .sample:not(.pending)");
+      if (newest && newest.querySelector(".kind-custom")) { oldest.remove(); }  // not a scheduled one
+    }
   });
 
   document.addEventListener("htmx:afterSettle", function () { tick(); dropTransientNotices(); localTitles(); syncPromptButtons(); });

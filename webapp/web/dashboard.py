@@ -61,7 +61,8 @@ def resume(run_id: int):
 def custom_sample():
     sample = parse_sample_request(request.form)
     run = run_actions.send_command(Command.SAMPLE_CUSTOM, _form_run_id(), sample=sample)
-    return flash(f"Sample queued for run #{run['id']}: “{sample['prompt']}”.")
+    return render_template("_flash.html", message=f"Sample queued for run #{run['id']}: “{sample['prompt']}”.",
+                           level="info", pending_prompt=sample["prompt"])
 
 
 def _form_run_id() -> int | None:

@@ -145,7 +145,8 @@ def sample_form():
     session = require_open()
     sample = parse_sample_request(request.form)
     run_actions.send_command(Command.SAMPLE_CUSTOM, session["id"], sample=sample)
-    return render_template("_flash.html", message=f"Sample queued: “{sample['prompt']}”.", level="info")
+    return render_template("_flash.html", message=f"Sample queued: “{sample['prompt']}”.", level="info",
+                           pending_prompt=sample["prompt"])
 
 
 @bp.get("/api/playground")
