@@ -85,6 +85,26 @@
   document.addEventListener("DOMContentLoaded", syncPromptButtons);
   document.addEventListener("DOMContentLoaded", localTitles);
 
+  // the config editor: a mark while it holds changes not saved, and a warning before leaving them
+  function markUnsaved(event) {
+    var form = event.target.closest && event.target.closest("form[data-watch-changes]");
+    if (form && event.target.name !== "tab" && event.target.name !== "save_as_name") {
+      form.setAttribute("data-unsaved", "");
+    }
+  }
+  document.addEventListener("input", markUnsaved);
+  document.addEventListener("change", markUnsaved);
+  var leaving = false;
+  document.addEventListener("submit", function (event) {
+    if (event.target.matches("form[data-watch-changes]") && !event.target.getAttribute("hx-post")) { leaving = true; }
+  });
+  window.addEventListener("beforeunload", function (event) {
+    if (!leaving && document.querySelector("form[data-watch-changes][data-unsaved]")) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+
   // the phone's folded menu
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest(".nav-toggle");

@@ -36,7 +36,7 @@ class FieldView:
     inputs a page (a tenth of the editor's time)."""
 
     __slots__ = ("path", "id", "label", "help", "kind", "nullable", "text", "checked", "error", "warning",
-                 "options", "check_url")
+                 "options", "check_url", "minimum", "maximum", "exclusive_minimum")
 
     def __init__(self, **values):
         for name, value in values.items():
@@ -68,7 +68,8 @@ class EditorView:
         return FieldView(path=path, id=input_id(path), label=label(path, spec.label), help=spec.help, kind=spec.kind,
                          nullable=spec.nullable, text=self.texts.get(path, display(value)), checked=value is True,
                          error=self.errors.get(path, ""), warning=self.warnings.get(path, ""), options=options,
-                         check_url=self.check_url)
+                         check_url=self.check_url, minimum=spec.minimum, maximum=spec.maximum,
+                         exclusive_minimum=spec.exclusive_minimum)
 
     def rows(self, name: str) -> list[int]:
         items = self.config.get(name)

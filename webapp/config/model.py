@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from webapp.config.enums import NAME, Enum, enum_for
+from webapp.config.help import FIELD_HELP
 
 HERE = Path(__file__).resolve().parent
 MAX_TEXT = 10_000      # characters in one text field
@@ -105,7 +106,8 @@ class Field:
 
     @property
     def help(self) -> str:
-        return HELP.get(self.name, "")
+        # one line per setting, for the editor and the schema
+        return HELP.get(self.name) or FIELD_HELP.get(self.name, "")
 
     def check(self, value, path: str) -> list[dict]:
         if value is None:

@@ -130,7 +130,7 @@ def edit(name: str):
 
 def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_errors=None, texts=None,
                   message: str | None = None, detail=None, status: int = 200, notes=(), whole: bool = False,
-                  report: Report | None = None):
+                  report: Report | None = None, unsaved: bool = False):
     """whole: ``config`` is as load_for_editing made it (normalised), not as a form left it.
     report: ``config``'s validation, when the caller made it already."""
     report = report or validate(config, workspace(), whole=whole, roots=read_roots())
@@ -144,9 +144,22 @@ def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_e
     all_errors = report.errors + [{"field": k, "message": v} for k, v in (form_errors or {}).items()]
     template = "configs/_editor.html" if is_htmx() else "configs/editor.html"
     return render_template(template, stored=stored, name=stored.name, view=view, tabs=TABS, tab=tab,
+                           tab_errors=_errors_per_tab(all_errors), unsaved=unsaved,
                            errors=all_errors, warnings=report.warnings, notes=list(notes) + report.notes,
                            backend=report.backend, message=message, detail=detail, level="error" if status >= 400 else "info",
                            input_id=input_id), status
+
+
+def _errors_per_tab(errors: list[dict]) -> dict[str, int]:
+    """How many errors each tab holds: its fields, and its list's rows (concepts[2].path)."""
+    counts: dict[str, int] = {}
+    for error in errors:
+        path = error.get("field") or ""
+        for tab in TABS:
+            if path in tab.fields or (tab.editor and path.startswith(tab.editor + "[")):
+                counts[tab.key] = counts.get(tab.key, 0) + 1
+                break
+    return counts
 
 
 @bp.post("/<path:name>/edit")
@@ -160,7 +173,8 @@ def edit_post(name: str):
 
     def again(message=None, detail=None, status=200):
         return render_editor(stored, result.config, saved, tab=tab, form_errors=result.errors, texts=result.texts,
-                             message=message, detail=detail, status=status, report=report)
+                             message=message, detail=detail, status=status, report=report,
+                             unsaved=result.config != saved)
 
     if action in LIST_ACTIONS:
         return again(LIST_ACTIONS[action](result.config, argument, request.form))
