@@ -105,6 +105,43 @@
     }
   });
 
+  // know without looking: a page that shows a run (the dashboard, a run page) puts its state and
+  // percent in the tab's title and icon, like a CI page: "▶ 37 % demo", "✓ demo"
+  var baseTitle = document.title;
+  var SYMBOLS = {running: "▶", queued: "…", completed: "✓", failed: "✗", stopped: "■", interrupted: "!", canceled: "–"};
+  var COLOURS = {running: "#3355cc", queued: "#9a6700", completed: "#1a7f37", failed: "#c62828",
+                 stopped: "#9a6700", interrupted: "#c62828", canceled: "#667085"};
+  function runGlance() {
+    var head = document.querySelector("#state [data-run-id], #run-status [data-run-id]");
+    if (!head) { return; }
+    var badge = head.querySelector(".badge[data-state]");
+    var state = badge ? badge.dataset.state : "";
+    var name = (head.querySelector("h1 small") || {}).textContent || "";
+    var bar = document.querySelector("#progress progress");
+    var percent = state === "running" && bar && bar.max ? Math.floor(100 * bar.value / bar.max) : null;
+    document.title = (SYMBOLS[state] || "") + (percent !== null ? " " + percent + " %" : "") + " " + name.trim() +
+      " · " + baseTitle;
+    favicon(COLOURS[state] || "#3355cc", percent);
+  }
+  function favicon(colour, percent) {
+    var canvas = document.createElement("canvas");
+    canvas.width = canvas.height = 32;
+    var g = canvas.getContext("2d");
+    if (!g) { return; }
+    g.fillStyle = colour;
+    g.beginPath(); g.arc(16, 16, 14, 0, 2 * Math.PI); g.fill();
+    if (percent !== null) {  // the part done, as a white pie slice
+      g.fillStyle = "#fff";
+      g.beginPath(); g.moveTo(16, 16);
+      g.arc(16, 16, 10, -Math.PI / 2, -Math.PI / 2 + 2 * Math.PI * percent / 100); g.fill();
+    }
+    var link = document.querySelector("link[rel=icon]");
+    if (link) { link.href = canvas.toDataURL("image/png"); link.type = "image/png"; }
+  }
+  document.addEventListener("DOMContentLoaded", runGlance);
+  document.addEventListener("htmx:afterSettle", runGlance);
+  document.addEventListener("htmx:sseMessage", runGlance);
+
   // the phone's folded menu
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest(".nav-toggle");

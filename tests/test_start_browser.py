@@ -82,10 +82,14 @@ def test_stages_show_from_the_first_second(driver, stack):
                  if e["event"] in ("status", "run")][:12])
     assert all(re.fullmatch(r"\d+\.\d s|\d+m \d\ds", when) for when in done.values()), stages
     assert current_stage(driver) == "training"
+    # a background tab knows without looking: state, percent and the config in its title and icon
+    assert re.match(rf"▶ \d+ % {CONFIG} · ", driver.title), driver.title
+    assert js(driver, "return document.querySelector('link[rel=icon]').href").startswith("data:image/png")
     assert stack.api("POST", "/api/training/stop", json={}).status_code == 202
     stack.wait_until_ended(run_id, 60)
     wait(driver, lambda: js(driver, "return !!document.querySelector('#state details.stages-done')"), 10,
          "a finished run's stages did not fold away")
+    assert driver.title.startswith(("■ ", "✓ ")), driver.title
     errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"
               and "/favicon.ico" not in e["message"]]
     assert not errors, errors
