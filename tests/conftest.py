@@ -62,10 +62,18 @@ def demo_workspace(tmp_path_factory):
     return workspace, config_dir
 
 
+# what the trainer's mechanics tests were written against (they count LoRA layers, read the LR,
+# list sample steps); the demo itself trains a larger LoRA so that it visibly learns
+# (tests/test_demo_learns.py reads demo.json as shipped)
+MECHANICS = {"lora_rank": 4, "lora_alpha": 4.0, "layer_filter_preset": "attn-only",
+             "learning_rate_scheduler": "CONSTANT", "learning_rate": 1e-2, "sample_after": 60,
+             "sample_before_training": False}
+
+
 @pytest.fixture(scope="session")
 def demo_config(demo_workspace):
     import json
-    return json.loads((demo_workspace[1] / "demo.json").read_text())
+    return {**json.loads((demo_workspace[1] / "demo.json").read_text()), **MECHANICS}
 
 
 def short_run(demo_config: dict, **overrides) -> dict:

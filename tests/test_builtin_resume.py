@@ -123,8 +123,9 @@ def test_resume_is_exact_mid_accumulation_with_ema_and_a_text_encoder_lora(demo,
 def test_resume_refuses_a_backup_of_another_lora(demo, tmp_path):
     workspace, config = demo
     train(workspace, {**config, "epochs": 1, "backup_after": 3}, tmp_path)
-    with pytest.raises(ResumeError, match="lora_rank is 8 here but 4 in the backup"):
-        train(workspace, {**config, "lora_rank": 8, "continue_last_backup": True}, tmp_path)
+    rank = config["lora_rank"]
+    with pytest.raises(ResumeError, match=f"lora_rank is {2 * rank} here but {rank} in the backup"):
+        train(workspace, {**config, "lora_rank": 2 * rank, "continue_last_backup": True}, tmp_path)
 
 
 def test_resume_without_a_backup_starts_over(demo, tmp_path):

@@ -30,10 +30,10 @@ def nearest(sample: np.ndarray, images: list[np.ndarray]) -> float:
     return min(float(np.abs(sample - image).mean()) for image in images)
 
 
-def test_the_demo_learns_its_prompts(demo_workspace, demo_config, tmp_path):
+def test_the_demo_learns_its_prompts(demo_workspace):
     workspace = demo_workspace[0]
-    config_path = tmp_path / "demo.json"
-    config_path.write_text(json.dumps(demo_config))
+    config_path = demo_workspace[1] / "demo.json"  # as `otweb demo` writes it
+    demo_config = json.loads(config_path.read_text())
     run_dir = train_in_terminal(config_path, workspace, quiet=True)
     by_caption: dict[str, list[np.ndarray]] = {}
     for text in (workspace / DATASET_DIR).glob("*.txt"):
