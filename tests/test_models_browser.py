@@ -22,6 +22,7 @@ def test_models_page_on_a_phone(driver, app, redis_url):
     try:
         with serve_web(env) as url:
             driver.get(url + "/")
+            driver.find_element(By.CSS_SELECTOR, ".nav-toggle").click()  # a phone's menu is folded
             driver.find_element(By.LINK_TEXT, "Models").click()
             WebDriverWait(driver, 10).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".version")) == 6)
             width = driver.execute_script("return document.documentElement.clientWidth")
