@@ -98,9 +98,15 @@ class Worker:
         uploads.already_there(received)  # the web sent them: no need to send them back
         uploads.start()
         warm, self.warm = self.warm, None
-        self.host = TrainerHost({"id": run_id}, config, run_dir, self.settings.data_dir, self.sink, self.redis,
-                                on_exit=uploads.finish, warm=warm)
-        if warm is not None and not self.host.adopted_warm:
+        try:
+            self.host = TrainerHost({"id": run_id}, config, run_dir, self.settings.data_dir, self.sink, self.redis,
+                                    on_exit=uploads.finish, warm=warm)
+        except BaseException:
+            self.warm = warm  # still idle: kept for the next run
+            raise
+        if self.host.adopted_warm:
+            log.info("run %s: the warm trainer (pid %s) takes it", run_id, warm.process.pid)
+        elif warm is not None:
             if warm.alive():
                 self.warm = warm  # a multi-GPU run starts its own ranks: kept for the next run
             else:
