@@ -88,10 +88,13 @@ def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue
     os._exit(exit_code)
 
 
+FULL_DISK_BYTES = 1 << 20  # less than this free where the run writes: a failed write is the full disk
+
+
 def error_message(exc: BaseException, run_dir: Path) -> str:
     """What the run page says. A full disk names the place and what is left there: OSError's own
     text rarely names the file being written."""
-    if _disk_full(exc):
+    if _disk_full(exc) or _write_failed_on_a_full_disk(exc, run_dir):
         where = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else run_dir
         try:
             free = shutil.disk_usage(where if where.exists() else run_dir).free
@@ -111,6 +114,19 @@ def _disk_full(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _write_failed_on_a_full_disk(exc: BaseException, run_dir: Path) -> bool:
+    """torch.save reports a full disk without ENOSPC ("[enforce fail at inline_container.cc] ...
+    unexpected pos ..."): a failed write while the run folder's disk has (almost) nothing left is
+    the full disk, whatever the message."""
+    a_write = isinstance(exc, OSError) or isinstance(exc, RuntimeError) and "inline_container" in str(exc)
+    if not a_write:
+        return False
+    try:
+        return shutil.disk_usage(run_dir).free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 def _log_to_file(path: Path) -> None:
