@@ -150,6 +150,29 @@
     toggle.setAttribute("aria-expanded", String(open));
     document.getElementById(toggle.getAttribute("aria-controls")).classList.toggle("open", open);
   });
+  // the runs list: Compare is enabled while 2 to 5 runs are ticked
+  function syncCompare() {
+    var form = document.querySelector("form[data-compare]");
+    if (!form) { return; }
+    var ticked = document.querySelectorAll('input[name=run][form="' + form.id + '"]:checked').length;
+    form.querySelector("button").disabled = ticked < 2 || ticked > 5;
+    form.querySelector("[data-compare-count]").textContent =
+      ticked ? ticked + " ticked" + (ticked > 5 ? " (at most 5)" : "") : "tick 2 to 5 runs to compare them";
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("input[name=run][form]")) { syncCompare(); }
+  });
+  document.addEventListener("DOMContentLoaded", syncCompare);
+
+  // a checksum shortened on the page: a click copies the whole of it
+  document.addEventListener("click", function (event) {
+    var sha = event.target.closest("[data-copy]");
+    if (!sha || !navigator.clipboard) { return; }
+    navigator.clipboard.writeText(sha.getAttribute("data-copy")).then(function () {
+      sha.setAttribute("data-copied", "copied");
+      setTimeout(function () { sha.removeAttribute("data-copied"); }, 1500);
+    });
+  });
   document.addEventListener("htmx:sseMessage", function () { tick(); dropTransientNotices(); syncPromptButtons(); });
   document.addEventListener("DOMContentLoaded", tick);
   setInterval(tick, 1000);

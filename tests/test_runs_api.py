@@ -194,8 +194,10 @@ def test_run_page_files_downloads_and_checksums(client, app, db, tiny):
     output = client.get(f"/runs/{run_id}/files/output/lora.safetensors")
     assert output.data == b"o" * 2000
     assert client.get(f"/runs/{run_id}/files/output/lora.safetensors/sha256").json["sha256"] == hashlib.sha256(b"o" * 2000).hexdigest()
-    assert "<code" in client.get(f"/runs/{run_id}/files/save/2026-01-01_00-00-01-step25.safetensors/sha256",
-                                 headers={"HX-Request": "true"}).text
+    short = client.get(f"/runs/{run_id}/files/save/2026-01-01_00-00-01-step25.safetensors/sha256",
+                       headers={"HX-Request": "true"}).text  # the page's: 12 digits shown, the whole to copy
+    whole = hashlib.sha256((folder / "saves" / "2026-01-01_00-00-01-step25.safetensors").read_bytes()).hexdigest()
+    assert f'data-copy="{whole}"' in short and f">{whole[:12]}…<" in short
     # only what the listing holds: no paths from the request
     for bad in ("backup/..", "output/trainer.log", "save/..%2Fconfig.json", "nope/lora.safetensors"):
         assert client.get(f"/runs/{run_id}/files/{bad}").status_code == 404, bad

@@ -97,3 +97,21 @@ def test_dashboard_on_a_phone_is_one_column_with_large_buttons(page):
         page.driver.save_screenshot("/tmp/dashboard_phone.png")
     finally:
         page.driver.set_window_size(1280, 1800)
+
+
+def test_pick_runs_in_the_list_and_compare_them(page):
+    from selenium.webdriver.common.by import By
+    page.driver.get(f"{page.stack.url}/runs")
+    page.wait(lambda: page.js("return !!document.querySelector('#compare-form')"), 15)
+    button = "#compare-form button[data-action=compare-runs]"
+    assert page.js(f"return document.querySelector('{button}').disabled")
+    boxes = page.driver.find_elements(By.CSS_SELECTOR, "input[name=run][form=compare-form]")
+    assert len(boxes) >= 2
+    picked = [box.get_attribute("value") for box in boxes[:2]]
+    for box in boxes[:2]:
+        box.click()
+    page.wait(lambda: not page.js(f"return document.querySelector('{button}').disabled"), 5, "Compare stayed disabled")
+    page.click(button)
+    page.wait(lambda: "/runs/compare" in page.driver.current_url, 15, "Compare did not open the compare page")
+    assert all(f"run={run_id}" in page.driver.current_url for run_id in picked)
+    assert page.text("h1").startswith("Compare runs")

@@ -53,6 +53,15 @@ def across_runs(conn, prompt: str | None = None, source: str | None = None, run_
     return [sample_dict(r) for r in rows]
 
 
+def newest_per_run(conn, run_ids: list[int]) -> dict[int, int]:
+    """run id -> the id of its newest sample, for the runs that have one."""
+    if not run_ids:
+        return {}
+    marks = ",".join("?" * len(run_ids))
+    rows = conn.execute(f"SELECT run_id, MAX(id) FROM samples WHERE run_id IN ({marks}) GROUP BY run_id", run_ids)
+    return {run_id: sample_id for run_id, sample_id in rows}
+
+
 def latest(conn, count: int) -> list[dict]:
     return [sample_dict(r) for r in conn.execute("SELECT * FROM samples ORDER BY id DESC LIMIT ?", (count,))]
 

@@ -25,5 +25,7 @@ def checksum(run_id: int, kind: str, name: str):
     _, entry = find_file(run_id, kind, name)
     digest = cached_sha256(run_dir(run_id), entry)
     if request.headers.get("HX-Request"):
-        return f'<code class="sha256" title="sha256">{digest}</code>'
+        # 12 hex digits tell files apart on a page; the whole sum is one click (copied) or a hover away
+        return (f'<button type="button" class="sha256 link-like" data-copy="{digest}" title="sha256 {digest}: '
+                f'click to copy">{digest[:12]}…</button>')
     return jsonify(kind=kind, name=name, sha256=digest, size=entry["size"])

@@ -231,6 +231,22 @@ def delete(run_id: int) -> None:
     shutil.rmtree(run_dir(run_id), ignore_errors=True)
 
 
+def run_again(run_id: int) -> int:
+    """Queue the config the run was queued with, checked again (paths, backend, caps) as today's
+    server sees it, under the same name, with the same target."""
+    conn = get_db()
+    run = store.get_run(conn, run_id)
+    if run is None:
+        raise ApiError(404, "unknown run", f"no run with id {run_id}")
+    if store.samples.is_playground(run):
+        raise ApiError(409, "not a training", f"run {run_id} is a playground session; open a new one instead")
+    config = prepare_config(store.run_config(run))
+    caps.check_queue(started_by(), 1)
+    new_id = queue_run(run["config_name"], config, store.fleet.target_of(run) or None)
+    nudge_workers()
+    return new_id
+
+
 def clone_config(run_id: int) -> str:
     run = store.get_run(get_db(), run_id)
     if run is None:

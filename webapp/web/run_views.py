@@ -10,6 +10,7 @@ import redis
 from webapp import store
 from webapp.protocol import RunState
 from webapp.settings import HEARTBEAT_TTL_S, heartbeat_key
+from webapp.web.charts import loss_sparkline
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db, get_redis
 from webapp.web.run_files import run_dir
@@ -108,3 +109,18 @@ def add_gpus(view: dict, config: dict, workers: list[dict] | None = None) -> dic
                                   if view["state"] == RunState.QUEUED.value else None)
         view["ranks"] = run_usage(view["id"], workers) if view["state"] == RunState.RUNNING.value else []
     return view
+
+
+SPARK_POINTS = 24
+
+
+def list_glance(conn, run_ids: list[int]) -> dict[int, dict]:
+    """Per run of the runs list: a loss sparkline (the whole run, from the chart's summary: a few
+    rows per run at any length) and its newest sample, in one query for all the samples."""
+    newest = store.samples.newest_per_run(conn, run_ids)
+    glance = {}
+    for run_id in run_ids:
+        points, _ = store.loss_buckets(conn, run_id, SPARK_POINTS // 2)
+        glance[run_id] = {"spark": loss_sparkline([p["loss"] for p in points if p["loss"] is not None], 96, 24),
+                          "sample_id": newest.get(run_id)}
+    return glance

@@ -8,7 +8,7 @@ from flask import Blueprint, make_response, render_template, request, url_for
 
 from webapp import store
 from webapp.protocol import Command
-from webapp.web import run_actions, run_banner, run_compare
+from webapp.web import run_actions, run_banner, run_compare, run_views
 from webapp.web.errors import ApiError, flash
 from webapp.web.extensions import get_db
 from webapp.web.run_actions import cancel, clone_config, delete, enqueue
@@ -34,7 +34,9 @@ def history():
     filters = {key: request.args.get(key, "").strip() for key in store.HISTORY_FILTERS}
     conn = get_db()
     runs = [summarize(r) for r in store.history(conn, filters, limit=200)]
-    return render_template("runs/index.html", runs=runs, filters=filters, choices=store.distinct_values(conn))
+    glance = run_views.list_glance(conn, [run["id"] for run in runs])
+    return render_template("runs/index.html", runs=runs, filters=filters, choices=store.distinct_values(conn),
+                           glance=glance)
 
 
 @bp.get("/runs/compare")
@@ -103,6 +105,12 @@ def seen(run_id: int):
                         max_age=run_banner.SEEN_MAX_AGE_S, httponly=True, samesite="Lax",
                         secure=request.is_secure, path=request.script_root or "/")
     return response
+
+
+@bp.post("/runs/<int:run_id>/again")
+def again(run_id: int):
+    new_id = run_actions.run_again(run_id)
+    return "", 204, {"HX-Redirect": url_for("runs.page", run_id=new_id)}
 
 
 @bp.post("/runs/<int:run_id>/clone")
