@@ -164,6 +164,23 @@
   });
   document.addEventListener("DOMContentLoaded", syncCompare);
 
+  // before / after: the slider moves where the top image is clipped
+  document.addEventListener("input", function (event) {
+    if (!event.target.matches("[data-split]")) { return; }
+    var box = document.querySelector("[data-before-after]");
+    if (box) { box.style.setProperty("--split", event.target.value + "%"); }
+  });
+
+  // the prompt × step grid opens at its newest steps (the right end), once per grid drawn
+  function newestSteps() {
+    document.querySelectorAll(".sample-grid-scroll:not([data-opened])").forEach(function (el) {
+      el.scrollLeft = el.scrollWidth;
+      el.setAttribute("data-opened", "");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", newestSteps);
+  document.addEventListener("htmx:afterSettle", newestSteps);
+
   // a checksum shortened on the page: a click copies the whole of it
   document.addEventListener("click", function (event) {
     var sha = event.target.closest("[data-copy]");

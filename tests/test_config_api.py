@@ -336,3 +336,15 @@ def test_starting_what_the_trainer_cannot_run_says_why(client):
     answer = client.post("/configs/presets/sdxl_1.0_LoRA/edit", data={**form, "action": "start"})
     page = answer.get_data(as_text=True)
     assert answer.status_code == 400 and "model_type" in page and "Traceback" not in page
+
+
+def test_new_config_starts_from_a_preset(client, config_dir):
+    page = client.get("/configs/").get_data(as_text=True)
+    assert 'data-testid="new-config"' in page and '<option value="presets/demo">' in page
+    answer = client.post("/configs/new", data={"start_from": "presets/demo", "new_name": "my first"})
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/configs/my%20first/edit")
+    assert (config_dir / "my first.json").exists()
+    refused = client.post("/configs/new", data={"new_name": "no start"})
+    assert refused.status_code == 400 and "pick a config to start from" in refused.get_data(as_text=True)
+    unknown = client.post("/configs/new", data={"start_from": "nope", "new_name": "x"})
+    assert unknown.status_code == 404 and not (config_dir / "x.json").exists()

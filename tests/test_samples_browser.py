@@ -49,6 +49,16 @@ def test_gallery_grows_live_and_compare_opens(stack, driver, demo_config):
         steps = driver.execute_script(
             "return [...document.querySelectorAll('.compare figcaption')].map(f => f.textContent)")
         assert all(sample["prompt"] in text for text in steps)
+        # before / after: the slider moves where the top image is cut
+        driver.execute_script("const r = document.querySelector('[data-split]'); r.value = 20;"
+                              "r.dispatchEvent(new Event('input', {bubbles: true}))")
+        assert driver.execute_script("return getComputedStyle(document.querySelector('[data-before-after]'))"
+                                     ".getPropertyValue('--split').trim()") == "20%"
+        # the grid opens at its newest steps, the prompt column fixed beside them
+        driver.get(f"{stack.url}/runs/{run_id}/samples")
+        wait.until(lambda d: d.execute_script("return !!document.querySelector('.sample-grid-scroll[data-opened]')"))
+        assert driver.execute_script("return getComputedStyle(document.querySelector('.sample-grid tbody th'))"
+                                     ".position") == "sticky"
     finally:
         stack.api("POST", "/api/training/stop", json={"run_id": run_id})
         stack.wait_until_ended(run_id, timeout=120)

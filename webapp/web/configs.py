@@ -76,6 +76,22 @@ def export(name: str):
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
+@bp.post("/new")
+def new():
+    """A new config starts as a copy of one to start from (a preset, or one of yours), named."""
+    start = request.form.get("start_from", "")
+    try:
+        with library_errors():
+            if not start:
+                raise ApiError(400, "invalid field", [{"field": "start_from", "message": "pick a config to start from"}])
+            created = library().duplicate(start, sanitize_name(request.form["new_name"])
+                                          if request.form.get("new_name") else None)
+    except ApiError as exc:
+        return render_index(exc.error, exc.detail, exc.status)
+    flash(f"New config “{created}”, started from “{start}”.")
+    return redirect(url_for(".edit", name=created), 303)
+
+
 @bp.post("/<path:name>/duplicate")
 def duplicate(name: str):
     try:
