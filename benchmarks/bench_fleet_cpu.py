@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import psutil
 
-from common import (ROOT, Bench, SSEClients, api, build_demo, machine, table, wait_demo, wait_http,
+from common import (Bench, SSEClients, api, build_demo, machine, table, wait_demo, wait_http,
                     write_results)
 
-sys.path.insert(0, str(ROOT / "tests"))
-from fleet import RedisServer  # noqa: E402  (the tests' redis-server: a real one, appendonly on)
 
 NAME = "bench_fleet_cpu"
 GOAL_S_PER_MIN = 0.6
@@ -72,10 +69,7 @@ def main() -> None:
     from webapp import store
     with Bench() as bench:
         demo = build_demo(bench)
-        server = RedisServer(bench.tmp / "redis")
-        server.start()
-        bench.callback(server.stop)
-        bench.env["REDIS_URL"] = server.url
+        server = bench.tcp_redis()
         wait_demo(bench, demo)
         web, url = bench.web()
         wait_http(url + "/api/health", proc=web)

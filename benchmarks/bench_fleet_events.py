@@ -28,8 +28,6 @@ import psutil
 
 from common import PY, ROOT, Bench, SSEClients, machine, ms, pct, publish_progress, table, wait_http, write_results
 
-sys.path.insert(0, str(ROOT / "tests"))
-from fleet import RedisServer  # noqa: E402  (the tests' redis-server: a real one, appendonly on)
 
 NAME = "bench_fleet_events"
 WORKERS, RATE = 4, 20          # the issue's load: 4 workers x 20 events/s
@@ -145,10 +143,8 @@ def main() -> None:
     started = time.monotonic()
     from webapp import store
     with Bench() as bench:
-        server = RedisServer(bench.tmp / "redis")
-        server.start()
-        bench.callback(server.stop)
-        bench.env.update(REDIS_URL=server.url, OTWEB_HEARTBEAT_TTL_S="3600")
+        bench.tcp_redis()
+        bench.env["OTWEB_HEARTBEAT_TTL_S"] = "3600"
         conn = store.connect(bench.workspace / "otweb.sqlite3")
         store.init_schema(conn)
         web, url = bench.web()

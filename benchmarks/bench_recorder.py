@@ -23,8 +23,6 @@ import time
 
 from common import PY, ROOT, Bench, machine, ms, pct, table, write_results
 
-sys.path.insert(0, str(ROOT / "tests"))
-from fleet import RedisServer  # noqa: E402  (the tests' redis-server: a real one, appendonly on)
 
 NAME = "bench_recorder"
 GOAL_PER_S = 20_000
@@ -132,10 +130,7 @@ def main() -> None:
     import redis
     started = time.monotonic()
     with Bench() as bench:
-        server = RedisServer(bench.tmp / "redis")
-        server.start()
-        bench.callback(server.stop)
-        bench.env["REDIS_URL"] = server.url
+        server = bench.tcp_redis()
         client = redis.Redis.from_url(server.url, decode_responses=True)
         drained = backlog(bench, client, args.events)
         steady = sustained(bench, client, args.rate, args.seconds)

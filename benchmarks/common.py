@@ -124,6 +124,17 @@ class Bench(contextlib.ExitStack):
         self.redis_pid = server.pid
         return url
 
+    def tcp_redis(self):
+        """A fleet's Redis: a real redis-server on TCP with appendonly on (the tests' RedisServer),
+        stopped at exit; REDIS_URL set for what is spawned after."""
+        sys.path.insert(0, str(ROOT / "tests"))
+        from fleet import RedisServer
+        server = RedisServer(self.tmp / "redis")
+        server.start()
+        self.callback(server.stop)
+        self.env["REDIS_URL"] = server.url
+        return server
+
     def spawn(self, name: str, command: list[str], stop_signal=signal.SIGTERM) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")
         proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,

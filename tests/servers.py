@@ -23,6 +23,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(predicate, timeout: float, what: str = "condition", every: float = 0.1):
+    """predicate()'s first true value, polled every ``every`` s; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"not in {timeout} s: {what}")
+
+
 @contextmanager
 def serve_web(env: dict, port: int | None = None, app: str = "wsgi:app",
               workers: int = 1, timeout_s: float = 30):
@@ -117,3 +128,18 @@ class SSEReader:
 
     def close(self) -> None:
         self.response.close()
+
+
+@contextmanager
+def serve_config_editor(root: Path, redis_url: str, name: str):
+    """The web alone on a fresh workspace whose configs folder holds the demo preset as ``name``;
+    yields (base URL, configs folder). For the editor's browser tests."""
+    import shutil
+    from webapp.config.library import PRESETS_DIR
+    workspace, config_dir = root / "workspace", root / "configs"
+    workspace.mkdir()
+    config_dir.mkdir()
+    shutil.copy(PRESETS_DIR / "demo.json", config_dir / f"{name}.json")
+    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url}
+    with serve_web(env) as url:
+        yield url, config_dir

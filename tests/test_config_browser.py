@@ -3,13 +3,12 @@ gunicorn + gevent: a field is checked as it is typed, without a reload, and a sa
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from servers import serve_web
+from servers import serve_config_editor
 from webapp.config.library import PRESETS_DIR
 
 pytestmark = pytest.mark.slow
@@ -19,13 +18,7 @@ NAME = "browser-edit"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, redis_url, redis_server):
-    root = tmp_path_factory.mktemp("config-browser")
-    workspace, config_dir = root / "workspace", root / "configs"
-    workspace.mkdir()
-    config_dir.mkdir()
-    shutil.copy(PRESETS_DIR / "demo.json", config_dir / f"{NAME}.json")
-    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url}
-    with serve_web(env) as url:
+    with serve_config_editor(tmp_path_factory.mktemp("config-browser"), redis_url, NAME) as (url, config_dir):
         yield url, config_dir
 
 

@@ -11,7 +11,7 @@ import psutil
 import pytest
 import redis
 
-from servers import serve_web
+from servers import serve_web, wait_for
 from webapp import store
 from webapp.eventlog import ENTRY_EVENT, encode_entry
 from webapp.settings import DISPATCH_LOCK, EVENT_STREAM
@@ -26,22 +26,12 @@ def leader(client: redis.Redis) -> int | None:
     return int(value.split("/")[0].rsplit("-", 1)[1]) if value else None
 
 
-def wait(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError("condition not met in time")
-
-
 def test_another_web_process_takes_over_when_the_leader_dies(workspace, config_dir, redis_url, redis_server):
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url}
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     client.delete(DISPATCH_LOCK)  # a lock an earlier test's web left behind lapses only after LOCK_TTL_S
     with serve_web(env, workers=2):
-        first = wait(lambda: leader(client) if psutil.pid_exists(leader(client) or 0) else None, 30)
+        first = wait_for(lambda: leader(client) if psutil.pid_exists(leader(client) or 0) else None, 30)
         assert "gunicorn" in " ".join(psutil.Process(first).parent().cmdline())  # one of this test's two
         conn = store.connect(workspace / "otweb.sqlite3")
         run_id = store.create_run(conn, "takeover", {"a": 1})
@@ -49,7 +39,7 @@ def test_another_web_process_takes_over_when_the_leader_dies(workspace, config_d
         conn.commit()
         os.kill(first, signal.SIGKILL)  # no release: the lock lapses after LOCK_TTL_S
         killed = time.monotonic()
-        second = wait(lambda: leader(client) not in (None, first) and leader(client), LOCK_TTL_S + 15)
+        second = wait_for(lambda: leader(client) not in (None, first) and leader(client), LOCK_TTL_S + 15)
         took = time.monotonic() - killed
         for n in (1, 2, 1):  # the third is the first sent again: recorded once
             client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, "as1", n, event="status",
@@ -57,7 +47,7 @@ def test_another_web_process_takes_over_when_the_leader_dies(workspace, config_d
 
         def recorded():
             return [e["data"]["text"] for e in store.events_since(conn, 0, run_id) if e["event"] == "status"]
-        wait(lambda: len(recorded()) >= 2, 10)
+        wait_for(lambda: len(recorded()) >= 2, 10)
         time.sleep(0.5)
         print(f"leader {first} killed; {second} led after {took:.1f} s")
         assert second != first and took < LOCK_TTL_S + 15

@@ -3,15 +3,13 @@ ranges, a mark for unsaved changes and a warning before leaving them, one error 
 to the fields, an error count on each tab, and tabs usable from the keyboard."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from servers import serve_web
-from webapp.config.library import PRESETS_DIR
+from servers import serve_config_editor
 
 pytestmark = pytest.mark.slow
 NAME = "editor-check"
@@ -19,13 +17,7 @@ NAME = "editor-check"
 
 @pytest.fixture(scope="module")
 def editor_url(tmp_path_factory, redis_url, redis_server):
-    root = tmp_path_factory.mktemp("editor-browser")
-    workspace, config_dir = root / "workspace", root / "configs"
-    workspace.mkdir()
-    config_dir.mkdir()
-    shutil.copy(PRESETS_DIR / "demo.json", config_dir / f"{NAME}.json")
-    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url}
-    with serve_web(env) as url:
+    with serve_config_editor(tmp_path_factory.mktemp("editor-browser"), redis_url, NAME) as (url, _):
         yield f"{url}/configs/{NAME}/edit"
 
 

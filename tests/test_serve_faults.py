@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import short_run
-from servers import ROOT, free_port
+from servers import ROOT, free_port, wait_for
 from webapp import store
 
 pytestmark = pytest.mark.slow
@@ -74,16 +74,6 @@ def answers(url) -> bool:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"not in {timeout} s: {what}")
 
 
 def status(url) -> dict:

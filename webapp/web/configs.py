@@ -80,28 +80,26 @@ def export(name: str):
 def new():
     """A new config starts as a copy of one to start from (a preset, or one of yours), named."""
     start = request.form.get("start_from", "")
-    try:
-        with library_errors():
-            if not start:
-                raise ApiError(400, "invalid field", [{"field": "start_from", "message": "pick a config to start from"}])
-            created = library().duplicate(start, sanitize_name(request.form["new_name"])
-                                          if request.form.get("new_name") else None)
-    except ApiError as exc:
-        return render_index(exc.error, exc.detail, exc.status)
-    flash(f"New config “{created}”, started from “{start}”.")
-    return redirect(url_for(".edit", name=created), 303)
+    if not start:
+        return render_index("invalid field", [{"field": "start_from", "message": "pick a config to start from"}], 400)
+    return _copy(start, f"New config “{{new}}”, started from “{start}”.")
 
 
 @bp.post("/<path:name>/duplicate")
 def duplicate(name: str):
+    return _copy(name, f"“{name}” copied to “{{new}}”.")
+
+
+def _copy(name: str, message: str):
+    """Duplicate ``name`` under the form's new_name (else a free one) and open it in the editor."""
     try:
         with library_errors():
-            new = library().duplicate(name, sanitize_name(request.form["new_name"])
-                                      if request.form.get("new_name") else None)
+            created = library().duplicate(name, sanitize_name(request.form["new_name"])
+                                          if request.form.get("new_name") else None)
     except ApiError as exc:
         return render_index(exc.error, exc.detail, exc.status)
-    flash(f"“{name}” copied to “{new}”.")
-    return redirect(url_for(".edit", name=new), 303)
+    flash(message.replace("{new}", created))  # not str.format: a config's name may hold braces
+    return redirect(url_for(".edit", name=created), 303)
 
 
 @bp.post("/<path:name>/rename")

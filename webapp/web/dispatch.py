@@ -123,10 +123,11 @@ class Dispatcher:
     def _target(self, run: dict, beats: dict) -> dict:
         target = store.fleet.target_of(run)
         if run.get("resume_requested") and run.get("worker") and not target:
-            if run["worker"] in beats or self._uploaded_backup(run) is None:
+            backup = None if run["worker"] in beats else self._uploaded_backup(run)
+            if backup is None:
                 target = {"worker": run["worker"], "resume": True}  # its backups are on that host
             else:  # its worker is gone, its newest backup is here: any worker, sent the backup
-                target = {"carry": self._uploaded_backup(run)}
+                target = {"carry": backup}
         return {**target, "gpus": run.get("gpus") or 1}
 
     def _uploaded_backup(self, run: dict):
