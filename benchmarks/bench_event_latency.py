@@ -5,8 +5,9 @@
    the JSON API. Latency = receive time (time.time() in the client process) minus the event's
    `time`, which make_event sets in the trainer process when the callback fires (`run` events: in
    the worker; the `queued` one: in the web). Same machine, same clock. Progress is coalesced by
-   the worker's bridge (webapp/worker/bridge.py, PROGRESS_INTERVAL_S; 0.25 s when this was
-   written, 0.08 s now), so a progress event may be held up to that long before it is published:
+   the trainer (webapp/trainer/callbacks.py, protocol.PROGRESS_EVERY_S; 0.25 s when this was
+   written, 0.08 s in the worker's bridge later, 0.5 s in the trainer now), so a progress event may
+   be held up to that long (plus one step) before it is sent:
    by design, so it is reported on its own row as well as in "all".
 2. synthetic, no torch: this process appends + publishes progress-shaped events through
    webapp.eventlog.EventSink (as the bridge does: metrics row, then emit) at 20 events/s for 10 s,
@@ -31,7 +32,7 @@ import psutil
 
 from common import (Bench, SSEClients, api, build_demo, machine, ms, pct, publish_progress, stop, table, wait_demo,
                     wait_http, write_results)
-from webapp.worker.bridge import PROGRESS_INTERVAL_S  # no torch: the bridge imports only the protocol
+from webapp.protocol import PROGRESS_EVERY_S
 
 NAME = "bench_event_latency"
 RATE, SECONDS = 20, 10
@@ -146,14 +147,14 @@ def report(stack: dict, synthetic_runs: list[dict], elapsed: float) -> None:
           + ", ".join(f"{r['path']} p50 {ms(r['p50'])} / p99 {ms(r['p99'])} ms" for r in goal_rows)
           + f", every event to every client: {'yes' if every else 'NO'} -> {'met' if met else 'NOT met'}")
     print(f"full stack (10 clients): all but progress p99 {ms(other.get('p99'))} ms, all "
-          f"{ms(per_event.get('all', {}).get('p99'))} ms (progress held up to {1000 * PROGRESS_INTERVAL_S:.0f} ms by "
+          f"{ms(per_event.get('all', {}).get('p99'))} ms (progress held up to {1000 * PROGRESS_EVERY_S:.0f} ms by "
           f"design); synthetic worst p99 {ms(worst_synthetic)} ms; load average {os.getloadavg()[0]:.1f}; "
           f"took {elapsed:.0f} s")
     path = write_results(NAME, {
         "benchmark": NAME, "machine": machine(), "full_stack": stack, "synthetic": synthetic_runs,
         "goal": f"p99 < {1000 * GOAL_P99_S:.0f} ms with {GOAL_CLIENTS} clients at {RATE} events/s (synthetic, "
                 "fresh run, /api/events and /events); full stack reported (progress coalesced by design)",
-        "progress_interval_s": PROGRESS_INTERVAL_S, "goal_p99_s": goal_p99, "met": met,
+        "progress_interval_s": PROGRESS_EVERY_S, "goal_p99_s": goal_p99, "met": met,
         "full_stack_all_but_progress_p99_s": other.get("p99"),
         "loadavg_at_end": os.getloadavg(), "elapsed_s": elapsed})
     print(f"results: {path}")

@@ -53,7 +53,7 @@ class Harness:
                 if stop_when(event, data):
                     harness.send(Command.STOP)
 
-        self.callbacks = Callbacks(self.events_queue)
+        self.callbacks = Callbacks(self.events_queue, progress_every_s=0)  # every step's progress, to check each
         self.backend = make_backend(config, self.callbacks, self.commands, run_dir=self.run_dir, base_dir=tmp_path)
 
     def send(self, command: Command, **data) -> None:
@@ -150,7 +150,6 @@ def test_a_run_reports_progress_totals_eta_and_samples(onetrainer, tmp_path):
     bridge = EventBridge(sink, run_id=1)
     for event in events:
         bridge.handle(event)
-    bridge.flush()
     live = [e["data"] for e in sink.events if e["event"] == "progress"]
     assert live[-1]["global_step"] == 12 and live[-1]["speed"] > 0 and live[-1]["eta_s"] == 0
     assert len(sink.rows) == 12

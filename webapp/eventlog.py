@@ -39,6 +39,7 @@ ENTRY_REMOVE = "remove"      # a file or folder the worker removed (a pruned rol
 ENTRY_KINDS = (ENTRY_EVENT, ENTRY_METRICS, ENTRY_FILE, ENTRY_REMOVE)
 CHUNK_BYTES = 256 * 1024     # a file travels in entries of this much (base64 in JSON)
 FIELD = "e"                  # the one field of a stream entry
+NUDGE_FIELD = "nudge"        # an entry with this field instead: "look at the queue now" (no run, not recorded)
 EVENTS_PER_MESSAGE = 250     # events joined into one pub/sub message (join_events)
 _EVENT_KEYS = {"seq", "run_id", "event", "data", "time"}
 

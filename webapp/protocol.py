@@ -16,11 +16,17 @@ PLAYGROUND_MARKER = "__playground__"
 # the file that marks a backup folder complete: the trainer writes it last, a worker uploads it last,
 # and the web carries only a backup that has it (a resume on another worker)
 BACKUP_COMPLETE_FILE = "progress.json"
+# progress leaves the trainer at most this often, each event carrying the loss rows of the steps since
+# the last one (every loss is recorded). Twice a second reads as live in a browser; per step (up to
+# ~50 a second on a small model) every hop after the trainer paid for each event: the worker's queue,
+# Redis, the recorder and every viewer's stream (benchmarks/bench_fleet_cpu.py)
+PROGRESS_EVERY_S = 1.0
 
 
 class Event(str, Enum):
     # named after OneTrainer's callbacks
     PROGRESS = "progress"            # global_step, max_step, epoch, max_epoch, epoch_step, epoch_length, loss, lr
+    #                                  (from the trainer also rows: [[step, loss, lr, time], ...], taken off by the worker)
     STATUS = "status"                # text
     SAMPLE_DEFAULT = "sample_default"  # sample: path (relative to the run folder), prompt, settings...
     SAMPLE_CUSTOM = "sample_custom"

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EVENTS_CHANNEL = "otweb:events"          # Redis pub/sub: every numbered event, as JSON
-WAKE_KEY = "otweb:wake"                  # Redis list: a nudge for the control plane's dispatcher
 # a worker whose heartbeat is older is gone: its run is marked interrupted within this
 HEARTBEAT_TTL_S = float(os.environ.get("OTWEB_HEARTBEAT_TTL_S") or 15)
 

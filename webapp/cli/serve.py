@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from webapp.settings import Settings
+import redis
+
+from webapp.settings import EVENT_STREAM, Settings
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: wsgi.py is there
 STOP_TIMEOUT_S = 30  # the worker may need a while to let the trainer save
+RECORD_WAIT_S = 10   # how long a stop waits for the web to record the worker's last events
 RESTARTS_ALLOWED, RESTART_WINDOW_S = 5, 60.0  # this many deaths in the window stop the service
 BACKOFF_S = (0.5, 8.0)  # first and longest wait before a restart
 
@@ -248,20 +251,38 @@ class Standalone:
 
     def _stop_all(self) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon children
-        # Redis last: the worker reports the run's end through it
-        order = [c for name, c in self.children.items() if name != "redis"] + \
-            [c for name, c in self.children.items() if name == "redis"]
-        for group in (order[:-1], order[-1:]) if "redis" in self.children else (order,):
-            for child in group:
-                if child.process is not None and child.process.poll() is None:
-                    child.process.terminate()
-            deadline = time.monotonic() + STOP_TIMEOUT_S
-            for child in group:
-                if child.process is None:
-                    continue
-                try:
-                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    child.process.kill()
-                    child.process.wait()
+        # the worker first: it reports the run's end through Redis, and the web records it; then
+        # the web, once the stream is recorded; Redis last
+        self._stop([self.children[name] for name in ("worker",) if name in self.children])
+        web = self.children.get("web")
+        if web is not None and web.process is not None and web.process.poll() is None:
+            self._wait_recorded(lambda: web.process.poll() is None)
+        self._stop([c for name, c in self.children.items() if name not in ("worker", "redis")])
+        self._stop([self.children[name] for name in ("redis",) if name in self.children])
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    @staticmethod
+    def _stop(group: list[Child]) -> None:
+        for child in group:
+            if child.process is not None and child.process.poll() is None:
+                child.process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in group:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+    def _wait_recorded(self, web_alive, timeout: float = RECORD_WAIT_S) -> None:
+        """Until the recorder has taken what the worker sent last (it deletes what it records): a
+        web stopped at once left a run's final state unrecorded until the next start."""
+        deadline = time.monotonic() + timeout
+        try:
+            client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            while client.xlen(EVENT_STREAM) and web_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except redis.RedisError:
+            pass  # Redis is gone: what it held is gone with it (or recorded at the next start)

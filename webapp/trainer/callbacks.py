@@ -1,13 +1,16 @@
 """Callbacks out of a trainer (OneTrainer's shape, our names).
 
 A backend calls these; they turn into protocol events. ``QueueCallbacks`` puts them on the
-worker's multiprocessing queue with ``put_nowait`` (an unbounded queue: never blocks a step).
+worker's multiprocessing queue with ``put_nowait`` (an unbounded queue: never blocks a step),
+progress batched (protocol.PROGRESS_EVERY_S).
 ``TrainCallbacks`` itself does nothing, so a backend can always call it (``otweb train``
 and benchmarks use it, or a subclass that prints).
 """
 from __future__ import annotations
 
-from webapp.protocol import Event, make_event
+import time
+
+from webapp.protocol import PROGRESS_EVERY_S, Event, make_event
 
 
 class TrainCallbacks:
@@ -48,11 +51,34 @@ class TrainCallbacks:
 
 
 class QueueCallbacks(TrainCallbacks):
-    def __init__(self, events_queue):
+    """Progress goes out at most every PROGRESS_EVERY_S with the loss rows of every step since the
+    last one; the first at once, and a held one before any other event (order is kept). A step
+    that finds the interval passed sends at once, so a held progress waits one step at most."""
+
+    def __init__(self, events_queue, progress_every_s: float = PROGRESS_EVERY_S):
         self._queue = events_queue
+        self._every_s = progress_every_s
+        self._held: dict | None = None
+        self._rows: list[list] = []
+        self._sent_at = float("-inf")
 
     def emit(self, event: Event, **data) -> None:
+        if event == Event.PROGRESS:
+            self._held = make_event(event, **data)
+            self._rows.append([data.get("global_step"), data.get("loss"), data.get("lr"), self._held["time"]])
+            if time.monotonic() - self._sent_at >= self._every_s:
+                self.flush()
+            return
+        self.flush()
         self._queue.put_nowait(make_event(event, **data))
+
+    def flush(self) -> None:
+        """Send the held progress (with its rows) now."""
+        if self._held is None:
+            return
+        self._held["data"]["rows"] = self._rows
+        self._queue.put_nowait(self._held)
+        self._held, self._rows, self._sent_at = None, [], time.monotonic()
 
 
 class RankCallbacks(QueueCallbacks):

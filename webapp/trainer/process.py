@@ -80,7 +80,8 @@ def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue
             pass  # the log's disk may be the full one: the event below still says what happened
         callbacks.error(message=error_message(exc, run_path), traceback=trace)
         exit_code = 1
-    # make sure every event reached the pipe before the process goes
+    # make sure every event reached the pipe before the process goes (a held progress too)
+    callbacks.flush()
     events_queue.close()
     events_queue.join_thread()
     sys.stdout.flush()

@@ -78,7 +78,7 @@ def open_session(key, idle_s=None) -> int:
             "model_type": config.get("model_type") or "STABLE_DIFFUSION_15",
             "train_device": config.get("train_device") or "", "idle_s": idle_s or IDLE_S, "samples": defaults}
     run_id = run_actions.queue_run(f"playground: run {source['run_id']} {source['label']}", {MARKER: spec})
-    run_actions.nudge_workers()
+    run_actions.nudge_dispatcher()
     return run_id
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import redis
 
 from webapp import store
-from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, UploadError, confined,
-                             decode_entry, encode_event, join_events, write_chunk)
+from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, UploadError,
+                             confined, decode_entry, encode_event, join_events, write_chunk)
 from webapp.protocol import Event, make_event
 from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
@@ -40,6 +40,7 @@ class Recorder:
         self.claim_every_s, self._claim_at = CLAIM_EVERY_S, 0.0
         self._assignments: dict[str, dict] = {}
         self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
+        self.nudged = False  # the last batch held a nudge: the queue changed (run_actions.nudge_dispatcher)
 
     def stats(self) -> dict:
         return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4)}
@@ -58,6 +59,7 @@ class Recorder:
                     return 0
                 raise
             entries = answer[0][1] if answer else []
+        self.nudged = False
         if entries:
             self.record(entries)
         return len(entries)
@@ -89,8 +91,10 @@ class Recorder:
 
     def record(self, entries: list) -> None:
         ids = [entry_id for entry_id, _ in entries]
+        records = [entry for entry in entries if NUDGE_FIELD not in entry[1]]
+        self.nudged = len(records) < len(entries)
         with store.transaction(self.conn):
-            published = self._record_batch(entries)
+            published = self._record_batch(records)
         # after the commit: an entry acked is recorded; one published is in SQLite for a replay
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(self.stream, RECORDER_GROUP, *ids)

@@ -23,9 +23,9 @@ from webapp.config.checks import Report, validate
 from webapp.config.library import ConfigLibrary
 from webapp.config.onetrainer_rules import onetrainer_warnings
 from webapp.config.loading import settle_default_samples
-from webapp.eventlog import EventSink
+from webapp.eventlog import NUDGE_FIELD, EventSink
 from webapp.protocol import PLAYGROUND_MARKER, Command, Event, RunState, make_command, make_event
-from webapp.settings import WAKE_KEY, commands_key, parse_labels
+from webapp.settings import EVENT_STREAM, commands_key, parse_labels
 from webapp.web import caps
 from webapp.web.auth.identity import current_principal
 from webapp.web.config_files import library, library_errors, read_roots
@@ -140,7 +140,7 @@ def start_run(config_name=None, config=None, report: Report | None = None, targe
     prepared = prepare_config(raw, report)
     caps.check_queue(started_by())
     run_id = queue_run(name, prepared, parse_target(target))
-    nudge_workers()
+    nudge_dispatcher()
     return run_id
 
 
@@ -155,16 +155,17 @@ def resume_run(run_id: int) -> dict:
     if not store.requeue_for_resume(get_db(), run_id):
         raise ApiError(409, "run cannot be resumed", f"run {run_id} changed state meanwhile")
     sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, resumed=True))
-    nudge_workers()
+    nudge_dispatcher()
     return run
 
 
-def nudge_workers() -> None:
+def nudge_dispatcher() -> None:
+    """The queue changed: the control loop (whichever web process leads it) wakes from its read of
+    the event stream and dispatches now, where it otherwise looks once a second."""
     try:
-        get_redis().lpush(WAKE_KEY, 1)
-        get_redis().ltrim(WAKE_KEY, 0, 9)  # a nudge, not a queue: the queue is in SQLite
+        get_redis().xadd(EVENT_STREAM, {NUDGE_FIELD: "1"})
     except redis.RedisError:
-        pass  # the dispatcher looks at the queue several times a second anyway
+        pass  # the dispatcher looks at the queue once a second anyway
 
 
 def running_run(run_id: int | None = None) -> dict:
@@ -209,7 +210,7 @@ def enqueue(items: list[dict]) -> list[int]:
         prepared.append((name, prepare_config({**config, **overrides}), parse_target(item.get("target"))))
     caps.check_queue(started_by(), len(prepared))
     ids = [queue_run(name, config, target) for name, config, target in prepared]
-    nudge_workers()
+    nudge_dispatcher()
     return ids
 
 
@@ -243,7 +244,7 @@ def run_again(run_id: int) -> int:
     config = prepare_config(store.run_config(run))
     caps.check_queue(started_by(), 1)
     new_id = queue_run(run["config_name"], config, store.fleet.target_of(run) or None)
-    nudge_workers()
+    nudge_dispatcher()
     return new_id
 
 

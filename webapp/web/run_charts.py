@@ -13,7 +13,7 @@ from webapp.web.run_files import run_dir, run_files
 
 CHART_POINTS = 600
 CHART_BUDGET = 20  # redraw cost at most 5 % of the time
-CHART_RERENDER_S = 1.0
+CHART_RERENDER_S = 5.0
 
 
 def markers(run_id: int, output_path: str | None = None) -> list[dict]:

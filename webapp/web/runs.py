@@ -154,5 +154,5 @@ def queue_cancel(run_id: int):
 @bp.post("/queue/pause")
 def queue_pause():
     store.set_queue_paused(get_db(), request.form.get("paused", "1") == "1")
-    run_actions.nudge_workers()
+    run_actions.nudge_dispatcher()
     return queue_panel()

@@ -112,4 +112,5 @@ def pause():
     if not isinstance(paused, bool):
         raise ApiError(400, "invalid field", [{"field": "paused", "message": "must be true or false"}])
     store.set_queue_paused(get_db(), paused)
+    run_actions.nudge_dispatcher()
     return jsonify(paused=paused)

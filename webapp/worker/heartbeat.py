@@ -8,12 +8,14 @@ import shutil
 import socket
 import subprocess
 import time
+from functools import cache
 from importlib import metadata
 
 GPU_QUERY_EVERY_S = 5.0
 NVIDIA_SMI_FIELDS = "name,memory.total,memory.used,utilization.gpu"
 
 
+@cache  # read once: parsing the package's metadata every beat was most of an idle worker's CPU
 def version() -> str:
     try:
         return metadata.version("onetrainer-web")

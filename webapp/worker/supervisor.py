@@ -35,6 +35,7 @@ EXIT_DRAIN_S = 2.0
 # itself at once; one that polls nothing (importing torch, loading a model) is ended after this.
 # With detection (≤ 0.1 s) and the final event, the run is over well within 2 s.
 STOP_GRACE_S = 1.0
+PUMP_IDLE_S = 0.5
 
 
 class TrainerHost:
@@ -112,20 +113,15 @@ class TrainerHost:
 
     def _pump_events(self) -> None:
         while self.ranks.running():
-            # wake when a held progress event is due, so it goes out on time (not every 10 ms while
-            # one is held, which is all of training: that polling was most of the worker's CPU),
-            # and often once the run is ending, so that its final state follows the process's exit
-            # at once (not up to 0.1 s on)
-            due = self.bridge.due_in()
-            timeout = 0.01 if self._ending() else 0.1 if due is None else min(0.1, max(0.002, due))
-            self._move_events(timeout=timeout)
-            self.bridge.tick()
+            # wake often once the run is ending, so that its final state follows the process's
+            # exit at once; while it trains, events (at most a few a second) wake the loop, and a
+            # process killed without a last event is noticed within PUMP_IDLE_S
+            self._move_events(timeout=0.01 if self._ending() else PUMP_IDLE_S)
         # the process is gone: take what it left in the pipe (a trainer flushes its queue before it
         # exits, so it is all there already; the deadline bounds a killed one's leftovers)
         deadline = time.monotonic() + EXIT_DRAIN_S
         while time.monotonic() < deadline and self._move_events(timeout=0.01):
             pass
-        self.bridge.flush()
         self.ranks.wait_rest(timeout=EXIT_DRAIN_S)
 
     def _ending(self) -> bool:
