@@ -8,7 +8,7 @@ B (full stack): a worker (which spawns the trainer process) + the web under guni
   10 SSE clients on /api/events; the run is started through the JSON API and stopped through it
   (POST /api/training/stop) --seconds after the first progress event reached a client. Steps/s
   comes from the progress events' `time` fields (set in the trainer process): the first and the
-  last one (the bridge coalesces progress to <= 4/s but always publishes the last before `saving`).
+  last one (the trainer batches progress once a second but always sends the held one before `saving`).
 Both exclude model loading and the final save; the fixed time window keeps the run length in
 seconds whatever the demo model's speed. CPU seconds of the trainer and of the product's
 other processes (worker, web, Redis, the SSE clients) are sampled at 20 Hz from outside and read off

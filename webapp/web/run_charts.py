@@ -1,5 +1,5 @@
 """The run page's loss chart: drawn from the downsampled curve with sample, backup and save
-markers, cached per run until what it shows changes, and re-drawn at most once a second live."""
+markers, cached per run until what it shows changes, and re-drawn at most every CHART_RERENDER_S live."""
 from __future__ import annotations
 
 import time
@@ -13,6 +13,9 @@ from webapp.web.run_files import run_dir, run_files
 
 CHART_POINTS = 600
 CHART_BUDGET = 20  # redraw cost at most 5 % of the time
+# live, the chart is redrawn every 5 s: each redraw went to every viewer (~20 kB each), a third of
+# the web's CPU per minute of training when it was once a second (benchmarks/bench_fleet_cpu.py);
+# progress, the loss and its sparkline still move every second
 CHART_RERENDER_S = 5.0
 
 
@@ -51,7 +54,7 @@ def cached_chart(run_id: int) -> str:
 
 
 def live_chart(run_id: int) -> str:
-    """For the SSE stream: at most one render a second per run and process (and less often if a
+    """For the SSE stream: at most one render per CHART_RERENDER_S per run and process (and less often if a
     render ever took more than 1/CHART_BUDGET of that: a gevent process serves every stream on one
     thread). A render reads O(points) summary rows (store.loss_buckets): a few milliseconds at
     any run length, where aggregating every metrics row took ~100-400 ms at 100,000 steps."""

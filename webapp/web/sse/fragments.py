@@ -12,7 +12,7 @@ from webapp.web.extensions import get_db
 from webapp.protocol import SAMPLE_EVENTS, Event, RunState
 from webapp.web import run_views
 from webapp.web.charts import loss_sparkline
-from webapp.web.run_charts import live_chart  # the run page's loss chart (re-rendered at most once a second)
+from webapp.web.run_charts import live_chart  # the run page's loss chart (re-rendered at most every 5 s live)
 
 STATE_EVENTS = {Event.STATUS, Event.RUN, Event.FINISHED, Event.ERROR}
 SENT_CHARTS_KEPT = 32  # runs whose last streamed chart a process remembers
@@ -51,8 +51,8 @@ def render_event_fragments(event: dict, replayed: bool = False) -> list[tuple[st
 
 def chart_changed(run_id: int, chart: str) -> bool:
     """Whether this chart differs from the one this process last streamed live for the run. The
-    chart is redrawn at most once a second (less for a long run) but progress comes up to 12 times
-    a second: resending the same SVG (up to ~20 kB) each time cost every client's socket, and every
+    chart is redrawn at most every 5 s (less for a long run) but progress comes every second:
+    resending the same SVG (up to ~20 kB) each time cost every client's socket, and every
     browser a swap, for nothing. A page shows the chart as it loads; the stream carries changes."""
     sent = current_app.extensions.setdefault("sse_sent_charts", {})
     key = (run_id, request.script_root if has_request_context() else "")  # frames differ per sub-path
