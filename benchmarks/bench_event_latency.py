@@ -6,7 +6,7 @@
    `time`, which make_event sets in the trainer process when the callback fires (`run` events: in
    the worker; the `queued` one: in the web). Same machine, same clock. Progress is coalesced by
    the trainer (webapp/trainer/callbacks.py, protocol.PROGRESS_EVERY_S; 0.25 s when this was
-   written, 0.08 s in the worker's bridge later, 0.5 s in the trainer now), so a progress event may
+   written, 0.08 s in the worker's bridge later, 1 s in the trainer now), so a progress event may
    be held up to that long (plus one step) before it is sent:
    by design, so it is reported on its own row as well as in "all".
 2. synthetic, no torch: this process appends + publishes progress-shaped events through

@@ -280,3 +280,18 @@ def test_entries_sent_together_keep_their_order_and_spool_whole(app, redis_url, 
     spooled = list(StreamSink(away, tmp_path / "away").spool.entries)
     assert [(e["k"], e["n"]) for e in sent] == [("metrics", 1), ("event", 2), ("event", 3)]
     assert [decode_entry(fields)["n"] for fields in spooled] == [1, 2, 3]
+
+
+def test_a_queue_change_nudges_the_recorder_and_nothing_is_recorded_for_it(app, client, redis_url):
+    redis_client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn, run_id, source = _run(app)
+    recorder = _recorder(app, conn, redis_client)
+    recorder.step(block_ms=10)  # the group exists before the nudge comes
+    assert client.post("/api/queue/pause", json={"paused": False}).status_code == 200  # nudges the dispatcher
+    redis_client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="status", data={"text": "x"}))
+    before = len(store.events_since(conn, 0, run_id))
+    assert recorder.step(block_ms=100) == 2 and recorder.nudged  # the control loop dispatches at once
+    assert len(store.events_since(conn, 0, run_id)) == before + 1 and recorder.recorded == 1
+    assert redis_client.xlen(EVENT_STREAM) == 0       # the nudge is read once
+    recorder.step(block_ms=10)
+    assert not recorder.nudged
