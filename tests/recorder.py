@@ -1,4 +1,5 @@
-"""A TrainCallbacks that keeps every event, for tests that run a backend in-process."""
+"""A TrainCallbacks that keeps every event, for tests that run a backend in-process, and a sink that
+keeps what the worker's bridge hands it."""
 from __future__ import annotations
 
 from webapp.trainer.callbacks import TrainCallbacks
@@ -14,3 +15,16 @@ class Recorder(TrainCallbacks):
 
     def of(self, event) -> list[dict]:
         return [data for name, data in self.events if name is Event(event)]
+
+
+class RecordingSink:
+    """What EventBridge gives a sink: events and loss rows, kept."""
+
+    def __init__(self):
+        self.events, self.rows = [], []
+
+    def emit(self, run_id, event):
+        self.events.append(event)
+
+    def metrics(self, run_id, rows):
+        self.rows += rows

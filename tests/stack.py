@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from servers import ROOT, serve_web
+from servers import ROOT, serve_web, wait_for
 
 
 @contextmanager
@@ -51,13 +51,7 @@ class Stack:
         return self.api("GET", "/api/training/status").json()["run"]
 
     def wait_for(self, predicate, timeout: float = 180, every: float = 0.2):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(every)
-        raise TimeoutError("condition not met in time")
+        return wait_for(predicate, timeout, every=every)
 
     def run_state(self, run_id: int) -> dict:
         run = self.status()

@@ -21,6 +21,7 @@ from webapp.trainer.onetrainer import OneTrainerBackend, onetrainer_config_dict,
 from webapp.protocol import Command, make_command
 from webapp.worker.bridge import EventBridge
 
+from recorder import RecordingSink
 from stack import json_frames, read_sse
 
 STANDIN = Path(__file__).parent / "onetrainer_standin"
@@ -153,17 +154,6 @@ def test_a_run_reports_progress_totals_eta_and_samples(onetrainer, tmp_path):
     live = [e["data"] for e in sink.events if e["event"] == "progress"]
     assert live[-1]["global_step"] == 12 and live[-1]["speed"] > 0 and live[-1]["eta_s"] == 0
     assert len(sink.rows) == 12
-
-
-class RecordingSink:
-    def __init__(self):
-        self.events, self.rows = [], []
-
-    def emit(self, run_id, event):
-        self.events.append(event)
-
-    def metrics(self, run_id, rows):
-        self.rows += rows
 
 
 def test_every_command_reaches_onetrainer_and_stop_saves(onetrainer, tmp_path):

@@ -5,19 +5,9 @@ from __future__ import annotations
 import queue
 import time
 
+from recorder import RecordingSink
 from webapp.trainer.callbacks import QueueCallbacks
 from webapp.worker.bridge import EventBridge
-
-
-class RecordingSink:
-    def __init__(self):
-        self.events, self.rows = [], []
-
-    def emit(self, run_id, event):
-        self.events.append(event)
-
-    def metrics(self, run_id, rows):
-        self.rows += rows
 
 
 def step(callbacks, n, loss=None):
