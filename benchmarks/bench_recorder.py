@@ -61,7 +61,7 @@ def producer(url: str, run_id: int, source: str, rate: float, seconds: float, st
 
 def setup(bench: Bench, client, tag: str):
     from webapp import store
-    from webapp.web.recorder import Recorder
+    from webapp.control.recorder import Recorder
     conn = store.connect(bench.tmp / f"{tag}.sqlite3")
     store.init_schema(conn)
     run_id = store.create_run(conn, tag, {})

@@ -94,10 +94,14 @@ def broken_rules(edges: dict[str, set[str]]) -> list[str]:
                 own = "webapp.web" if within(name, "webapp.web") else "webapp.worker"
                 if target.startswith("webapp") and not within(target, own) and target != "webapp" \
                         and not any(within(target, shared) for shared in SHARED) \
+                        and not (own == "webapp.web" and within(target, "webapp.control")) \
                         and not (own == "webapp.worker" and target == "webapp.trainer.process"):
                     broken.append(f"{name} imports {target}")
             if within(target, "webapp.web") and not within(name, "webapp.web") and name != "webapp":
                 broken.append(f"{name} imports {target} (only create_app may)")
+            if within(name, "webapp.control") and (target in ("flask", "flask_sse") or any(
+                    within(target, other) for other in ("webapp.web", "webapp.worker", "webapp.trainer"))):
+                broken.append(f"{name} imports {target} (the control plane's loop runs without Flask)")
             if target in MODEL_LIBRARIES and not within(name, "webapp.trainer") \
                     and not within(name, "webapp.cli.train"):
                 broken.append(f"{name} imports {target} (only the trainer process may)")

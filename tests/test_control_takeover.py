@@ -15,7 +15,7 @@ from servers import serve_web, wait_for
 from webapp import store
 from webapp.eventlog import ENTRY_EVENT, encode_entry
 from webapp.settings import DISPATCH_LOCK, EVENT_STREAM
-from webapp.web.control import LOCK_TTL_S
+from webapp.control.loop import LOCK_TTL_S
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from webapp import store
 from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, decode_entry, encode_entry, file_chunks
 from webapp.protocol import Event, make_event
 from webapp.settings import EVENT_STREAM
-from webapp.web.recorder import Recorder
+from webapp.control.recorder import Recorder
 from webapp.worker.stream_sink import StreamSink
 
 
@@ -133,7 +133,8 @@ def test_a_run_marked_interrupted_by_a_lapse_is_corrected_when_its_worker_is_hea
     store.append_event(conn, run_id, make_event(Event.RUN, state="running"))
     store.append_event(conn, run_id, make_event(Event.PROGRESS, global_step=336, max_step=2000))
     store.append_event(conn, run_id, make_event(
-        Event.RUN, state="interrupted", reason="worker w1 stopped sending heartbeats (16 s): its process died"))
+        Event.RUN, state="interrupted", reason="worker w1 stopped sending heartbeats (16 s): its process died",
+        reason_code="worker_lapsed"))
     client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="progress",
                                            data={"global_step": 1155, "max_step": 2000}, time=2.0))
     recorder = _recorder(app, conn, client)
@@ -193,7 +194,7 @@ def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url
     backup cannot travel and the resume waits for that worker."""
     import json
     from webapp.settings import WORKERS_KEY, assign_key, heartbeat_key
-    from webapp.web.dispatch import Dispatcher
+    from webapp.control.dispatch import Dispatcher
     from webapp.worker.backup_receive import receive_backup
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     settings = app.config["SETTINGS"]

@@ -3,7 +3,7 @@
 Two sides, one wire format:
 
 - the control plane appends directly (``EventSink``: the events the web makes itself, such as
-  queued, canceled, "stop requested"), and its recorder (``webapp.web.recorder``) appends what
+  queued, canceled, "stop requested"), and its recorder (``webapp.control.recorder``) appends what
   workers send;
 - a worker never touches the record: its ``StreamSink`` (``webapp.worker.stream_sink``) numbers
   each entry (event, losses, a file's chunk) by (assignment, n) and XADDs it to ``EVENT_STREAM``,

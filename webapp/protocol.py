@@ -64,6 +64,12 @@ class RunState(str, Enum):
 SAMPLE_EVENTS = (Event.SAMPLE_DEFAULT, Event.SAMPLE_CUSTOM)
 
 
+class Reason(str, Enum):
+    """Why a run is in its state, as a code beside the words (a run event's ``reason_code``): code
+    reads the code, people read the words."""
+    WORKER_LAPSED = "worker_lapsed"  # its worker stopped sending heartbeats (control/heartbeats.py)
+
+
 def make_event(event: Event | str, **data) -> dict:
     return {"event": Event(event).value, "data": data, "time": time.time()}
 

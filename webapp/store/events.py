@@ -68,9 +68,14 @@ def _fold_into_run(conn, run_id: int, name: str, data: dict, at: float) -> None:
         finished_at = None if state.is_active else at
         if data.get("pid"):
             conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (data["pid"], run_id))
+        # the reason's code (protocol-level, e.g. "worker_lapsed") travels with its words: readers ask
+        # for the code, never for a phrase in the words
+        reason = data.get("reason")
         conn.execute("UPDATE runs SET state = ?, reason = COALESCE(?, reason), finished_at = ?,"
+                     " reason_code = CASE WHEN ? IS NULL THEN reason_code ELSE ? END,"
                      " status_text = CASE WHEN ? THEN status_text ELSE ? END WHERE id = ?",
-                     (state.value, data.get("reason"), finished_at, state.is_active, state.value, run_id))
+                     (state.value, reason, finished_at, reason, data.get("reason_code"), state.is_active,
+                      state.value, run_id))
 
 
 def _record_sample(conn, run_id: int, name: str, data: dict, at: float) -> None:

@@ -65,7 +65,7 @@ def init_schema(conn: sqlite3.Connection) -> None:
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
     for name, kind in (("resume_requested", "INTEGER NOT NULL DEFAULT 0"), ("queue_position", "REAL"),
                        ("started_by", "TEXT"), ("skipped_files", "INTEGER NOT NULL DEFAULT 0"),
-                       ("gpus", "INTEGER NOT NULL DEFAULT 1")):
+                       ("gpus", "INTEGER NOT NULL DEFAULT 1"), ("reason_code", "TEXT")):
         if name not in columns:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     fleet.init_fleet_schema(conn, columns)

@@ -1,141 +1,15 @@
-"""The control plane's background loop: the recorder and the dispatcher, in one thread (a
-greenlet under gunicorn's gevent workers) of one web process at a time.
-
-Every web process starts the loop; a Redis lock (renewed each turn, lapsing after LOCK_TTL_S)
-makes one of them the leader, and the others stand by to take over. One recorder keeps the events
-of a run in the order its worker sent them; idempotence by (run, assignment, n) makes a takeover's
-second reading of pending entries harmless. Every Redis call has a timeout: the loop never blocks
-a gevent hub for longer than a blocking read's BLOCK_MS.
-"""
+"""Starts the control plane's loop (webapp/control/loop.py) in every web process; one leads."""
 from __future__ import annotations
 
-import logging
-import os
-import socket
-import threading
-import time
-import uuid
-from contextlib import closing
-
-import redis
 from flask import Flask
 
-from webapp import store
-from webapp.settings import DISPATCH_LOCK
-from webapp.web.dispatch import Dispatcher
-from webapp.web.recorder import Recorder
-
-log = logging.getLogger(__name__)
-LOCK_TTL_S = 5.0
-LOCK_RENEW_S = 1.0
-# an idle loop turns once a second (its reads block that long): a web process's idle CPU was
-# mostly these turns at 4 a second. A change to the queue nudges the loop through the event
-# stream (run_actions.nudge_dispatcher), so a queued run is handed out at once, not at the next turn
-BLOCK_MS = 1000
-DISPATCH_EVERY_S = 1.0
-TOKEN_CHECK_S = 5.0
-
-
-class ControlLoop:
-    def __init__(self, app: Flask):
-        self.app = app
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.leader = False
-        self._renewed_at = 0.0
-        self.recorder: Recorder | None = None
-        self.dispatcher: Dispatcher | None = None
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-
-    def stats(self) -> dict:
-        return {"leader": self.leader, "consumer": self.consumer,
-                "recorder": self.recorder.stats() if self.recorder else None,
-                "assigned": self.dispatcher.assigned if self.dispatcher else 0}
-
-    def _run(self) -> None:
-        config = self.app.config
-        client = redis.Redis.from_url(config["REDIS_URL"], decode_responses=True, socket_connect_timeout=2,
-                                      socket_timeout=5, health_check_interval=15)
-        with closing(store.connect(config["DATABASE"])) as conn:
-            self.recorder = Recorder(conn, client, config["SETTINGS"].run_dir, self.consumer)
-            self.dispatcher = Dispatcher(conn, client, token_ok=self._token_checker(conn),
-                                         run_dir=config["SETTINGS"].run_dir)
-            lock = client.lock(DISPATCH_LOCK, timeout=LOCK_TTL_S, blocking=False)
-            dispatched_at = 0.0
-            while not self.stopping.is_set():
-                try:
-                    if not self._lead(lock):
-                        self.stopping.wait(1.0)
-                        continue
-                    # the read waits no longer than the next dispatch is due (heartbeats are
-                    # looked at once a second), or until a nudge comes
-                    due_ms = (dispatched_at + DISPATCH_EVERY_S - time.monotonic()) * 1000
-                    self.recorder.step(block_ms=int(min(BLOCK_MS, max(1, due_ms))))
-                    if self.recorder.nudged or time.monotonic() - dispatched_at >= DISPATCH_EVERY_S:
-                        self.dispatcher.step()
-                        dispatched_at = time.monotonic()
-                except (redis.RedisError, OSError) as exc:
-                    log.warning("control loop: Redis: %s", exc)
-                    self.leader = False
-                    self.stopping.wait(1.0)
-                except Exception:  # keep recording: a dead loop would stop every run's record
-                    log.exception("control loop failed; going on")
-                    self.stopping.wait(1.0)
-            if self.leader:
-                try:
-                    lock.release()
-                except redis.RedisError:
-                    pass
-
-    def _lead(self, lock) -> bool:
-        # renewed once per LOCK_RENEW_S, not every turn: a turn per batch of events made the
-        # renewal (a Redis round trip) a third of the recorder's cost; the lock lasts LOCK_TTL_S
-        if self.leader and time.monotonic() - self._renewed_at >= LOCK_RENEW_S:
-            try:
-                lock.reacquire()
-                self._renewed_at = time.monotonic()
-            except redis.exceptions.LockError:
-                self.leader = False
-        if not self.leader:
-            # the lock's value names the process that leads (host-pid), for a person or a test
-            # reading it in Redis; unique per acquisition as redis-py's own tokens are
-            self.leader = lock.acquire(blocking=False, token=f"{self.consumer}/{uuid.uuid4().hex}")
-            self._renewed_at = time.monotonic()
-            if self.leader:
-                log.info("control loop: %s records events and dispatches runs", self.consumer)
-        return self.leader
-
-    def _token_checker(self, conn):
-        """With accounts on, a worker is given runs only with a live worker token of its name."""
-        if self.app.config.get("AUTH") != "on":
-            return lambda name, token: True
-        from webapp.store import accounts
-
-        checked: dict = {}
-
-        def token_ok(name, token) -> bool:
-            # a revoked token stops new assignments within TOKEN_CHECK_S (not one lookup per turn)
-            key = (name, token)
-            if key in checked and time.monotonic() - checked[key][1] < TOKEN_CHECK_S:
-                return checked[key][0]
-            found = accounts.find_token(conn, token or "")
-            ok = bool(found) and found["role"] == accounts.WORKER_ROLE and found["name"] == name
-            checked[key] = (ok, time.monotonic())
-            return ok
-        return token_ok
+from webapp.control.loop import ControlLoop
 
 
 def init_app(app: Flask) -> ControlLoop:
-    loop = app.extensions.setdefault("control_loop", ControlLoop(app))
-    if app.config.get("CONTROL_LOOP", not app.testing):
+    config = app.config
+    loop = app.extensions.setdefault("control_loop", ControlLoop(
+        config["REDIS_URL"], config["DATABASE"], config["SETTINGS"].run_dir, config.get("AUTH") == "on"))
+    if config.get("CONTROL_LOOP", not app.testing):
         loop.start()
     return loop

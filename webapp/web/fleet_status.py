@@ -11,12 +11,9 @@ import redis
 
 from webapp import store
 from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, assign_key, heartbeat_key, taken_key
-from webapp.web.dispatch import read_beats
+from webapp.control.heartbeats import beat_state, read_beats
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db, get_redis
-
-RECONNECT_AFTER_S = 3.0   # a beat older than this (they come every second): the worker lost Redis
-
 
 def workers() -> list[dict]:
     client = get_redis()
@@ -39,14 +36,9 @@ def _worker(name: str, raw: str, beat: dict | None, draining: bool, run_id: int 
         known = {}
     info = beat or known
     age = time.time() - info.get("time", 0)
-    if beat is None:
-        state = "gone"
-    elif beat.get("reconnecting") or age > RECONNECT_AFTER_S:
-        state = "reconnecting"
-    elif run_id or beat.get("run_id"):
-        state = "draining" if draining else "training"
-    else:
-        state = "draining" if draining else "idle"
+    state = beat_state(beat)  # gone, reconnecting, or live: then what it does
+    if state == "live":
+        state = "draining" if draining else ("training" if run_id or beat.get("run_id") else "idle")
     run = store.get_run(get_db(), run_id) if run_id else None
     progress = (run or {}).get("progress") or {}
     return {"name": name, "state": state, "host": info.get("host"), "version": info.get("version"),

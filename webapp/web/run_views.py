@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-import redis
-
 from webapp import store
 from webapp.protocol import RunState
-from webapp.settings import HEARTBEAT_TTL_S, heartbeat_key
+from webapp.control import heartbeats
+from webapp.settings import HEARTBEAT_TTL_S
 from webapp.web.charts import loss_sparkline
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db, get_redis
@@ -17,17 +16,6 @@ from webapp.web.run_files import run_dir
 from webapp.web.workers import live_workers, run_usage, waiting_reason
 
 RESUMABLE_STATES = (RunState.FAILED.value, RunState.STOPPED.value, RunState.INTERRUPTED.value)
-
-
-def worker_alive(worker: str | None) -> bool | None:
-    """Whether the worker's heartbeat is there; None when Redis cannot be asked: then nothing
-    can be said about the worker, and a run must not be shown as stopped on that alone."""
-    if not worker:
-        return False
-    try:
-        return bool(get_redis().exists(heartbeat_key(worker)))
-    except redis.RedisError:
-        return None
 
 
 def run_view(run: dict | None) -> dict | None:
@@ -41,7 +29,7 @@ def run_view(run: dict | None) -> dict | None:
     state = run["state"]
     view["reconnecting"] = False
     if state == RunState.RUNNING.value:
-        alive = worker_alive(run["worker"])
+        alive = heartbeats.is_alive(get_redis(), run["worker"])
         if alive is False:
             state = RunState.INTERRUPTED.value
             view["reason"] = (f"lost contact with its worker {run['worker']} (no heartbeat for "

@@ -17,7 +17,7 @@ from flask import current_app
 
 from webapp.web.charts import percent_sparkline
 from webapp.web.extensions import get_redis
-from webapp.web.dispatch import read_beats
+from webapp.control.heartbeats import read_beats
 from webapp.web.workers import live_workers
 
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "nvidia-ml-py",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import redis
 
-from webapp.web.dispatch import read_beats
+from webapp.control.heartbeats import read_beats
 from webapp.web.extensions import get_redis
 
 
 def live_workers() -> list[dict]:
-    """From the heartbeats the dispatcher reads too (one reader of them: dispatch.read_beats)."""
+    """From the heartbeats the dispatcher reads too (one reader of them: control/heartbeats.py)."""
     try:
         beats = read_beats(get_redis())
     except redis.RedisError:

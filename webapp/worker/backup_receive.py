@@ -1,5 +1,5 @@
 """A resume sent to this worker from another's backup: read the chunks the dispatcher queued in
-Redis (webapp/web/backup_carry.py) into this host's run folder, each file checked against its
+Redis (webapp/control/backup_carry.py) into this host's run folder, each file checked against its
 sha256 and placed whole, before the trainer starts and finds it as its newest backup."""
 from __future__ import annotations
 

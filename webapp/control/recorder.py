@@ -18,12 +18,11 @@ import redis
 from webapp import store
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, UploadError,
                              confined, decode_entry, encode_event, join_events, write_chunk)
-from webapp.protocol import Event, make_event
+from webapp.protocol import Event, Reason, make_event
 from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
 log = logging.getLogger(__name__)
 BATCH = 1000
-LAPSED = "stopped sending heartbeats"  # the dispatcher's reason for a lapse (dispatch.py)
 CLAIM_IDLE_MS = 3000     # a pending entry this old belongs to a recorder that is gone
 CLAIM_EVERY_S = 1.0      # how often to look for such entries
 
@@ -174,8 +173,8 @@ class Recorder:
         batch (nothing else writes the run while the batch's transaction holds the database)."""
         if run_id not in self._lapsed:
             appender.flush()
-            row = self.conn.execute("SELECT state, reason FROM runs WHERE id = ?", (run_id,)).fetchone()
-            self._lapsed[run_id] = bool(row) and row[0] == "interrupted" and LAPSED in (row[1] or "")
+            row = self.conn.execute("SELECT state, reason_code FROM runs WHERE id = ?", (run_id,)).fetchone()
+            self._lapsed[run_id] = bool(row) and row[0] == "interrupted" and row[1] == Reason.WORKER_LAPSED.value
         return self._lapsed[run_id]
 
     def _back_in_contact(self, run_id: int, name: str, data: dict, at: float, appender) -> list[str]:

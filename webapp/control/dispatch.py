@@ -19,26 +19,12 @@ import redis
 
 from webapp import store
 from webapp.eventlog import EventSink
-from webapp.protocol import Event, RunState, make_event
-from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, assign_key, heartbeat_key, taken_key
-from webapp.web.backup_carry import newest_uploaded_backup, push_backup
+from webapp.protocol import Event, Reason, RunState, make_event
+from webapp.control.heartbeats import lapse_reason, read_beats
+from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, assign_key, taken_key
+from webapp.control.backup_carry import newest_uploaded_backup, push_backup
 
 LAPSE_CHECK_S = 1.0  # how often heartbeats are read while no run waits in the queue
-
-
-def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
-    """name -> its live heartbeat, for every worker that has joined and whose beat has not lapsed."""
-    names = sorted(redis_client.hkeys(WORKERS_KEY))
-    if not names:
-        return {}
-    beats = {}
-    for name, raw in zip(names, redis_client.mget([heartbeat_key(n) for n in names])):
-        if raw:
-            try:
-                beats[name] = json.loads(raw)
-            except ValueError:
-                pass
-    return beats
 
 
 class Dispatcher:
@@ -87,12 +73,8 @@ class Dispatcher:
             silent = now - self.last_seen.get(worker, self.started)
             if worker not in self.last_seen and silent < self.ttl_s:
                 continue
-            silent = max(silent, self.ttl_s)
-            self.sink.emit(run_id, make_event(
-                Event.RUN, state=RunState.INTERRUPTED.value,
-                reason=f"worker {worker} stopped sending heartbeats ({silent:.0f} s): its process or host "
-                       f"died, or it lost Redis. Resume puts the run back on {worker} (its backups are there), "
-                       f"or on any worker with the newest uploaded backup while {worker} is gone."))
+            self.sink.emit(run_id, make_event(Event.RUN, state=RunState.INTERRUPTED.value,
+                                              reason=lapse_reason(worker, silent), reason_code=Reason.WORKER_LAPSED.value))
 
     # -- assignments ------------------------------------------------------------------------
 

@@ -1,0 +1,55 @@
+"""Liveness, in one place: a worker is alive while its heartbeat key lives in Redis (it beats every
+second and the key expires HEARTBEAT_TTL_S after the last beat). The dispatcher, the run pages, the
+fleet page and the System page all ask here, so they cannot disagree about who is gone."""
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from webapp.settings import HEARTBEAT_TTL_S, WORKERS_KEY, heartbeat_key
+
+RECONNECT_AFTER_S = 3.0   # a beat older than this (they come every second): the worker lost Redis
+
+
+def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
+    """name -> its live heartbeat, for every worker that has joined and whose beat has not lapsed."""
+    names = sorted(redis_client.hkeys(WORKERS_KEY))
+    if not names:
+        return {}
+    beats = {}
+    for name, raw in zip(names, redis_client.mget([heartbeat_key(n) for n in names])):
+        if raw:
+            try:
+                beat = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(beat, dict):
+                beats[name] = beat
+    return beats
+
+
+def is_alive(redis_client: redis.Redis, worker: str | None) -> bool | None:
+    """Whether the worker's heartbeat is there; None when Redis cannot be asked: then nothing can be
+    said about the worker, and a run must not be shown as stopped on that alone."""
+    if not worker:
+        return False
+    try:
+        return bool(redis_client.exists(heartbeat_key(worker)))
+    except redis.RedisError:
+        return None
+
+
+def beat_state(beat: dict | None, now: float | None = None) -> str:
+    """gone (no live beat), reconnecting (its beat is old or it says so), or live."""
+    if beat is None:
+        return "gone"
+    age = (now or time.time()) - beat.get("time", 0)
+    return "reconnecting" if beat.get("reconnecting") or age > RECONNECT_AFTER_S else "live"
+
+
+def lapse_reason(worker: str, silent_s: float) -> str:
+    return (f"worker {worker} stopped sending heartbeats ({max(silent_s, HEARTBEAT_TTL_S):.0f} s): its process or "
+            f"host died, or it lost Redis. Resume puts the run back on {worker} (its backups are there), "
+            f"or on any worker with the newest uploaded backup while {worker} is gone.")
