@@ -82,3 +82,26 @@ def test_onetrainer_dtypes_and_devices(client, with_onetrainer, field, value, hi
     blocking = {w["field"]: w["message"] for w in client.post("/api/config/validate", json=config).json["warnings"]
                 if w.get("blocking")}
     assert hint in blocking[field]
+
+
+def test_reading_onetrainers_rules_leaves_this_process_untouched():
+    """OneTrainer's enums are read in a probe process: the asking process (the web, where other
+    greenlets import meanwhile) never imports OneTrainer's ``modules`` nor swaps its path, even briefly."""
+    import sys
+
+    from webapp.config import onetrainer_rules
+    seen = []
+    watching = [True]
+
+    def audit(event, args):  # audit hooks stay for the process: this one is switched off after
+        if watching[0] and event == "import" and str(args[0]).split(".")[0] == "modules":
+            seen.append(args[0])
+
+    sys.addaudithook(audit)
+    onetrainer_rules._read_formats.cache_clear()
+    try:
+        table = output_formats(checkout())
+    finally:
+        watching[0] = False
+    assert ("STABLE_DIFFUSION_15", "LORA") in table and table[("STABLE_DIFFUSION_15", "LORA")]
+    assert seen == []

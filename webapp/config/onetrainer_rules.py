@@ -14,15 +14,15 @@ OneTrainer's own partial presets must; a run of it is refused) naming what to pi
 from __future__ import annotations
 
 import functools
-import importlib
+import json
+import os
 import re
+import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from webapp.config.builtin.backend_choice import DEFAULT_METHOD, DEFAULT_MODEL_TYPE, ONETRAINER
 
-ENUM_MODULES = ("modules.util.enum.ModelFormat", "modules.util.enum.TrainingMethod", "modules.util.enum.ModelType")
 # the choices OneTrainer's editor offers (modules/ui/BaseTrainingTabView.py, BaseModelTabView.py)
 DTYPE_CHOICES = {
     "train_dtype": ("FLOAT_32", "FLOAT_16", "BFLOAT_16", "TFLOAT_32"),
@@ -31,7 +31,7 @@ DTYPE_CHOICES = {
 }
 DEVICE = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")
 DEVICE_FIELDS = ("train_device", "temp_device")
-_import_lock = threading.Lock()
+PROBE_TIMEOUT_S = 30
 
 
 class RulesUnavailable(Exception):
@@ -40,36 +40,23 @@ class RulesUnavailable(Exception):
 
 @functools.lru_cache(maxsize=8)
 def _read_formats(checkout: str, stamp: float) -> dict[tuple[str, str], tuple[str, ...]]:
-    """{(model type, method): formats it saves}, by asking OneTrainer's ModelType. The import is
-    undone afterwards: this process keeps no ``modules`` package of OneTrainer's."""
-    with _import_lock:
-        saved_path, saved_modules = list(sys.path), {k: v for k, v in sys.modules.items() if _ours(k)}
-        # only this checkout's "modules": another one on the path (a regular package) would win
-        sys.path[:] = [checkout] + [entry for entry in saved_path if not (Path(entry or ".") / "modules").exists()]
-        try:
-            for name in [k for k in sys.modules if _ours(k)]:
-                del sys.modules[name]
-            model_type = importlib.import_module("modules.util.enum.ModelType").ModelType
-            method = importlib.import_module("modules.util.enum.TrainingMethod").TrainingMethod
-            table = {}
-            for kind in model_type:
-                for way in method:
-                    try:
-                        table[(kind.name, way.name)] = tuple(f.name for f in kind.supported_output_formats(way))
-                    except ValueError:
-                        table[(kind.name, way.name)] = ()
-            return table
-        except (ImportError, AttributeError) as exc:
-            raise RulesUnavailable(f"{type(exc).__name__}: {exc}") from None
-        finally:
-            sys.path[:] = saved_path
-            for name in [k for k in sys.modules if _ours(k)]:
-                del sys.modules[name]
-            sys.modules.update(saved_modules)
+    """{(model type, method): formats it saves}, by asking OneTrainer's ModelType in a process of its
+    own (config/onetrainer_probe.py): this process never imports OneTrainer's ``modules``."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "webapp.config.onetrainer_probe", checkout],
+                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, cwd=checkout,
+                              env={**os.environ, "PYTHONPATH": _our_root()})
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        raise RulesUnavailable(f"the probe of {checkout} failed: {exc}") from None
+    if "error" in answer:
+        raise RulesUnavailable(answer["error"])
+    return {(kind, way): tuple(formats) for kind, way, formats in answer["table"]}
 
 
-def _ours(module_name: str) -> bool:
-    return module_name == "modules" or module_name.startswith("modules.")
+def _our_root() -> str:
+    """The folder holding the webapp package, for the probe (which runs from the checkout's folder)."""
+    return str(Path(__file__).resolve().parents[2])
 
 
 def output_formats(checkout: str | Path) -> dict[tuple[str, str], tuple[str, ...]]:
