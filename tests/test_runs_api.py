@@ -76,10 +76,11 @@ def test_reorder_pause_and_cancel_decide_what_a_worker_claims(client, db, tiny):
     later = queue(client)[0]  # queued after a reorder: last
     assert [r["id"] for r in store.queued_runs(db)] == [c, a, b, later]
     assert client.post("/api/queue/pause", json={"paused": True}).json == {"paused": True}
-    assert store.claim_next_run(db, "w") is None  # paused: nothing claimed
+    assert store.queue_paused(db)  # paused: the dispatcher hands nothing out (control/dispatch.py)
     client.post("/api/queue/pause", json={"paused": False})
     assert client.delete(f"/api/queue/{c}").json["state"] == "canceled"
-    assert store.claim_next_run(db, "w")["id"] == a
+    assert not store.queue_paused(db) and store.queued_runs(db)[0]["id"] == a  # what it hands out next
+    assert store.fleet.assign(db, a, "w", "assignment-1")
     # a canceled or claimed run is not in the queue any more
     assert client.delete(f"/api/queue/{c}").status_code == 409
     assert client.delete(f"/api/queue/{a}").status_code == 409

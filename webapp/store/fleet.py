@@ -2,7 +2,7 @@
 recorded already (the recorder's idempotence key), and where a queued run may go.
 
 An assignment id is made by the control plane when it hands a run to a worker; the worker numbers
-every entry it sends by (assignment, n), and ``first_time`` answers whether (run, assignment, n)
+every entry it sends by (assignment, n), and ``first_times`` answers whether each (run, assignment, n)
 is new, inside the transaction that records it: an entry read twice is recorded once.
 """
 from __future__ import annotations
@@ -77,13 +77,8 @@ def assignment(conn, assignment_id: str) -> dict | None:
     return dict(row) if row else None
 
 
-def first_time(conn, run_id: int, source: str, n: int) -> bool:
-    return conn.execute("INSERT OR IGNORE INTO ingested (run_id, source, n) VALUES (?, ?, ?)",
-                        (run_id, source, n)).rowcount == 1
-
-
 def first_times(conn, keys: list[tuple[int, str, int]]) -> list[bool]:
-    """``first_time`` for a batch of (run, assignment, n) keys, in order, inside the caller's write
+    """Whether each (run, assignment, n) key is recorded for the first time, in order, inside the caller's write
     transaction (nobody else inserts meanwhile): one range lookup per (run, assignment), since a
     batch is mostly a run of consecutive numbers, and one executemany for the new keys. A key
     twice in one batch (a spool replayed) is first only once."""

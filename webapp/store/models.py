@@ -146,7 +146,6 @@ def backfill(conn) -> int:
 
 # -- reading ----------------------------------------------------------------------------------
 
-FILTERS = ("model", "tag", "base_model", "method", "kind", "run")
 ORDERS = {"newest": "v.id DESC", "loss": "v.loss IS NULL, v.loss ASC, v.id DESC", "step": "v.global_step DESC, v.id DESC"}
 
 

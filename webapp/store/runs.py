@@ -46,35 +46,9 @@ def latest_run(conn) -> dict | None:
     return run_dict(row) if row else None
 
 
-def list_runs(conn, limit: int = 20) -> list[dict]:
-    return [run_dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))]
-
-
 def active_runs(conn) -> list[dict]:
     return [run_dict(r) for r in conn.execute(
         "SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id")]
-
-
-def claim_next_run(conn, worker: str, gpus: int | None = None) -> dict | None:
-    """Atomically move the first queued run (queue order, else id) to running for this worker
-    (several workers may race); none while the queue is paused (set_queue_paused). A worker with
-    ``gpus`` devices passes over runs that need more (they wait for a bigger worker)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        row = conn.execute(
-            "SELECT id FROM runs WHERE state = 'queued' AND gpus <= ? AND NOT EXISTS (SELECT 1 FROM settings"
-            " WHERE key = 'queue_paused' AND value = '1') ORDER BY COALESCE(queue_position, id), id LIMIT 1",
-            (gpus if gpus is not None else 1 << 30,)).fetchone()
-        if row is None:
-            conn.execute("COMMIT")
-            return None
-        conn.execute("UPDATE runs SET state = 'running', worker = ?, started_at = ?, status_text = 'starting'"
-                     " WHERE id = ?", (worker, time.time(), row["id"]))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return get_run(conn, row["id"])
 
 
 def requeue_for_resume(conn, run_id: int) -> bool:
@@ -91,11 +65,6 @@ def requeue_for_resume(conn, run_id: int) -> bool:
 
 def mark_stop_requested(conn, run_id: int) -> None:
     conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
-
-
-def runs_of_worker(conn, worker: str, state: RunState) -> list[dict]:
-    return [run_dict(r) for r in conn.execute(
-        "SELECT * FROM runs WHERE worker = ? AND state = ?", (worker, state.value))]
 
 
 def run_dict(row) -> dict:

@@ -29,14 +29,3 @@ SUPPORTED_OUTPUT_FORMATS = {
 
 KOHYA_FORMATS = ("KOHYA_LORA", "COMFY_LORA")
 FOLDER_FORMATS = ("DIFFUSERS",)  # written as a folder, not a file
-
-OUTPUT_DTYPES = ("FLOAT_32", "FLOAT_16", "BFLOAT_16")  # output_dtype: torch's float32/float16/bfloat16
-
-
-def output_suffix(output_format: str) -> str:
-    """The file suffix an output in this format gets ("" for a folder)."""
-    if output_format in FOLDER_FORMATS:
-        return ""
-    if output_format == "CKPT":
-        return ".ckpt"
-    return ".safetensors"

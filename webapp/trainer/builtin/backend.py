@@ -26,7 +26,7 @@ from webapp.trainer.builtin.data import TrainingData
 from webapp.trainer.builtin.distributed import Group, Solo, cpu_threads_per_rank, rank_device
 from webapp.trainer.builtin.ema import EMA
 from webapp.trainer.builtin.families import load_model
-from webapp.trainer.builtin.lr_schedule import lr_factor
+from webapp.trainer.builtin.lr_schedule import make_lr_scheduler
 from webapp.trainer.builtin.model import autocast_dtype, cast_frozen_parts, pick_device, share_the_cpu, torch_dtype
 from webapp.trainer.builtin.optimizers import make_optimizer
 from webapp.trainer.builtin.sampling import Sampler, spec_request
@@ -137,8 +137,10 @@ class BuiltinBackend(Backups):
             self.callbacks.log(f"gradient checkpointing: {', '.join(checkpointed)}", "info")
         self.optimizer = make_optimizer(options.optimizer, options.optimizer_settings, [
             {"params": list(g.params.values()), "lr": g.learning_rate, "name": g.name} for g in self.groups])
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, [self._lr_lambda(group) for group in self.groups])
+        self.lr_scheduler = make_lr_scheduler(
+            self.optimizer, settings.learning_rate_scheduler, settings.learning_rate_warmup_steps,
+            self.optimizer_steps_total, settings.options.learning_rate_cycles,
+            stop_after=[group.stop_after for group in self.groups])
         if options.ema != "OFF":
             self.ema = EMA([p for g in self.groups for p in g.params.values()], options.ema_decay,
                            options.ema_update_step_interval, on_cpu=options.ema == "CPU")
@@ -148,18 +150,6 @@ class BuiltinBackend(Backups):
         self.stepper = Stepper(self.parts, settings, self.groups, self.optimizer, self.lr_scheduler,
                                self.device, self.amp_dtype, self.noise_rng, self.ema,
                                reducer=self.group.reducer(params, settings.multi_gpu, settings.seed))
-
-    def _lr_lambda(self, group):
-        settings = self.settings
-        total = self.optimizer_steps_total
-        warmup, scheduler = settings.learning_rate_warmup_steps, settings.learning_rate_scheduler
-        cycles = settings.options.learning_rate_cycles
-
-        def factor(step: int) -> float:
-            if group.stop_after is not None and step >= group.stop_after:
-                return 0.0  # stop_training_after: this part no longer changes
-            return lr_factor(step, scheduler, warmup, total, cycles)
-        return factor
 
     @property
     def optimizer_steps_total(self) -> int:

@@ -61,8 +61,3 @@ class EmbeddingTokens:
         if self.placeholder not in caption:
             caption = f"{self.placeholder} {caption}".strip()
         return caption.replace(self.placeholder, " ".join(self.names))
-
-    def expand_prompt(self, prompt: str) -> str:
-        """A sample prompt: expanded only where it names the placeholder (diffusers' pipelines
-        expand multi-vector tokens themselves, so this is for our own tokenizing only)."""
-        return prompt.replace(self.placeholder, " ".join(self.names)) if self.placeholder in prompt else prompt

@@ -47,12 +47,21 @@ def lr_factor(step: int, scheduler: str, warmup: int, max_step: int, cycles: flo
 
 
 def make_lr_scheduler(optimizer, scheduler: str, warmup: int, max_step: int,
-                      cycles: float = 1.0):
+                      cycles: float = 1.0, stop_after: list[int | None] | None = None):
+    """One factor per param group; a group with a ``stop_after`` step (OneTrainer's
+    stop_training_after) gets 0 from that step on: that part no longer changes."""
     _check_scheduler(scheduler)
     if scheduler in ("COSINE_WITH_RESTARTS", "COSINE_WITH_HARD_RESTARTS") and not cycles > 0:
         raise ValueError(f"learning_rate_cycles must be above 0, not {cycles}")
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, scheduler, warmup, max_step, cycles))
+    stops = stop_after or [None] * len(optimizer.param_groups)
+
+    def factor_for(stop: int | None):
+        def factor(step: int) -> float:
+            if stop is not None and step >= stop:
+                return 0.0
+            return lr_factor(step, scheduler, warmup, max_step, cycles)
+        return factor
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor_for(stop) for stop in stops])
 
 
 def _check_scheduler(scheduler: str) -> None:

@@ -27,10 +27,6 @@ class Schedule:
         elif unit in SECONDS and every > 0:
             self._seconds = every * SECONDS[unit]
 
-    @property
-    def never(self) -> bool:
-        return self.unit != "ALWAYS" and not self._step_interval and not self._seconds
-
     def due(self, global_step: int, now: float = 0.0) -> bool:
         """``global_step``: steps done so far (1 after the first step); ``now``: seconds."""
         if not self._comes_due(global_step, now):
