@@ -134,7 +134,7 @@ def test_the_graph_sees_the_edges_it_must():
 def test_the_rules_check_catches_what_it_should():
     """The checker itself, on made-up edges: each rule fires."""
     edges = {"webapp.worker.loop": {"webapp.web.sse.broker", "webapp.trainer.builtin.backend", "webapp.control.recorder"},
-             "webapp.web.runs": {"webapp.worker.loop", "torch"},
+             "webapp.web.runs.pages": {"webapp.worker.loop", "torch"},
              "webapp.store.runs": {"webapp.web.extensions", "webapp.config.model"},
              "webapp.trainer.builtin.data": {"webapp.store.runs"},
              "webapp.config.model": {"webapp.trainer.builtin.model"},
@@ -144,8 +144,8 @@ def test_the_rules_check_catches_what_it_should():
     for expected in ("webapp.worker.loop imports webapp.web.sse.broker",
                      "webapp.worker.loop imports webapp.trainer.builtin.backend",
                      "webapp.worker.loop imports webapp.control.recorder",
-                     "webapp.web.runs imports webapp.worker.loop",
-                     "webapp.web.runs imports torch (only the trainer process may)",
+                     "webapp.web.runs.pages imports webapp.worker.loop",
+                     "webapp.web.runs.pages imports torch (only the trainer process may)",
                      "webapp.store.runs imports webapp.web.extensions",
                      "webapp.store.runs imports webapp.config.model",
                      "webapp.trainer.builtin.data imports webapp.store.runs",
@@ -154,7 +154,7 @@ def test_the_rules_check_catches_what_it_should():
                      "webapp.newthing.x is in no layer (add its package to LAYERS)"):
         assert expected in found, (expected, found)
     assert broken_rules({"webapp.worker.loop": {"webapp.trainer.process", "webapp.eventlog"},
-                         "webapp.web.runs": {"webapp.control.heartbeats"}}) == []
+                         "webapp.web.runs.pages": {"webapp.control.heartbeats"}}) == []
 
 
 def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:

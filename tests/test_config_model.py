@@ -48,7 +48,7 @@ def lost_or_changed(original, exported, path="") -> list[str]:
 
 
 def test_the_config_code_imports_no_model_library():
-    code = ("import sys, webapp.web.configs, webapp.web.config_api; "
+    code = ("import sys, webapp.web.configs.pages, webapp.web.configs.api; "
             "print(sorted(m for m in ('torch', 'diffusers', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ import re
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from webapp.web.openapi_operations import NOT_JSON
+from webapp.web.openapi.operations import NOT_JSON
 
 
 def _json_routes(app) -> set[tuple[str, str]]:

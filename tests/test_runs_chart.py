@@ -11,8 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench_loss_chart import STEPS, fill  # noqa: E402
 
 from webapp import store  # noqa: E402
-from webapp.web import run_charts  # noqa: E402
-from webapp.web.run_charts import CHART_POINTS  # noqa: E402
+from webapp.web.runs import charts as run_charts  # noqa: E402
+from webapp.web.runs.charts import CHART_POINTS  # noqa: E402
 
 
 def test_100k_loss_values_chart_in_under_a_second(app, client):

@@ -40,7 +40,7 @@ def test_the_gallery_of_every_run(app, client):
 
 
 def test_older_samples_page_by_id(app, client):
-    from webapp.web.samples import GALLERY_PAGE
+    from webapp.web.samples.pages import GALLERY_PAGE
     conn = store.connect(app.config["DATABASE"])
     run_id = store.create_run(conn, "many", {"model_type": "STABLE_DIFFUSION_15"})
     add_samples(conn, run_id, [f"prompt {i}" for i in range(GALLERY_PAGE + 5)])

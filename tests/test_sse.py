@@ -13,7 +13,7 @@ from servers import SSEReader, serve_web
 from webapp import create_app, store
 from webapp.settings import EVENTS_CHANNEL
 from webapp.protocol import make_event
-from webapp.web import events as events_view
+from webapp.web.sse import routes as events_view
 from webapp.web.sse import fragments
 from webapp import eventlog
 from webapp.web import sse

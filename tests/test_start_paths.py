@@ -75,7 +75,7 @@ def test_an_editor_save_validates_once(client, config_dir, workspace, monkeypatc
         calls.append(1)
         return real(*args, **kwargs)
 
-    for module in ("webapp.web.configs", "webapp.web.run_actions"):
+    for module in ("webapp.web.configs.pages", "webapp.web.runs.actions"):
         monkeypatch.setattr(f"{module}.validate", counting)
     saved = client.post("/configs/mine/edit", data={**form, "learning_rate": "0.0005", "action": "save"},
                         headers={"HX-Request": "true"})

@@ -67,7 +67,7 @@ def concept_folder(concept: dict, base_dir: Path, roots=None) -> Path | None:
 
 
 def folder_stats(concept: dict, base_dir: Path, roots=None) -> FolderStats:
-    """Blocking file I/O (a bounded walk): the web calls it off the request path (web/scans.py)."""
+    """Blocking file I/O (a bounded walk): the web calls it off the request path (web/configs/scans.py)."""
     roots = roots if roots is not None else paths.read_roots(base_dir)
     folder = concept_folder(concept, base_dir, roots)
     typed = concept.get("path") if isinstance(concept.get("path"), str) else ""

@@ -2,8 +2,11 @@
 
 ``register(app)`` is the one place the web joins the app: its shared clients, accounts and the
 authorization policy, error pages, template filters, the SSE broker, and every blueprint, in one
-list. Blueprints hold routes only; what several of them do lives beside them as services
-(``run_actions``, ``run_views``, ``charts``, ``sample_requests``, ``thumbnails``).
+list. One sub-package per area (dashboard, runs, configs, samples, playground, models, fleet, system,
+auth, sse, openapi), mirroring templates/: ``pages`` and ``api`` hold routes only; what they do lives
+beside them as services. What every area uses stays here: ``extensions`` (the shared clients),
+``errors``, ``api_input``, ``caps``, ``filters``, ``labels``, ``charts``, ``control`` (starts the
+control plane's loop).
 """
 from __future__ import annotations
 
@@ -13,30 +16,37 @@ from flask import Flask
 def register(app: Flask) -> None:
     # imported here, so that importing one of the web's modules (a test, a benchmark) does not
     # load every blueprint and what they need (Pillow for thumbnails, ...)
-    from webapp.web import (api, api_input, auth, caps, config_api, configs, control, dashboard, downloads, errors,
-                            events, extensions, filters, fleet, models, models_api, openapi, playground, run_banner,
-                            runs, runs_api, samples, samples_api, sse, system)
+    from webapp.web import api_input, auth, caps, control, errors, extensions, filters, sse
     from webapp.web.auth import routes as auth_routes
-    from webapp.web.sse import fragments
+    from webapp.web.configs import api as configs_api, pages as configs_pages
+    from webapp.web.dashboard import api as dashboard_api, pages as dashboard_pages
+    from webapp.web.fleet import pages as fleet_pages
+    from webapp.web.models import api as models_api, pages as models_pages
+    from webapp.web.openapi import routes as openapi_routes
+    from webapp.web.playground import pages as playground_pages
+    from webapp.web.runs import api as runs_api, banner as run_banner, downloads, pages as runs_pages
+    from webapp.web.samples import api as samples_api, pages as samples_pages
+    from webapp.web.sse import fragments, routes as sse_routes
+    from webapp.web.system import pages as system_pages
 
     blueprints = (
-        dashboard.bp,      # /                    the current run, start, commands, the queue
-        api.bp,            # /api/training, /api/health
-        events.bp,         # /events, /api/events (SSE)
-        auth_routes.bp,    # /login, /logout, /api/auth
-        configs.bp,        # /configs             library and editor
-        config_api.bp,     # /api/config
-        runs.bp,           # /runs                history, run pages, the queue panel
-        runs_api.bp,       # /api/runs, /api/queue
-        downloads.bp,      # /runs/<id>/files
-        system.bp,         # /system, /api/system
-        samples.bp,        # /runs/<id>/samples, /samples
-        samples_api.bp,    # /api/samples
-        playground.bp,     # /playground, /api/playground
-        models.bp,         # /models              model versions, their lineage, compare
-        models_api.bp,     # /api/models
-        openapi.bp,        # /api/openapi.json, /api/docs
-        fleet.bp,          # /fleet, /api/workers
+        dashboard_pages.bp,     # /                    the current run, start, commands, the queue
+        dashboard_api.bp,       # /api/training, /api/health
+        sse_routes.bp,          # /events, /api/events (SSE)
+        auth_routes.bp,         # /login, /logout, /api/auth
+        configs_pages.bp,       # /configs             library and editor
+        configs_api.bp,         # /api/config
+        runs_pages.bp,          # /runs                history, run pages, the queue panel
+        runs_api.bp,            # /api/runs, /api/queue
+        downloads.bp,           # /runs/<id>/files
+        system_pages.bp,        # /system, /api/system
+        samples_pages.bp,       # /runs/<id>/samples, /samples
+        samples_api.bp,         # /api/samples
+        playground_pages.bp,    # /playground, /api/playground
+        models_pages.bp,        # /models              model versions, their lineage, compare
+        models_api.bp,          # /api/models
+        openapi_routes.bp,      # /api/openapi.json, /api/docs
+        fleet_pages.bp,         # /fleet, /api/workers
     )
     app.json = api_input.StrictJSONProvider(app)
     extensions.init_app(app)

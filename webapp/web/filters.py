@@ -5,7 +5,7 @@ import time
 
 from webapp.web import labels
 from webapp.web.extensions import get_db
-from webapp.web.run_stages import run_stages
+from webapp.web.runs.stages import run_stages
 
 
 def duration(seconds) -> str:

@@ -10,9 +10,9 @@ from flask import current_app, has_request_context, render_template, request
 from webapp import store
 from webapp.web.extensions import get_db
 from webapp.protocol import SAMPLE_EVENTS, Event, RunState
-from webapp.web import run_views
+from webapp.web.runs import views as run_views
 from webapp.web.charts import loss_sparkline
-from webapp.web.run_charts import live_chart  # the run page's loss chart (re-rendered at most every 5 s live)
+from webapp.web.runs.charts import live_chart  # the run page's loss chart (re-rendered at most every 5 s live)
 
 STATE_EVENTS = {Event.STATUS, Event.RUN, Event.FINISHED, Event.ERROR}
 SENT_CHARTS_KEPT = 32  # runs whose last streamed chart a process remembers

@@ -1,0 +1,144 @@
+"""A model version's file on the control plane: found inside its run folder only (a recorded path
+that leads outside is treated as gone), measured once (size and sha256 kept in the record, keyed by
+size and mtime), streamed for download (a backup folder as a zip), deleted; and the fingerprint of
+a run's dataset, taken when the run is queued.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from flask import Response, current_app, send_file
+
+from webapp import store
+from webapp.config.datasets import concept_folder
+from webapp.web.errors import ApiError
+from webapp.web.extensions import get_db
+from webapp.web.runs.files import zip_stream
+
+CHUNK = 1 << 20
+MAX_DATASET_FILES = 200_000  # a fingerprint must not hang a start on a huge share
+
+
+def run_folder(run_id: int) -> Path:
+    return current_app.config["SETTINGS"].run_dir(run_id).resolve()
+
+
+def version_path(version: dict) -> Path | None:
+    """The version's file or folder, or None when it is gone (or its record points outside)."""
+    folder = run_folder(version["run_id"])
+    path = (folder / version["path"]).resolve()
+    if folder not in path.parents or not path.exists():
+        return None
+    return path
+
+
+def _measure(path: Path) -> tuple[int, str]:
+    """(size, stamp): a stamp changes when any file of it changes."""
+    if path.is_dir():
+        files = [f.stat() for f in path.rglob("*") if f.is_file()]
+        size = sum(s.st_size for s in files)
+        return size, f"{size}:{len(files)}:{max((s.st_mtime_ns for s in files), default=0)}"
+    stat = path.stat()
+    return stat.st_size, f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def file_facts(version: dict, checksum: bool = False) -> dict:
+    """{"exists", "size", "sha256"}: the size from the disk, the sha256 from the record while the
+    file is unchanged; with ``checksum`` it is computed (once) when missing."""
+    path = version_path(version)
+    if path is None:
+        return {"exists": False, "size": version.get("size"), "sha256": version.get("sha256")}
+    size, stamp = _measure(path)
+    sha = version.get("sha256") if version.get("file_stamp") == stamp else None
+    if sha is None and checksum:
+        digest = hashlib.sha256()
+        for chunk in zip_stream(path) if path.is_dir() else _chunks(path):
+            digest.update(chunk)
+        sha = digest.hexdigest()
+        store.models.set_file_facts(get_db(), version["id"], size, sha, stamp)
+    return {"exists": True, "size": size, "sha256": sha}
+
+
+def _chunks(path: Path):
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def download_name(version: dict) -> str:
+    name = Path(version["path"]).name
+    return f"run{version['run_id']}-{name}.zip" if version["kind"] == "backup" else name
+
+
+def download(version: dict) -> Response:
+    path = version_path(version)
+    if path is None:
+        raise ApiError(410, "file gone", f"model version {version['id']}'s file is no longer in its run folder")
+    facts = file_facts(version, checksum=True)
+    if path.is_dir():
+        response = Response(zip_stream(path), mimetype="application/zip")
+        response.headers["Content-Disposition"] = f'attachment; filename="{download_name(version)}"'
+    else:
+        response = send_file(path, as_attachment=True, download_name=download_name(version), conditional=True)
+    response.headers["X-Checksum-SHA256"] = facts["sha256"]
+    return response
+
+
+def delete_file(version: dict) -> bool:
+    """Delete the version's file (or backup folder). False when it was gone already."""
+    path = version_path(version)
+    if path is None:
+        return False
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    return True
+
+
+# -- the dataset a run trained on -------------------------------------------------------------
+
+def fingerprint_dataset(config: dict, base_dir: Path) -> dict:
+    """Per enabled concept: its folder, file count, total bytes and a sha256 of the sorted list of
+    (relative path, size, mtime); and the same over all concepts. Files, not only images: a
+    changed caption is a changed dataset."""
+    concepts, total = [], hashlib.sha256()
+    for concept in config.get("concepts") or []:
+        if not isinstance(concept, dict) or concept.get("enabled") is False:
+            continue
+        folder = concept_folder(concept, base_dir)
+        entry = {"path": str(concept.get("path") or ""), "files": 0, "bytes": 0, "sha256": None, "readable": False}
+        if folder is not None and folder.is_dir():
+            entry.update(_scan(folder, bool(concept.get("include_subdirectories"))))
+            total.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
+        concepts.append(entry)
+    return {"concepts": concepts, "files": sum(c["files"] for c in concepts),
+            "bytes": sum(c["bytes"] for c in concepts), "sha256": total.hexdigest() if concepts else None}
+
+
+def _scan(folder: Path, recursive: bool) -> dict:
+    listing = []
+    walker = os.walk(folder) if recursive else [(str(folder), [], [e.name for e in os.scandir(folder) if e.is_file()])]
+    for root, dirs, names in walker:
+        dirs.sort()
+        for name in sorted(names):
+            stat = os.stat(os.path.join(root, name))
+            listing.append((os.path.relpath(os.path.join(root, name), folder), stat.st_size, stat.st_mtime_ns))
+            if len(listing) >= MAX_DATASET_FILES:
+                break
+    digest = hashlib.sha256("".join(f"{p}\0{s}\0{m}\n" for p, s, m in listing).encode())
+    return {"files": len(listing), "bytes": sum(s for _, s, _ in listing), "sha256": digest.hexdigest(),
+            "readable": True, "truncated": len(listing) >= MAX_DATASET_FILES}
+
+
+def record_dataset(run_id: int, config: dict) -> None:
+    """When a run is queued: the dataset as it is then. A folder the control plane cannot read
+    (a dataset only on a worker's disk) is recorded as unreadable, never an error for the start."""
+    try:
+        fingerprint = fingerprint_dataset(config, current_app.config["WORKSPACE"])
+    except OSError as exc:
+        fingerprint = {"concepts": [], "files": 0, "bytes": 0, "sha256": None, "error": type(exc).__name__}
+    store.models.set_dataset_fingerprint(get_db(), run_id, fingerprint)

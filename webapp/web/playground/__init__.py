@@ -1,0 +1,1 @@
+"""The playground: sample a model version or a run's output without training (``pages``)."""

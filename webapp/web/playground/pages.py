@@ -1,0 +1,66 @@
+"""The playground's routes: the page, open, close, sample (pages and their JSON twins). What a
+session is lives in ``sessions``."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template, request
+
+from webapp import store
+from webapp.config.builtin.settings import SAMPLE_SCHEDULERS
+from webapp.protocol import PLAYGROUND_MARKER as MARKER, Command
+from webapp.web.api_input import json_body
+from webapp.web.extensions import get_db
+from webapp.web.playground.sessions import (close_session, current, idle_arg, open_session, past_session,
+                                            require_open, sources)
+from webapp.web.runs import actions as run_actions
+from webapp.web.samples.sample_requests import default_prompt, parse_sample_request
+
+bp = Blueprint("playground", __name__)
+
+
+# -- pages and form actions --
+
+@bp.get("/playground")
+def page():
+    session = current()
+    samples = store.samples.list_for_run(get_db(), session["id"], limit=60) if session else []
+    spec = store.run_config(store.get_run(get_db(), session["id"]))[MARKER] if session else None
+    prompt = default_prompt(store.get_run(get_db(), spec["source_run"])) if spec and spec.get("source_run") else ""
+    return render_template("samples/playground.html", session=session, spec=spec, sources=sources(), prompt=prompt,
+                           samples=samples, schedulers=SAMPLE_SCHEDULERS, last_seq=store.last_seq(get_db()),
+                           past=[past_session(r) for r in store.playground_sessions(get_db())
+                                 if not session or r["id"] != session["id"]])
+
+
+@bp.post("/playground/open")
+@bp.post("/api/playground/open", endpoint="api_open")
+def open_form():
+    values = json_body() if request.is_json else request.form
+    run_id = open_session(values.get("source"), idle_arg(values))
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Refresh": "true"}
+    return jsonify(run_id=run_id, state="queued"), 202
+
+
+@bp.post("/playground/close")
+@bp.post("/api/playground/close", endpoint="api_close")
+def close_form():
+    session = close_session()
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Refresh": "true"}
+    return jsonify(run_id=session["id"], closing=True), 202
+
+
+@bp.post("/playground/sample")
+def sample_form():
+    session = require_open()
+    sample = parse_sample_request(request.form)
+    run_actions.send_command(Command.SAMPLE_CUSTOM, session["id"], sample=sample)
+    return render_template("_flash.html", message=f"Sample queued: “{sample['prompt']}”.", level="info",
+                           pending_prompt=sample["prompt"])
+
+
+@bp.get("/api/playground")
+def state():
+    session = current()
+    return jsonify(session=session, sources=[{k: s[k] for k in ("key", "run_id", "label", "config_name")}
+                                             for s in sources()])
