@@ -63,7 +63,7 @@ def make_runs(conn, n: int, tag: str) -> list[tuple[int, str]]:
     for i in range(n):
         run_id = store.create_run(conn, f"{tag}-{i}", {})
         source = f"{tag}{run_id}"
-        store.fleet.assign(conn, run_id, f"sim-{tag}-{i}", source)
+        store.assignments.assign(conn, run_id, f"sim-{tag}-{i}", source)
         runs.append((run_id, source))
     return runs
 

@@ -87,10 +87,10 @@ def builtin_case(spec: dict, family: str, device, rank: int, checkpointing: bool
     from webapp.trainer.builtin.conditioning import TextConditions
     from webapp.trainer.builtin.families import FAMILIES, ModelParts
     from webapp.trainer.builtin.lr_schedule import lr_factor
-    from webapp.trainer.builtin.model import autocast_dtype, cast_frozen_parts
+    from webapp.trainer.builtin.device import autocast_dtype, cast_frozen_parts
     from webapp.trainer.builtin.optimizers import make_optimizer
     from webapp.trainer.builtin.stepper import Stepper
-    from webapp.config.builtin.settings import TrainSettings
+    from webapp.config.builtin.train_settings import TrainSettings
 
     bf16 = {"weight_dtype": "BFLOAT_16"}
     config = {

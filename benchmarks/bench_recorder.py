@@ -65,7 +65,7 @@ def setup(bench: Bench, client, tag: str):
     conn = store.connect(bench.tmp / f"{tag}.sqlite3")
     store.init_schema(conn)
     run_id = store.create_run(conn, tag, {})
-    store.fleet.assign(conn, run_id, "w", f"{tag}-a")
+    store.assignments.assign(conn, run_id, "w", f"{tag}-a")
     return conn, run_id, Recorder(conn, client, lambda r: bench.tmp / "runs" / str(r), tag)
 
 

@@ -30,7 +30,7 @@ EXAMPLE_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 
 
 def threads_like_the_product() -> int:
-    return max(1, (os.cpu_count() or 1) - 1)  # webapp.trainer.builtin.model.share_the_cpu
+    return max(1, (os.cpu_count() or 1) - 1)  # webapp.trainer.builtin.device.share_the_cpu
 
 
 def lora_layers(unet) -> int:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from webapp import store
-from webapp.config.model import TRAIN_CONFIG
+from webapp.config.train_config import TRAIN_CONFIG
 
 
 def write_config(config_dir, workspace, name="tiny", **fields):

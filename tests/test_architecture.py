@@ -135,9 +135,9 @@ def test_the_rules_check_catches_what_it_should():
     """The checker itself, on made-up edges: each rule fires."""
     edges = {"webapp.worker.loop": {"webapp.web.sse.broker", "webapp.trainer.builtin.backend", "webapp.control.recorder"},
              "webapp.web.runs.pages": {"webapp.worker.loop", "torch"},
-             "webapp.store.runs": {"webapp.web.extensions", "webapp.config.model"},
+             "webapp.store.runs": {"webapp.web.extensions", "webapp.config.train_config"},
              "webapp.trainer.builtin.data": {"webapp.store.runs"},
-             "webapp.config.model": {"webapp.trainer.builtin.model"},
+             "webapp.config.train_config": {"webapp.trainer.builtin.device"},
              "webapp.control.loop": {"flask"},
              "webapp.newthing.x": set()}
     found = broken_rules(edges)
@@ -147,9 +147,9 @@ def test_the_rules_check_catches_what_it_should():
                      "webapp.web.runs.pages imports webapp.worker.loop",
                      "webapp.web.runs.pages imports torch (only the trainer process may)",
                      "webapp.store.runs imports webapp.web.extensions",
-                     "webapp.store.runs imports webapp.config.model",
+                     "webapp.store.runs imports webapp.config.train_config",
                      "webapp.trainer.builtin.data imports webapp.store.runs",
-                     "webapp.config.model imports webapp.trainer.builtin.model",
+                     "webapp.config.train_config imports webapp.trainer.builtin.device",
                      "webapp.control.loop imports flask (only the web serves requests)",
                      "webapp.newthing.x is in no layer (add its package to LAYERS)"):
         assert expected in found, (expected, found)

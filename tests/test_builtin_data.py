@@ -11,7 +11,7 @@ from PIL import Image
 from webapp.trainer.builtin import buckets, concepts
 from webapp.trainer.builtin.captions import render_caption
 from webapp.trainer.builtin.data import TrainingData
-from webapp.config.builtin.settings import ConceptSpec, ConfigError, TrainSettings
+from webapp.config.builtin.train_settings import ConceptSpec, ConfigError, TrainSettings
 
 
 def write_images(folder, sizes, caption="a, b, c", suffix=".png"):

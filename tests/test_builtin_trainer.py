@@ -170,7 +170,7 @@ def test_missing_base_model_names_the_path(demo_workspace, base_config, tmp_path
 
 def test_unreadable_and_tiny_images_are_skipped_with_a_warning(tmp_path):
     from webapp.trainer.builtin import concepts
-    from webapp.config.builtin.settings import ConceptSpec
+    from webapp.config.builtin.train_settings import ConceptSpec
     Image.new("RGB", (80, 64), "red").save(tmp_path / "good.png")
     (tmp_path / "good.txt").write_text("a red square\n")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")

@@ -12,7 +12,7 @@ from webapp.trainer.commands import TrainCommands
 from webapp.protocol import Event
 
 from recorder import Recorder
-from webapp.config.builtin.settings import ConfigError, TrainSettings
+from webapp.config.builtin.train_settings import ConfigError, TrainSettings
 
 
 def backend_after(demo_workspace, config, tmp_path, **overrides):

@@ -1,6 +1,6 @@
 """The loss chart's incremental buckets (store.buckets, kept by an insert trigger; read by
 store.loss_buckets): what is kept as rows are appended equals what a full aggregation of every
-metrics row gives (store.buckets.bucket_stats in Python, and the chart's definition straight from the rows),
+metrics row gives (store.loss_summary.bucket_stats in Python, and the chart's definition straight from the rows),
 for random series with NULL and NaN losses, missing lr, ties and a resumed run that appends steps
 again; rows changed in place and databases from before the table are summarised again."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 
 from webapp import store
-from webapp.store.buckets import BUCKET_WIDTHS
+from webapp.store.loss_summary import BUCKET_WIDTHS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench_loss_chart import old_loss_buckets  # noqa: E402  the chart's old full aggregate: the oracle
@@ -130,7 +130,7 @@ def test_incremental_buckets_equal_the_full_aggregation(conn, seed, steps):
     store.append_metrics(conn, other, series(random.Random(99), range(1, 5000)))
     append_in_batches(conn, run_id, series(rng, range(1, steps + 1)), rng)
     rows = raw_rows(conn, run_id)
-    assert_same_summaries(stored(conn, run_id), store.buckets.bucket_stats(rows))
+    assert_same_summaries(stored(conn, run_id), store.loss_summary.bucket_stats(rows))
     for buckets in (BUCKETS, 300):
         points, total = store.loss_buckets(conn, run_id, buckets)
         expected, expected_total = full_aggregation(rows, buckets)
@@ -149,7 +149,7 @@ def test_a_resumed_run_appends_steps_again(conn):
     append_in_batches(conn, run_id, series(rng, range(2_401, 9_001)), rng)
     rows = raw_rows(conn, run_id)
     assert len(rows) == 3_000 + 6_600
-    assert_same_summaries(stored(conn, run_id), store.buckets.bucket_stats(rows))
+    assert_same_summaries(stored(conn, run_id), store.loss_summary.bucket_stats(rows))
     for buckets in (BUCKETS, 300):
         points, total = store.loss_buckets(conn, run_id, buckets)
         expected, expected_total = full_aggregation(rows, buckets)
@@ -207,7 +207,7 @@ def test_an_old_workspace_gets_its_summaries_when_opened(tmp_path):
     for run_id in (1, 2):
         rows = raw_rows(conn, run_id)
         assert_same_points(store.loss_buckets(conn, run_id, BUCKETS)[0], full_aggregation(rows, BUCKETS)[0])
-        assert_same_summaries(stored(conn, run_id), store.buckets.bucket_stats(rows))
+        assert_same_summaries(stored(conn, run_id), store.loss_summary.bucket_stats(rows))
     assert conn.execute("SELECT COUNT(*) FROM metric_buckets_stale").fetchone()[0] == 0
     # opened again (another process, a restart): found done, nothing marked again
     store.init_schema(conn)
@@ -229,7 +229,7 @@ def test_rows_changed_in_place_are_summarised_again(conn):
     points, total = store.loss_buckets(conn, run_id, BUCKETS)
     assert total == 15_000 and points[-1]["step"] <= 15_000
     assert_same_points(points, full_aggregation(rows, BUCKETS)[0])
-    assert_same_summaries(stored(conn, run_id), store.buckets.bucket_stats(rows))
+    assert_same_summaries(stored(conn, run_id), store.loss_summary.bucket_stats(rows))
 
 
 def test_deleting_a_run_deletes_its_summaries(conn):

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from webapp.config import forms, model
+from webapp.config import forms, train_config
 from webapp.config.checks import validate
 from webapp.config.loading import ConfigFormatError, normalise, pack, parse_json
 from webapp.config.migrate import migrate
@@ -59,10 +59,10 @@ def test_the_shared_onetrainer_data_is_there():
 
 
 def test_our_defaults_are_onetrainers():
-    assert model.defaults() == read(ONETRAINER / "default_train_config.json")
-    assert model.CONCEPT.defaults == read(ONETRAINER / "default_concepts.json")[0]
-    assert model.SAMPLE.defaults == read(ONETRAINER / "default_samples_sd15.json")[0]
-    secrets = model.defaults()["secrets"]
+    assert train_config.defaults() == read(ONETRAINER / "default_train_config.json")
+    assert train_config.CONCEPT.defaults == read(ONETRAINER / "default_concepts.json")[0]
+    assert train_config.SAMPLE.defaults == read(ONETRAINER / "default_samples_sd15.json")[0]
+    secrets = train_config.defaults()["secrets"]
     assert secrets["huggingface_token"] == "" and secrets["cloud"]["api_key"] == "" == secrets["cloud"]["password"]
 
 
@@ -73,8 +73,8 @@ def test_each_onetrainer_preset_validates_and_exports_unchanged(preset, tmp_path
     assert report.errors == []
     exported = export(raw, tmp_path)
     assert lost_or_changed(raw, exported) == []
-    assert exported["__version"] == model.CURRENT_VERSION
-    assert set(exported) >= set(model.defaults())  # whole: OneTrainer itself loads it
+    assert exported["__version"] == train_config.CURRENT_VERSION
+    assert set(exported) >= set(train_config.defaults())  # whole: OneTrainer itself loads it
 
 
 def test_the_defaults_validate_and_export_exactly(tmp_path):
@@ -98,8 +98,8 @@ def test_values_keep_their_json_type(tmp_path):
 
 
 def test_schema_describes_every_field():
-    schema = model.json_schema()
-    assert set(schema["properties"]) == set(model.defaults())
+    schema = train_config.json_schema()
+    assert set(schema["properties"]) == set(train_config.defaults())
     assert schema["properties"]["training_method"]["enum"] == ["FINE_TUNE", "LORA", "EMBEDDING", "FINE_TUNE_VAE"]
     assert schema["properties"]["sample_after_unit"]["enum"][0] == "EPOCH"
     assert schema["properties"]["learning_rate"]["exclusiveMinimum"] == 0
@@ -231,10 +231,10 @@ def test_our_presets_are_valid(preset, tmp_path):
 def test_every_form_field_is_a_model_field():
     for tab in forms.TABS:
         for path in tab.fields:
-            assert model.field_at(path) is not None, path
+            assert train_config.field_at(path) is not None, path
     for name, row_fields in forms.ROW_FIELDS.items():
         for row_field in row_fields:
-            assert model.field_at(f"{name}[0].{row_field}") is not None
+            assert train_config.field_at(f"{name}[0].{row_field}") is not None
 
 
 def test_the_form_reads_typed_values_and_keeps_unchanged_ones():
@@ -264,7 +264,7 @@ json_values = st.recursive(
     | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20)
-field_names = st.sampled_from(sorted(model.defaults()) + ["concepts", "samples", "x"])
+field_names = st.sampled_from(sorted(train_config.defaults()) + ["concepts", "samples", "x"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -35,7 +35,7 @@ def test_another_web_process_takes_over_when_the_leader_dies(workspace, config_d
         assert "gunicorn" in " ".join(psutil.Process(first).parent().cmdline())  # one of this test's two
         conn = store.connect(workspace / "otweb.sqlite3")
         run_id = store.create_run(conn, "takeover", {"a": 1})
-        assert store.fleet.assign(conn, run_id, "w1", "as1")
+        assert store.assignments.assign(conn, run_id, "w1", "as1")
         conn.commit()
         os.kill(first, signal.SIGKILL)  # no release: the lock lapses after LOCK_TTL_S
         killed = time.monotonic()

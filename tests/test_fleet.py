@@ -19,7 +19,7 @@ from webapp.worker.stream_sink import StreamSink
 def _run(app, worker="w1"):
     conn = store.connect(app.config["DATABASE"])
     run_id = store.create_run(conn, "demo", {"a": 1})
-    assert store.fleet.assign(conn, run_id, worker, f"as{run_id}")
+    assert store.assignments.assign(conn, run_id, worker, f"as{run_id}")
     return conn, run_id, f"as{run_id}"
 
 
@@ -257,7 +257,7 @@ def test_one_batch_records_as_one_by_one_would(app, redis_url):
                                                                       for b in bodies]
     assert recorder.recorded == 301 and recorder.duplicates == 20
     assert store.get_run(conn, run_id)["progress"]["global_step"] == 300
-    (version,) = store.models.list_versions(conn, {"run": run_id})
+    (version,) = store.model_versions.list_versions(conn, {"run": run_id})
     assert version["global_step"] == 100 and version["loss"] == 1.0 / 100
     published = []
     while (message := listener.get_message(timeout=0.5)) is not None:

@@ -132,16 +132,16 @@ def test_versions_of_runs_recorded_before_are_found_once(app, client):
     run_id, _ = _record_run(app)
     conn = store.connect(app.config["SETTINGS"].database)
     conn.execute("DELETE FROM model_versions")  # as a workspace from before model versions
-    conn.execute("DELETE FROM settings WHERE key = ?", (store.models.BACKFILL_KEY,))
+    conn.execute("DELETE FROM settings WHERE key = ?", (store.model_versions.BACKFILL_KEY,))
     # that version's trainer logged saves as text only
     conn.execute("UPDATE events SET data = ? WHERE name = 'log' AND data LIKE '%saves/%'",
                  (json.dumps({"text": "saved: saves/lora-step4.safetensors", "level": "info"}),))
     store.init_schema(conn)
-    found = [(v["kind"], v["global_step"], v["loss"]) for v in store.models.list_versions(conn)]
+    found = [(v["kind"], v["global_step"], v["loss"]) for v in store.model_versions.list_versions(conn)]
     assert found == [("output", 12, 0.3), ("backup", 6, 0.4), ("save", 4, 0.5)]
-    store.models.delete_version(conn, store.models.list_versions(conn)[0]["id"])
+    store.model_versions.delete_version(conn, store.model_versions.list_versions(conn)[0]["id"])
     store.init_schema(conn)  # once: a deleted version does not come back
-    assert len(store.models.list_versions(conn)) == 2
+    assert len(store.model_versions.list_versions(conn)) == 2
     conn.close()
 
 
@@ -149,7 +149,7 @@ def test_deleting_a_run_deletes_its_versions(app, client):
     run_id, _ = _record_run(app)
     conn = store.connect(app.config["SETTINGS"].database)
     assert store.delete_run_rows(conn, run_id)
-    assert store.models.list_versions(conn) == []
+    assert store.model_versions.list_versions(conn) == []
     conn.close()
 
 

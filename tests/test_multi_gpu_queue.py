@@ -42,7 +42,7 @@ def test_worker_gpus_option_rejects_a_bad_list():
 
 def test_multi_gpu_fields_are_checked_naming_the_field(demo_config):
     import pytest
-    from webapp.config.builtin.settings import ConfigError, TrainSettings
+    from webapp.config.builtin.train_settings import ConfigError, TrainSettings
     bad = {**demo_config, "multi_gpu": True, "device_indexes": "0,x", "gradient_reduce_precision": "HALF",
            "fused_gradient_reduce": "yes"}
     with pytest.raises(ConfigError) as caught:

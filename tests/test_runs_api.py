@@ -80,7 +80,7 @@ def test_reorder_pause_and_cancel_decide_what_a_worker_claims(client, db, tiny):
     client.post("/api/queue/pause", json={"paused": False})
     assert client.delete(f"/api/queue/{c}").json["state"] == "canceled"
     assert not store.queue_paused(db) and store.queued_runs(db)[0]["id"] == a  # what it hands out next
-    assert store.fleet.assign(db, a, "w", "assignment-1")
+    assert store.assignments.assign(db, a, "w", "assignment-1")
     # a canceled or claimed run is not in the queue any more
     assert client.delete(f"/api/queue/{c}").status_code == 409
     assert client.delete(f"/api/queue/{a}").status_code == 409

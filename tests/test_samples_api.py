@@ -143,7 +143,7 @@ def test_playground_lists_only_recorded_loras(client, records, app, workspace):
 
 
 def test_config_sample_settings(demo_config, demo_workspace):
-    from webapp.config.builtin.settings import ConfigError, TrainSettings
+    from webapp.config.builtin.train_settings import ConfigError, TrainSettings
     settings = TrainSettings.from_config({**demo_config, "sample_before_training": True}, demo_workspace[0])
     assert settings.sample_before_training and settings.samples_to_tensorboard
     assert settings.samples[0].noise_scheduler == "DDIM"

@@ -3,7 +3,7 @@
 - ``model``: the TrainConfig model (fields, types, enums, ranges) -> JSON schema, per-field errors.
 - ``migrate``: older ``__version``s to the current one; ``loading``: parse, lay over the defaults,
   pack concepts/samples inline; ``checks``: one validation report (errors, warnings, notes).
-- ``backend_support``: which backend takes a config (``builtin/backend_choice``) and what the built-in trainer cannot honour, read off ``config/builtin/settings.py``.
+- ``backend_support``: which backend takes a config (``builtin/backend_choice``) and what the built-in trainer cannot honour, read off ``config/builtin/train_settings.py``.
 - ``library``: the configs folder and the shipped presets; ``forms``/``editor``/``datasets``: the
   editor's form, its view, and what a concept's folder holds.
 

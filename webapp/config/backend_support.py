@@ -1,6 +1,6 @@
 """What each training backend can honour of a well-formed config: warnings, never errors.
 
-The built-in trainer's support lives in one place, ``config/builtin/settings.py`` (its supported
+The built-in trainer's support lives in one place, ``config/builtin/train_settings.py`` (its supported
 model types and methods, and the fields it reads). Rather than keep a second list here, the
 check runs that reader on the config and records which keys it looks at: a setting that differs
 from OneTrainer's default and that the reader never looked at is one the built-in trainer
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from webapp.config.builtin.backend_choice import (BUILTIN, DEFAULT_METHOD, INSTALL_HINT, ONETRAINER, BackendChoice,
                                                   choose_backend, onetrainer_dir)
-from webapp.config.builtin.settings import ConfigError, TrainSettings
-from webapp.config.model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
+from webapp.config.builtin.train_settings import ConfigError, TrainSettings
+from webapp.config.train_config import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec
 from webapp.config.builtin.output_formats import SUPPORTED_OUTPUT_FORMATS
 from webapp.config.onetrainer_rules import DTYPE_CHOICES, allowed_formats, onetrainer_warnings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webapp.config import model, paths
+from webapp.config import train_config, paths
 from webapp.config.backend_support import backend_warnings
 from webapp.config.loading import ConfigFormatError, normalise, pack
 
@@ -38,7 +38,7 @@ def validate(raw, base_dir: Path, backends: bool = True, whole: bool = False, ro
     except ConfigFormatError as exc:
         return Report(None, exc.errors)
     roots = roots if roots is not None else paths.read_roots(base_dir)
-    report = Report(config, model.check(config), notes=notes)
+    report = Report(config, train_config.check(config), notes=notes)
     packed, report.warnings = pack(config, base_dir, roots)
     report.packed = packed
     typed = {item["field"] for item in report.errors}  # a value of the wrong kind has its error already
@@ -49,7 +49,7 @@ def validate(raw, base_dir: Path, backends: bool = True, whole: bool = False, ro
     # lists read from concept/sample files: their errors are this config's errors too
     for name in ("concepts", "samples"):
         if config.get(name) is None and packed.get(name) is not None:
-            report.errors += model.TRAIN_CONFIG.fields[name].check(packed[name], name)
+            report.errors += train_config.TRAIN_CONFIG.fields[name].check(packed[name], name)
     if backends and report.valid:
         warned = {item["field"] for item in report.warnings}
         choice, warnings = backend_warnings(packed, base_dir)

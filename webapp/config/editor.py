@@ -7,7 +7,7 @@ from pathlib import Path
 
 from webapp.config.datasets import FolderStats, folder_stats
 from webapp.config.forms import get_at
-from webapp.config.model import field_at, label_for
+from webapp.config.train_config import field_at, label_for
 
 
 def input_id(path: str) -> str:

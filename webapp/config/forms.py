@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from webapp.config.loading import ConfigFormatError, parse_json
-from webapp.config.model import CONCEPT, SAMPLE, Field, field_at
+from webapp.config.train_config import CONCEPT, SAMPLE, Field, field_at
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from webapp.config import paths
 from webapp.config.migrate import migrate, migrate_concept
-from webapp.config.model import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
+from webapp.config.train_config import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
 
 MAX_DEPTH = 32                  # a TrainConfig nests 4 deep; anything far deeper is junk
 MAX_FILE_BYTES = 4 * 1024 * 1024

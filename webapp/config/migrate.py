@@ -6,7 +6,7 @@ move is reported in words, for the editor and the API to show.
 """
 from __future__ import annotations
 
-from webapp.config.model import CONCEPT_VERSION, CURRENT_VERSION, json_copy
+from webapp.config.train_config import CONCEPT_VERSION, CURRENT_VERSION, json_copy
 
 RENAMED = {"save_after": "save_every", "save_after_unit": "save_every_unit"}
 # before model parts were nested objects, their settings were flat keys of the config

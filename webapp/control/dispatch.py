@@ -62,7 +62,7 @@ class Dispatcher:
     # -- liveness ---------------------------------------------------------------------------
 
     def _interrupt_lapsed(self, beats: dict, now: float) -> None:
-        running = store.fleet.running_on(self.conn)
+        running = store.assignments.running_on(self.conn)
         self.missing = {worker for worker in running if worker not in beats}
         for worker, run_id in running.items():
             if worker in beats:
@@ -79,7 +79,7 @@ class Dispatcher:
     # -- assignments ------------------------------------------------------------------------
 
     def _assign(self, beats: dict) -> None:
-        busy = set(store.fleet.running_on(self.conn))
+        busy = set(store.assignments.running_on(self.conn))
         idle = {name: beat for name, beat in beats.items()
                 if name not in busy and not beat.get("run_id") and self._free(name, beat)}
         for run in store.queued_runs(self.conn):
@@ -103,7 +103,7 @@ class Dispatcher:
         return not inbox and not taken and not draining
 
     def _target(self, run: dict, beats: dict) -> dict:
-        target = store.fleet.target_of(run)
+        target = store.assignments.target_of(run)
         if run.get("resume_requested") and run.get("worker") and not target:
             backup = None if run["worker"] in beats else self._uploaded_backup(run)
             if backup is None:
@@ -119,7 +119,7 @@ class Dispatcher:
 
     def _hand_over(self, run: dict, worker: str, carry=None) -> bool:
         assignment_id = uuid.uuid4().hex[:16]
-        if not store.fleet.assign(self.conn, run["id"], worker, assignment_id):
+        if not store.assignments.assign(self.conn, run["id"], worker, assignment_id):
             return False  # canceled meanwhile
         payload = {"id": assignment_id, "run_id": run["id"], "config_name": run["config_name"],
                    "config": store.run_config(run), "resume": bool(run.get("resume_requested"))}
@@ -128,7 +128,7 @@ class Dispatcher:
                 payload["backup"] = push_backup(self.redis, assignment_id, Path(self.run_dir(run["id"])), carry)
             self.redis.lpush(assign_key(worker), json.dumps(payload))
         except redis.RedisError:
-            store.fleet.unassign(self.conn, run["id"], assignment_id)
+            store.assignments.unassign(self.conn, run["id"], assignment_id)
             raise
         self.assigned += 1
         text = f"starting on {worker}" + (f" from backup {carry.name}, sent from the web" if carry else "")

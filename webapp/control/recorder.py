@@ -114,7 +114,7 @@ class Recorder:
                 continue
             if self._known(entry):
                 decoded.append(entry)
-        firsts = store.fleet.first_times(self.conn, [(e["run"], e["src"], e["n"]) for e in decoded])
+        firsts = store.assignments.first_times(self.conn, [(e["run"], e["src"], e["n"]) for e in decoded])
         self.duplicates += firsts.count(False)
         appender, self._lapsed = store.events.BatchAppender(self.conn), {}
         published: list[str] = []
@@ -130,7 +130,7 @@ class Recorder:
         source = entry["src"].split(":")[0]
         found = self._assignments.get(source)
         if found is None or found["run_id"] != entry["run"]:
-            found = store.fleet.assignment(self.conn, source)
+            found = store.assignments.assignment(self.conn, source)
             if found is None or found["run_id"] != entry["run"]:
                 log.warning("recorder dropped an entry of unknown assignment %r (run %s)", source, entry["run"])
                 return False

@@ -3,12 +3,13 @@ numbered events, every loss value, samples' metadata, accounts.
 
 Plain functions over a ``sqlite3.Connection``, one module per concern: ``db`` (connection,
 transactions), ``schema``, ``runs`` (rows, queue, history), ``events`` (the numbered log),
-``metrics`` (losses and the chart's downsampling, summarised by ``buckets``), ``samples``,
-``models`` (model versions and their lineage) and ``accounts``. The common calls are re-exported here, so a caller writes ``store.get_run(conn, id)``;
+``metrics`` (losses and the chart's downsampling, summarised by ``loss_summary``), ``samples``,
+``model_versions`` (and their lineage), ``assignments`` (which worker holds a run; the recorder's
+idempotence key) and ``accounts``. The common calls are re-exported here, so a caller writes ``store.get_run(conn, id)``;
 the gallery's and the accounts' own calls are reached as ``store.samples.grid(...)`` and
 ``store.accounts.add_user(...)``.
 """
-from . import accounts, buckets, db, events, fleet, metrics, models, runs, samples, schema  # noqa: F401
+from . import accounts, loss_summary, db, events, assignments, metrics, model_versions, runs, samples, schema  # noqa: F401
 from .db import connect, setting, transaction  # noqa: F401
 from .events import append_event, chart_version, events_since, first_events, kept_files, last_seq, recent_events  # noqa: F401
 from .metrics import append_metrics, loss_buckets, recent_losses  # noqa: F401

@@ -6,7 +6,7 @@ import json
 import time
 
 from ..protocol import SAMPLE_EVENTS, Event, RunState, dumps
-from . import buckets, models
+from . import loss_summary, model_versions
 from .db import transaction
 
 
@@ -19,7 +19,7 @@ def append_event(conn, run_id: int, event: dict) -> dict:
         _fold_into_run(conn, run_id, name, data, at)
         if name in SAMPLE_EVENTS:
             _record_sample(conn, run_id, name, data, at)
-        models.register_from_event(conn, run_id, name, data, at)
+        model_versions.register_from_event(conn, run_id, name, data, at)
     return {"seq": seq, "run_id": run_id, "event": name, "data": data, "time": at}
 
 
@@ -134,7 +134,7 @@ def chart_version(conn, run_id: int) -> tuple:
         "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = :run),"
         " (SELECT COALESCE(SUM(n), 0) FROM metric_buckets WHERE run_id = :run AND width = :width),"
         " (SELECT COUNT(*) FROM metric_buckets_stale WHERE run_id = :run)",
-        {"run": run_id, "width": buckets.BUCKET_WIDTHS[-1]}).fetchone()[:]
+        {"run": run_id, "width": loss_summary.BUCKET_WIDTHS[-1]}).fetchone()[:]
 
 
 def last_seq(conn) -> int:

@@ -1,7 +1,7 @@
 """Metrics: every loss and learning-rate value, and the downsampled loss curve a chart draws."""
 from __future__ import annotations
 
-from .buckets import BUCKET_WIDTHS, merge_stats, refresh_buckets
+from .loss_summary import BUCKET_WIDTHS, merge_stats, refresh_buckets
 from .db import transaction
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import buckets, fleet, models
+from . import loss_summary, assignments, model_versions
 from .db import setting
 
 SCHEMA = """
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def init_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA + buckets.BUCKETS_SCHEMA + models.SCHEMA)
+    conn.executescript(SCHEMA + loss_summary.BUCKETS_SCHEMA + model_versions.SCHEMA)
     # columns added after a workspace was first made
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
     for name, kind in (("resume_requested", "INTEGER NOT NULL DEFAULT 0"), ("queue_position", "REAL"),
@@ -68,7 +68,7 @@ def init_schema(conn: sqlite3.Connection) -> None:
                        ("gpus", "INTEGER NOT NULL DEFAULT 1"), ("reason_code", "TEXT")):
         if name not in columns:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-    fleet.init_fleet_schema(conn, columns)
-    if setting(conn, buckets.BUCKETS_KEY) != buckets.BUCKETS_VERSION:  # from before them
-        buckets.mark_all_buckets_stale(conn)
-    models.backfill(conn)  # the versions of runs recorded before model versions: once
+    assignments.init_fleet_schema(conn, columns)
+    if setting(conn, loss_summary.BUCKETS_KEY) != loss_summary.BUCKETS_VERSION:  # from before them
+        loss_summary.mark_all_buckets_stale(conn)
+    model_versions.backfill(conn)  # the versions of runs recorded before model versions: once

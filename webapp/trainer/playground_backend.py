@@ -40,7 +40,7 @@ class PlaygroundBackend:
 
     def start(self) -> None:
         from webapp.trainer.builtin.families import load_model
-        from webapp.trainer.builtin.model import pick_device
+        from webapp.trainer.builtin.device import pick_device
         from webapp.trainer.builtin.sampling import Sampler
         self.device, note = pick_device(self.device_name)
         if note:

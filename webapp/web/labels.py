@@ -9,7 +9,7 @@ import time
 
 from markupsafe import Markup, escape
 
-from webapp.config.model import label_for
+from webapp.config.train_config import label_for
 
 VALUE_LABELS = {
     # model types

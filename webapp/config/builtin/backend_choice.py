@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from webapp.config.builtin.multi_gpu import requested_gpus
-from webapp.config.builtin.settings import SUPPORTED_METHODS, SUPPORTED_MODEL_TYPES
+from webapp.config.builtin.train_settings import SUPPORTED_METHODS, SUPPORTED_MODEL_TYPES
 
 BUILTIN, ONETRAINER = "builtin", "onetrainer"
 BACKENDS = (BUILTIN, ONETRAINER)

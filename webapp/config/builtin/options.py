@@ -1,5 +1,5 @@
 """The parts of OneTrainer's TrainConfig that say *what* trains and *how*: per-part settings,
-the LoRA, the embedding, the optimizer, precision, EMA and the loss. Read by config/builtin/settings.py.
+the LoRA, the embedding, the optimizer, precision, EMA and the loss. Read by config/builtin/train_settings.py.
 
 Torch-free: the web validates configs with it. Field names and defaults are OneTrainer's.
 """
@@ -77,7 +77,7 @@ def part_names(model_type: str) -> tuple[str, ...]:
 
 
 def read_options(reader, model_type: str, method: str) -> TrainOptions:
-    """``reader`` is the settings reader (builtin/settings.py) over the whole config; errors go into it."""
+    """``reader`` is the settings reader (builtin/train_settings.py) over the whole config; errors go into it."""
     options = TrainOptions()
     for name in part_names(model_type):
         options.parts[name] = _read_part(reader, name)

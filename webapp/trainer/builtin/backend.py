@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from webapp.config.builtin.settings import TrainSettings
+from webapp.config.builtin.train_settings import TrainSettings
 from webapp.protocol import Event
 from webapp.trainer.builtin import checkpoint, concepts, decisions, methods, outputs
 from webapp.trainer.builtin.backups import Backups
@@ -27,7 +27,7 @@ from webapp.trainer.builtin.distributed import Group, Solo, cpu_threads_per_rank
 from webapp.trainer.builtin.ema import EMA
 from webapp.trainer.builtin.families import load_model
 from webapp.trainer.builtin.lr_schedule import make_lr_scheduler
-from webapp.trainer.builtin.model import autocast_dtype, cast_frozen_parts, pick_device, share_the_cpu, torch_dtype
+from webapp.trainer.builtin.device import autocast_dtype, cast_frozen_parts, pick_device, share_the_cpu, torch_dtype
 from webapp.trainer.builtin.optimizers import make_optimizer
 from webapp.trainer.builtin.sampling import Sampler, spec_request
 from webapp.trainer.builtin.schedule import Schedule

@@ -15,7 +15,7 @@ import torch
 from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline,
                        StableDiffusionXLPipeline, UNet2DConditionModel)
 
-from webapp.config.builtin.settings import MODEL_FAMILIES
+from webapp.config.builtin.train_settings import MODEL_FAMILIES
 from webapp.trainer.builtin import single_file
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")

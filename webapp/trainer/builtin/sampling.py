@@ -16,7 +16,7 @@ import torch
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler, UniPCMultistepScheduler)
 
-from webapp.config.builtin.settings import SAMPLE_SCHEDULERS
+from webapp.config.builtin.train_settings import SAMPLE_SCHEDULERS
 from webapp.protocol import Event
 from webapp.trainer.sample_files import save_sample_image
 

@@ -10,7 +10,7 @@ from functools import cache
 from flask import Blueprint, jsonify, request
 
 from webapp import store
-from webapp.config import model
+from webapp.config import train_config
 from webapp.config.checks import validate
 from webapp.config.loading import ConfigFormatError, pack, parse_json
 from webapp.web.configs.files import MAX_BODY, library, library_errors, read_roots, workspace
@@ -83,12 +83,12 @@ def schema():
 
 @cache
 def _schema() -> dict:
-    return model.json_schema()
+    return train_config.json_schema()
 
 
 @bp.get("/defaults")
 def defaults():
-    return jsonify(model.defaults())
+    return jsonify(train_config.defaults())
 
 
 @bp.put("/<path:name>")

@@ -7,7 +7,7 @@ from webapp.config.library import list_configs
 from webapp import store
 from webapp.web.extensions import get_db
 from webapp.protocol import Command
-from webapp.config.builtin.settings import SAMPLE_SCHEDULERS
+from webapp.config.builtin.train_settings import SAMPLE_SCHEDULERS
 from webapp.web.runs import actions as run_actions
 from webapp.web.runs import views as run_views
 from webapp.web.sse.fragments import render_progress

@@ -23,8 +23,8 @@ def workers() -> list[dict]:
         draining = client.smembers(DRAIN_KEY)
     except redis.RedisError as exc:
         raise ApiError(503, "Redis is unreachable", str(exc)) from None
-    running = store.fleet.running_on(get_db())
-    counts = store.fleet.runs_by_worker(get_db())
+    running = store.assignments.running_on(get_db())
+    counts = store.assignments.runs_by_worker(get_db())
     return [_worker(name, raw, beats.get(name), name in draining, running.get(name), counts.get(name, 0))
             for name, raw in sorted(joined.items())]
 
@@ -73,7 +73,7 @@ def remove(name: str) -> None:
     client = get_redis()
     if client.exists(heartbeat_key(name)):
         raise ApiError(409, "worker is connected", f"{name} still sends heartbeats: stop it first, or drain it")
-    if name in store.fleet.running_on(get_db()):
+    if name in store.assignments.running_on(get_db()):
         raise ApiError(409, "worker holds a run", f"{name} has a run marked running; wait {HEARTBEAT_TTL_S:g} s")
     pipe = client.pipeline(transaction=False)
     pipe.hdel(WORKERS_KEY, name)

@@ -17,7 +17,7 @@ bp = Blueprint("models_api", __name__, url_prefix="/api/models")
 def list_models():
     filters, order = model_views.filters_from(request.args)
     limit = int_arg("limit", default=100, minimum=1, maximum=500)
-    versions = store.models.list_versions(get_db(), filters, order=order, limit=limit)
+    versions = store.model_versions.list_versions(get_db(), filters, order=order, limit=limit)
     return jsonify(versions=[model_views.version_view(v) for v in versions], order=order, limit=limit)
 
 

@@ -58,7 +58,7 @@ def file_facts(version: dict, checksum: bool = False) -> dict:
         for chunk in zip_stream(path) if path.is_dir() else _chunks(path):
             digest.update(chunk)
         sha = digest.hexdigest()
-        store.models.set_file_facts(get_db(), version["id"], size, sha, stamp)
+        store.model_versions.set_file_facts(get_db(), version["id"], size, sha, stamp)
     return {"exists": True, "size": size, "sha256": sha}
 
 
@@ -141,4 +141,4 @@ def record_dataset(run_id: int, config: dict) -> None:
         fingerprint = fingerprint_dataset(config, current_app.config["WORKSPACE"])
     except OSError as exc:
         fingerprint = {"concepts": [], "files": 0, "bytes": 0, "sha256": None, "error": type(exc).__name__}
-    store.models.set_dataset_fingerprint(get_db(), run_id, fingerprint)
+    store.model_versions.set_dataset_fingerprint(get_db(), run_id, fingerprint)

@@ -28,17 +28,17 @@ def refused(exc: ApiError):
 @bp.get("/models")
 def index():
     filters, order = model_views.filters_from(request.args)
-    versions = store.models.list_versions(get_db(), filters, order=order)
+    versions = store.model_versions.list_versions(get_db(), filters, order=order)
     models = model_views.grouped([model_views.version_view(v) for v in versions])
     template = "models/_list.html" if request.headers.get("HX-Request") else "models/index.html"
     return render_template(template, models=models, filters=filters, order=order,
-                           choices=store.models.choices(get_db()))
+                           choices=store.model_versions.choices(get_db()))
 
 
 @bp.get("/models/<int:version_id>")
 def version_page(version_id: int):
     version = model_views.version_detail(model_views.get_version(version_id))
-    others = [v for v in store.models.list_versions(get_db(), {"model": version["model"]}, limit=100)
+    others = [v for v in store.model_versions.list_versions(get_db(), {"model": version["model"]}, limit=100)
               if v["id"] != version_id]
     return render_template("models/version.html", version=version, others=others)
 

@@ -19,7 +19,7 @@ FILTER_ARGS = ("model", "tag", "base_model", "method", "kind", "run")
 
 
 def get_version(version_id: int) -> dict:
-    version = store.models.get_version(get_db(), version_id)
+    version = store.model_versions.get_version(get_db(), version_id)
     if version is None:
         raise ApiError(404, "unknown model version", f"no model version with id {version_id}")
     return version
@@ -32,8 +32,8 @@ def filters_from(args) -> tuple[dict, str]:
     if args.get("picked") in ("1", "true"):
         filters["picked"] = True
     order = args.get("order", "newest")
-    if order not in store.models.ORDERS:
-        raise ApiError(400, "invalid field", [{"field": "order", "message": f"one of {', '.join(store.models.ORDERS)}"}])
+    if order not in store.model_versions.ORDERS:
+        raise ApiError(400, "invalid field", [{"field": "order", "message": f"one of {', '.join(store.model_versions.ORDERS)}"}])
     return filters, order
 
 
@@ -50,7 +50,7 @@ def version_view(version: dict, checksum: bool = False, samples: bool = True) ->
         view["samples"] = [{"id": s["id"], "prompt": s["prompt"], "global_step": s["global_step"],
                             "image_url": url_for("samples_api.sample_image", sample_id=s["id"]),
                             "thumbnail_url": url_for("samples_api.sample_thumbnail", sample_id=s["id"], size=128)}
-                           for s in store.models.samples_near(conn, version["run_id"], version["global_step"])]
+                           for s in store.model_versions.samples_near(conn, version["run_id"], version["global_step"])]
     return view
 
 
@@ -59,7 +59,7 @@ def version_detail(version: dict) -> dict:
     view = version_view(version, checksum=True)
     run = store.get_run(get_db(), version["run_id"])
     view["config"] = json.loads(run["config_json"]) if run else None
-    view["dataset"] = store.models.dataset_fingerprint(get_db(), version["run_id"])
+    view["dataset"] = store.model_versions.dataset_fingerprint(get_db(), version["run_id"])
     return view
 
 
@@ -98,13 +98,13 @@ def change_tags(version: dict, values: dict) -> None:
     takes it off; ``{"pick": false}`` clears the pick."""
     conn = get_db()
     if values.get("pick") is False and not values.get("tag"):
-        store.models.unpick(conn, version["id"])
+        store.model_versions.unpick(conn, version["id"])
         return
     tag = check_tag(values.get("tag"))
     if _truthy(values.get("remove")):
-        store.models.remove_tag(conn, version["id"], tag)
+        store.model_versions.remove_tag(conn, version["id"], tag)
     else:
-        store.models.add_tag(conn, version["id"], tag, pick=_truthy(values.get("pick")))
+        store.model_versions.add_tag(conn, version["id"], tag, pick=_truthy(values.get("pick")))
 
 
 def _truthy(value) -> bool:
@@ -114,13 +114,13 @@ def _truthy(value) -> bool:
 def set_note(version: dict, note) -> None:
     if not isinstance(note, str) or len(note) > MAX_NOTE:
         raise ApiError(400, "invalid field", [{"field": "note", "message": f"text of at most {MAX_NOTE} characters"}])
-    store.models.set_note(get_db(), version["id"], note.strip())
+    store.model_versions.set_note(get_db(), version["id"], note.strip())
 
 
 def delete(version: dict) -> dict:
     """The file (or backup folder) and the record."""
     removed = model_files.delete_file(version)
-    store.models.delete_version(get_db(), version["id"])
+    store.model_versions.delete_version(get_db(), version["id"])
     return {"deleted": version["id"], "file_removed": removed}
 
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document, built with apispec from the app's URL map (paths, path parameters,
 methods) and ``openapi_operations`` (what each endpoint takes and answers). The config's own JSON
-schema (``config.model.json_schema``) is its TrainConfig component. Built once per process."""
+schema (``config.train_config.json_schema``) is its TrainConfig component. Built once per process."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,7 @@ from functools import cache
 from apispec import APISpec
 from flask import current_app, request
 
-from webapp.config import model
+from webapp.config import train_config
 from webapp.web.openapi.operations import NOT_JSON, OPERATIONS, STR, array, obj, ref
 from webapp.web.openapi.schemas import SCHEMAS
 
@@ -62,7 +62,7 @@ def _document(app) -> dict:
 
 
 def _components(spec: APISpec) -> None:
-    config_schema = model.json_schema()
+    config_schema = train_config.json_schema()
     for name, schema in config_schema.pop("$defs", {}).items():
         spec.components.schema(name, _rebase(schema))
     config_schema.pop("$schema", None)

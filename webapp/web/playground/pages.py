@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, render_template, request
 
 from webapp import store
-from webapp.config.builtin.settings import SAMPLE_SCHEDULERS
+from webapp.config.builtin.train_settings import SAMPLE_SCHEDULERS
 from webapp.protocol import PLAYGROUND_MARKER as MARKER, Command
 from webapp.web.api_input import json_body
 from webapp.web.extensions import get_db

@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import current_app
 
 from webapp import store
-from webapp.config.builtin.settings import SampleSpec
+from webapp.config.builtin.train_settings import SampleSpec
 from webapp.protocol import PLAYGROUND_MARKER as MARKER, Command, Event, RunState, make_event
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db

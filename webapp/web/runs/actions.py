@@ -18,7 +18,7 @@ from webapp import store
 from webapp.config.builtin import disk
 from webapp.config.builtin.backend_choice import ONETRAINER, choose_backend, onetrainer_dir
 from webapp.config.builtin.multi_gpu import requested_gpus
-from webapp.config.builtin.settings import ConfigError, TrainSettings
+from webapp.config.builtin.train_settings import ConfigError, TrainSettings
 from webapp.config.checks import Report, validate
 from webapp.config.library import ConfigLibrary
 from webapp.config.onetrainer_rules import onetrainer_warnings
@@ -108,7 +108,7 @@ def queue_run(name: str, config: dict, target: dict | None = None) -> int:
     if PLAYGROUND_MARKER not in config:
         record_dataset(run_id, config)  # the lineage of the models it will save
     if target:
-        store.fleet.set_target(conn, run_id, target)
+        store.assignments.set_target(conn, run_id, target)
     sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name, **(
         {"target": target} if target else {})))
     return run_id
@@ -243,7 +243,7 @@ def run_again(run_id: int) -> int:
         raise ApiError(409, "not a training", f"run {run_id} is a playground session; open a new one instead")
     config = prepare_config(store.run_config(run))
     caps.check_queue(started_by(), 1)
-    new_id = queue_run(run["config_name"], config, store.fleet.target_of(run) or None)
+    new_id = queue_run(run["config_name"], config, store.assignments.target_of(run) or None)
     nudge_dispatcher()
     return new_id
 

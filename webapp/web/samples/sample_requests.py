@@ -4,7 +4,7 @@ the dashboard's "sample now", the gallery, the samples API and the playground al
 """
 from __future__ import annotations
 
-from webapp.config.builtin.settings import SAMPLE_SCHEDULERS
+from webapp.config.builtin.train_settings import SAMPLE_SCHEDULERS
 from webapp import store
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
