@@ -47,8 +47,8 @@ def test_a_worker_token_is_kept_as_its_hash_only_and_opens_only_its_own_keys(app
         worker = redis_client(redis_url, "gpu-a", token)
         worker.set(heartbeat_key("gpu-a"), "{}")                       # its own keys: yes
         worker.xadd(worker_stream("gpu-a"), {"e": "1"})
-        for refused in (lambda: worker.get(heartbeat_key("gpu-b")), lambda: worker.xadd(worker_stream("gpu-b"), {"e": "1"}),
-                        lambda: worker.keys("*"), lambda: worker.acl_list(), lambda: worker.config_get("*"),
+        for refused in (lambda: worker.get(heartbeat_key("gpu-b")),
+                        lambda: worker.xadd(worker_stream("gpu-b"), {"e": "1"}), lambda: worker.keys("*"), lambda: worker.acl_list(), lambda: worker.config_get("*"),
                         lambda: worker.publish("otweb:events", "x"), lambda: worker.flushall()):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 refused()

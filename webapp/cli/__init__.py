@@ -61,7 +61,8 @@ def web(host, port, workers, workspace, config_dir):
 @click.option("--workspace", type=click.Path(path_type=Path), default=None,
               help="This worker's own folder: its run folders (worker/runs/), its spool, and where a config's "
                    "relative paths (models, datasets, caches) resolve (env OTWEB_WORKSPACE).")
-@click.option("--redis-url", default=None, help="The fleet's Redis, e.g. rediss://web-host:6380/0 (env REDIS_URL); with --token, no credentials.")
+@click.option("--redis-url", default=None,
+              help="The fleet's Redis, e.g. rediss://web-host:6380/0 (env REDIS_URL); with --token, no credentials.")
 @click.option("--token", default=None, help="This worker's token: otweb token create --worker NAME (env "
               "OTWEB_WORKER_TOKEN); with it the worker logs in to Redis as its own user, whatever the URL says.")
 @click.option("--name", default=None, help="The worker's name in the fleet (env OTWEB_WORKER_NAME; default HOST-gpu0).")

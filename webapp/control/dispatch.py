@@ -31,8 +31,9 @@ class Dispatcher:
     def __init__(self, conn, redis_client: redis.Redis, token_ok=lambda name: True,
                  ttl_s: float = HEARTBEAT_TTL_S, run_dir=None):
         """token_ok(name): whether a worker may be given runs (a live worker token of its name, when
-        accounts are on; its heartbeat was written by its own Redis user). run_dir(run_id): this host's copy of a run's folder, where uploaded
-        backups are (None: a resume always waits for the run's own worker)."""
+        accounts are on; its heartbeat was written by its own Redis user). run_dir(run_id): this
+        host's copy of a run's folder, where uploaded backups are (None: a resume always waits for
+        the run's own worker)."""
         self.conn, self.redis, self.token_ok, self.ttl_s = conn, redis_client, token_ok, ttl_s
         self.run_dir = run_dir
         self.sink = EventSink(conn, redis_client)

@@ -1,8 +1,9 @@
 """The control plane's recorder: reads every worker's event stream (its own key, which only it and
 the web may write) with a consumer group and records each entry once, by (run, assignment, n), and
-only from the stream of the worker the run's assignment went to: events and losses into SQLite, files into the run's folder
-here. One batch is one transaction; it commits, then XACKs and deletes the entries (the stream is
-trimmed only past what is recorded), then publishes the events for the SSE fan-out.
+only from the stream of the worker the run's assignment went to: events and losses into SQLite,
+files into the run's folder here. One batch (of one stream) is one transaction; it commits, then
+XACKs and deletes the entries (the stream is trimmed only past what is recorded), then publishes
+the events for the SSE fan-out.
 
 A web process that dies between commit and XACK leaves its entries pending: whoever runs the
 recorder next claims them (XAUTOCLAIM) and finds them recorded already.
