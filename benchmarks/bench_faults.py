@@ -117,7 +117,7 @@ def fault_worker(served: Served) -> dict:
     killed = time.monotonic()
     old.send_signal(signal.SIGKILL)
     until(lambda: (w := part(served.proc, "webapp.cli worker")) and w.pid != old.pid
-          and any(served.redis.scan_iter("otweb:worker:*")) and ok(served.url + "/api/health"))
+          and any(served.redis.scan_iter("otweb:w:*:beat")) and ok(served.url + "/api/health"))
     whole = time.monotonic() - killed
     until(lambda: served.state(run_id) == "interrupted", 30)
     requests.post(f"{served.url}/api/runs/{run_id}/resume", timeout=10)

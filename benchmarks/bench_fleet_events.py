@@ -40,8 +40,11 @@ def producer(redis_url: str, run_id: int, source: str, run_dir: str, start_at: f
     import redis
 
     from webapp.protocol import Event, make_event
+    from webapp.settings import WORKERS_KEY, worker_stream
     from webapp.worker.stream_sink import StreamSink
-    sink = StreamSink(redis.Redis.from_url(redis_url, decode_responses=True), os.path.join(run_dir, "spool"))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.sadd(WORKERS_KEY, f"sim-{source}")  # a worker without a token joins the fleet itself
+    sink = StreamSink(client, os.path.join(run_dir, "spool"), worker_stream(f"sim-{source}"))
     sink.bind(run_id, source, run_dir)
     count = int(seconds * rate)
     time.sleep(max(0.0, start_at - time.time()))
@@ -63,7 +66,7 @@ def make_runs(conn, n: int, tag: str) -> list[tuple[int, str]]:
     for i in range(n):
         run_id = store.create_run(conn, f"{tag}-{i}", {})
         source = f"{tag}{run_id}"
-        store.assignments.assign(conn, run_id, f"sim-{tag}-{i}", source)
+        store.assignments.assign(conn, run_id, f"sim-{source}", source)
         runs.append((run_id, source))
     return runs
 

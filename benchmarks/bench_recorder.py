@@ -42,7 +42,7 @@ def producer(url: str, run_id: int, source: str, rate: float, seconds: float, st
     """XADD `rate` entries/s for `seconds`, as many workers together would."""
     import redis
 
-    from webapp.settings import EVENT_STREAM
+    from webapp.settings import worker_stream
     client = redis.Redis.from_url(url, decode_responses=True)
     todo = entries(run_id, source, 1, int(rate * seconds))
     sent = 0
@@ -52,7 +52,7 @@ def producer(url: str, run_id: int, source: str, rate: float, seconds: float, st
         if due > sent:
             pipe = client.pipeline(transaction=False)
             for fields in todo[sent:due]:
-                pipe.xadd(EVENT_STREAM, fields)
+                pipe.xadd(worker_stream("w"), fields)
             pipe.execute()
             sent = due
         time.sleep(0.005)
@@ -62,19 +62,21 @@ def producer(url: str, run_id: int, source: str, rate: float, seconds: float, st
 def setup(bench: Bench, client, tag: str):
     from webapp import store
     from webapp.control.recorder import Recorder
+    from webapp.settings import WORKERS_KEY
     conn = store.connect(bench.tmp / f"{tag}.sqlite3")
     store.init_schema(conn)
     run_id = store.create_run(conn, tag, {})
     store.assignments.assign(conn, run_id, "w", f"{tag}-a")
+    client.sadd(WORKERS_KEY, "w")  # the recorder reads the streams of the fleet's workers
     return conn, run_id, Recorder(conn, client, lambda r: bench.tmp / "runs" / str(r), tag)
 
 
 def backlog(bench: Bench, client, count: int) -> dict:
-    from webapp.settings import EVENT_STREAM
+    from webapp.settings import worker_stream
     conn, run_id, recorder = setup(bench, client, "backlog")
     pipe = client.pipeline(transaction=False)
     for fields in entries(run_id, "backlog-a", 1, count):
-        pipe.xadd(EVENT_STREAM, fields)
+        pipe.xadd(worker_stream("w"), fields)
     pipe.execute()
     lags, cpu, started = [], time.process_time(), time.perf_counter()
     while recorder.step(block_ms=1):

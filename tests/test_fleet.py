@@ -11,7 +11,7 @@ from servers import free_port
 from webapp import store
 from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, decode_entry, encode_entry, file_chunks
 from webapp.protocol import Event, make_event
-from webapp.settings import EVENT_STREAM
+from webapp.settings import NUDGE_STREAM, WORKERS_KEY, worker_stream
 from webapp.control.recorder import Recorder
 from webapp.worker.stream_sink import StreamSink
 
@@ -23,7 +23,11 @@ def _run(app, worker="w1"):
     return conn, run_id, f"as{run_id}"
 
 
+STREAM = worker_stream("w1")  # the stream of the worker the tests' runs are assigned to
+
+
 def _recorder(app, conn, client, name="r1"):
+    client.sadd(WORKERS_KEY, "w1")  # in the fleet: the recorder reads its stream
     return Recorder(conn, client, app.config["SETTINGS"].run_dir, name)
 
 
@@ -33,26 +37,26 @@ def test_an_entry_read_twice_is_recorded_once(app, redis_url):
     entries = [encode_entry(ENTRY_EVENT, run_id, source, n, event="log", data={"text": f"line {n}"}, time=1.0)
                for n in range(1, 51)]
     for fields in entries + entries[10:30]:        # a worker that sent a spooled batch again
-        client.xadd(EVENT_STREAM, fields)
+        client.xadd(STREAM, fields)
     first, second = _recorder(app, conn, client, "r1"), _recorder(app, store.connect(app.config["DATABASE"]), client, "r2")
     while first.step(block_ms=10) + second.step(block_ms=10):
         pass
     texts = [e["data"]["text"] for e in store.events_since(conn, 0, run_id) if e["event"] == "log"]
     assert texts == [f"line {n}" for n in range(1, 51)]
     assert first.duplicates + second.duplicates == 20
-    assert client.xlen(EVENT_STREAM) == 0             # trimmed, and only past what is recorded
+    assert client.xlen(STREAM) == 0             # trimmed, and only past what is recorded
 
 
 def test_pending_entries_of_a_dead_recorder_are_claimed(app, redis_url):
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     conn, run_id, source = _run(app)
-    client.xgroup_create(EVENT_STREAM, "recorder", id="0", mkstream=True)
-    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="status", data={"text": "x"}))
-    entry_id = client.xreadgroup("recorder", "dead", {EVENT_STREAM: ">"}, count=10)[0][1][0][0]  # never acked
+    client.xgroup_create(STREAM, "recorder", id="0", mkstream=True)
+    client.xadd(STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="status", data={"text": "x"}))
+    entry_id = client.xreadgroup("recorder", "dead", {STREAM: ">"}, count=10)[0][1][0][0]  # never acked
     recorder = _recorder(app, conn, client)
-    recorder._group_ready, recorder.claim_every_s = True, 0  # look for pending entries at every step
+    recorder.claim_every_s = 0  # look for pending entries at every step
     assert recorder.step(block_ms=10) == 0            # not idle long enough yet: not taken from it
-    client.execute_command("XCLAIM", EVENT_STREAM, "recorder", "dead", 0, entry_id, "IDLE", 10_000, "JUSTID")
+    client.execute_command("XCLAIM", STREAM, "recorder", "dead", 0, entry_id, "IDLE", 10_000, "JUSTID")
     recorder.step(block_ms=10)
     assert store.get_run(conn, run_id)["status_text"] == "x"
 
@@ -68,7 +72,7 @@ def test_files_are_placed_whole_and_only_in_the_run_folder(app, redis_url, tmp_p
     n = 0
     for body in chunks[:1] + [bad] + chunks[2:] + chunks + [dict(chunks[0], path="../escape.bin")]:
         n += 1
-        client.xadd(EVENT_STREAM, encode_entry(ENTRY_FILE, run_id, source, n, **body))
+        client.xadd(STREAM, encode_entry(ENTRY_FILE, run_id, source, n, **body))
     recorder = _recorder(app, conn, client)
     while recorder.step(block_ms=10):
         pass
@@ -83,7 +87,7 @@ def test_files_are_placed_whole_and_only_in_the_run_folder(app, redis_url, tmp_p
 def test_unknown_assignments_cannot_write(app, redis_url):
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     conn, run_id, _ = _run(app)
-    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, "forged", 1, event="status", data={"text": "pwned"}))
+    client.xadd(STREAM, encode_entry(ENTRY_EVENT, run_id, "forged", 1, event="status", data={"text": "pwned"}))
     recorder = _recorder(app, conn, client)
     recorder.step(block_ms=10)
     assert store.get_run(conn, run_id)["status_text"] != "pwned"
@@ -92,13 +96,13 @@ def test_unknown_assignments_cannot_write(app, redis_url):
 def test_the_sink_spools_while_redis_is_away_and_replays_in_order(app, redis_url, tmp_path):
     conn, run_id, source = _run(app)
     away = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
-    sink = StreamSink(away, tmp_path / "spool")
+    sink = StreamSink(away, tmp_path / "spool", STREAM)
     sink.bind(run_id, source, tmp_path / "run")
     for n in range(30):
         sink.emit(run_id, make_event(Event.STATUS, text=f"s{n}"))
     assert not sink.connected and len(sink.spool) == 30
     # the worker dies here and starts again: the spool is on disk
-    sink = StreamSink(redis.Redis.from_url(redis_url, decode_responses=True), tmp_path / "spool")
+    sink = StreamSink(redis.Redis.from_url(redis_url, decode_responses=True), tmp_path / "spool", STREAM)
     sink.bind(run_id, source, tmp_path / "run")
     assert len(sink.spool) == 30 and sink.drain() == 0 and not (tmp_path / "spool" / "entries.jsonl").exists()
     recorder = _recorder(app, conn, redis.Redis.from_url(redis_url, decode_responses=True))
@@ -113,7 +117,8 @@ def test_worker_tokens_join_the_fleet_and_open_nothing_else(app, client):
     runner = CliRunner()
     result = runner.invoke(main, ["token", "create", "--worker", "gpu-7", "--workspace", str(app.config["WORKSPACE"])])
     assert result.exit_code == 0, result.output
-    token = result.output.strip().splitlines()[-1]
+    token = next(line for line in result.output.splitlines() if line.startswith("otw_"))
+    assert "--name gpu-7 --token" in result.output and "otweb-worker-gpu-7" in result.output  # what to give it
     conn = store.accounts.connect(app.config["DATABASE"])
     found = store.accounts.find_token(conn, token)
     assert found["role"] == "worker" and found["name"] == "gpu-7"
@@ -135,7 +140,7 @@ def test_a_run_marked_interrupted_by_a_lapse_is_corrected_when_its_worker_is_hea
     store.append_event(conn, run_id, make_event(
         Event.RUN, state="interrupted", reason="worker w1 stopped sending heartbeats (16 s): its process died",
         reason_code="worker_lapsed"))
-    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="progress",
+    client.xadd(STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="progress",
                                            data={"global_step": 1155, "max_step": 2000}, time=2.0))
     recorder = _recorder(app, conn, client)
     while recorder.step(block_ms=10):
@@ -145,7 +150,7 @@ def test_a_run_marked_interrupted_by_a_lapse_is_corrected_when_its_worker_is_hea
     assert "lost contact with worker w1 at step 336; back at step 1155: the run went on meanwhile" in texts
     # a run interrupted for another reason (its worker's own report) stays interrupted
     store.append_event(conn, run_id, make_event(Event.RUN, state="interrupted", reason="worker w1 stopped"))
-    client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 2, event="log", data={"text": "x"}))
+    client.xadd(STREAM, encode_entry(ENTRY_EVENT, run_id, source, 2, event="log", data={"text": "x"}))
     while recorder.step(block_ms=10):
         pass
     assert store.get_run(conn, run_id)["state"] == "interrupted"
@@ -157,7 +162,7 @@ def test_a_file_too_large_to_upload_is_listed_with_its_host_and_path(app, client
     import socket
     from webapp.worker.uploads import FolderSync
     conn, run_id, source = _run(app)
-    sink = StreamSink(redis.Redis.from_url(redis_url, decode_responses=True), tmp_path / "spool")
+    sink = StreamSink(redis.Redis.from_url(redis_url, decode_responses=True), tmp_path / "spool", STREAM)
     folder = tmp_path / "run"
     sink.bind(run_id, source, folder)
     (folder / "models").mkdir(parents=True)
@@ -193,7 +198,7 @@ def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url
     gets that backup, whole and checked, in its own run folder; kept on the gone worker's host, the
     backup cannot travel and the resume waits for that worker."""
     import json
-    from webapp.settings import WORKERS_KEY, assign_key, heartbeat_key
+    from webapp.settings import assign_key, heartbeat_key
     from webapp.control.dispatch import Dispatcher
     from webapp.worker.backup_receive import receive_backup
     client = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -205,7 +210,7 @@ def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url
     _backup(folder, "2026-01-01_00-01-00-step12", 12, weights)
     assert store.requeue_for_resume(conn, run_id)
     conn.commit()
-    client.hset(WORKERS_KEY, "other", "{}")
+    client.sadd(WORKERS_KEY, "other")
     client.set(heartbeat_key("other"), json.dumps({"devices": [0]}), ex=30)
     try:
         Dispatcher(conn, client, run_dir=settings.run_dir).step()
@@ -229,7 +234,7 @@ def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url
         assert client.llen(assign_key("other")) == 0
         assert "for worker gone" in store.get_run(conn2, second)["status_text"]
     finally:
-        client.hdel(WORKERS_KEY, "other")
+        client.srem(WORKERS_KEY, "other")
         client.delete(heartbeat_key("other"), assign_key("other"))
 
 
@@ -248,7 +253,7 @@ def test_one_batch_records_as_one_by_one_would(app, redis_url):
     bodies.insert(100, dict(event="log", data={"text": "saved: models/step100.safetensors"}, time=100.5))
     numbered = [encode_entry(ENTRY_EVENT, run_id, source, n, **body) for n, body in enumerate(bodies, 1)]
     for fields in numbered[:150] + numbered[140:160] + numbered[150:]:  # 20 sent twice, inside one read
-        client.xadd(EVENT_STREAM, fields)
+        client.xadd(STREAM, fields)
     recorder = _recorder(app, conn, client)
     while recorder.step(block_ms=10):
         pass
@@ -270,15 +275,15 @@ def test_entries_sent_together_keep_their_order_and_spool_whole(app, redis_url, 
     conn, run_id, source = _run(app)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     away = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
-    for sink in (StreamSink(client, tmp_path / "live"), StreamSink(away, tmp_path / "away")):
+    for sink in (StreamSink(client, tmp_path / "live", STREAM), StreamSink(away, tmp_path / "away", STREAM)):
         sink.bind(run_id, source, tmp_path / "run")
         with sink.together():
             sink.metrics(run_id, [(1, 0.5, 1e-3, 1.0)])
             sink.emit(run_id, make_event(Event.PROGRESS, global_step=1))
             assert sink.sent == 0 and not len(sink.spool)  # nothing out before the block ends
         sink.emit(run_id, make_event(Event.STATUS, text="after"))
-    sent = [decode_entry(fields) for _, fields in client.xrange(EVENT_STREAM)]
-    spooled = list(StreamSink(away, tmp_path / "away").spool.entries)
+    sent = [decode_entry(fields) for _, fields in client.xrange(STREAM)]
+    spooled = list(StreamSink(away, tmp_path / "away", STREAM).spool.entries)
     assert [(e["k"], e["n"]) for e in sent] == [("metrics", 1), ("event", 2), ("event", 3)]
     assert [decode_entry(fields)["n"] for fields in spooled] == [1, 2, 3]
 
@@ -289,10 +294,10 @@ def test_a_queue_change_nudges_the_recorder_and_nothing_is_recorded_for_it(app, 
     recorder = _recorder(app, conn, redis_client)
     recorder.step(block_ms=10)  # the group exists before the nudge comes
     assert client.post("/api/queue/pause", json={"paused": False}).status_code == 200  # nudges the dispatcher
-    redis_client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="status", data={"text": "x"}))
+    redis_client.xadd(STREAM, encode_entry(ENTRY_EVENT, run_id, source, 1, event="status", data={"text": "x"}))
     before = len(store.events_since(conn, 0, run_id))
     assert recorder.step(block_ms=100) == 2 and recorder.nudged  # the control loop dispatches at once
     assert len(store.events_since(conn, 0, run_id)) == before + 1 and recorder.recorded == 1
-    assert redis_client.xlen(EVENT_STREAM) == 0       # the nudge is read once
+    assert redis_client.xlen(STREAM) == redis_client.xlen(NUDGE_STREAM) == 0  # the nudge is read once
     recorder.step(block_ms=10)
     assert not recorder.nudged

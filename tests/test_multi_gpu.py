@@ -57,7 +57,8 @@ class Launched:
         self.run_dir = run_dir or lab["workspace"] / "runs" / str(self.run_id)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.host = TrainerHost(store.get_run(self.conn, self.run_id), config, self.run_dir,
-                                lab["workspace"], EventSink(self.conn, self.redis), self.redis, warm=warm)
+                                lab["workspace"], EventSink(self.conn, self.redis), self.redis, warm=warm,
+                                commands=commands_key("lab", self.run_id))
         self.state = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -160,7 +161,7 @@ def test_stop_mid_run_ends_both_ranks_and_saves_once(lab):
     config = {**lab["config"], **TWO_RANKS, "batch_size": 2, "epochs": 40, "backup_after_unit": "NEVER"}
     launched = Launched(lab, config)
     launched.wait_for_step(2)
-    lab["redis"].rpush(commands_key(launched.run_id), dumps(make_command(Command.STOP)))
+    lab["redis"].rpush(commands_key("lab", launched.run_id), dumps(make_command(Command.STOP)))
     assert launched.wait(60) is RunState.STOPPED
     assert launched.steps_done() < 240
     assert [p.name for p in (launched.run_dir / "models").iterdir()] == ["demo_lora.safetensors"]

@@ -131,19 +131,19 @@ def test_the_worker_refuses_what_the_web_never_checked(workspace, config_dir, re
     import redis
 
     from webapp.eventlog import decode_entry
-    from webapp.settings import EVENT_STREAM
+    from webapp.settings import worker_stream
     settings = Settings.from_env(workspace=workspace, config_dir=config_dir, redis_url=redis_url,
                                  worker_name="paths-test")
     from webapp.worker.loop import Worker
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.delete(EVENT_STREAM)
+    client.delete(worker_stream("paths-test"))
     worker = Worker(settings)
     assignment = {"id": "hostile1", "run_id": 424242, "config_name": "hostile",
                   "config": {"output_model_destination": "/tmp/otweb-hostile.safetensors",
                              "concepts": [{"path": "datasets/shapes"}]}}
     assert worker.run_one(assignment) == RunState.FAILED
     assert not (settings.worker_run_dir(424242) / "config.json").exists()  # no trainer was started for it
-    entries = [decode_entry(fields) for _, fields in client.xrange(EVENT_STREAM)]
+    entries = [decode_entry(fields) for _, fields in client.xrange(worker_stream("paths-test"))]
     failed = [e for e in entries if e.get("event") == "run" and e["data"]["state"] == "failed"]
     assert failed and "output_model_destination" in failed[0]["data"]["reason"], json.dumps(entries)[:500]
 

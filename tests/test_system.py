@@ -31,17 +31,18 @@ def test_processes_name_the_web_and_redis(client, redis_server):
 
 def test_processes_find_a_worker_and_its_trainer_by_heartbeat(client, app):
     from webapp.web.extensions import get_redis
-    from webapp.settings import WORKERS_KEY, heartbeat_key
+    from webapp.settings import WORKERS_KEY, heartbeat_key, joined_key
     with app.app_context():
         client_redis = get_redis()
-        client_redis.hset(WORKERS_KEY, "gpu-test", "{}")  # joined, as a worker does before it beats
+        client_redis.sadd(WORKERS_KEY, "gpu-test")  # joined, as a worker does before it beats
+        client_redis.set(joined_key("gpu-test"), "{}")
         client_redis.set(heartbeat_key("gpu-test"), json.dumps({"pid": os.getpid(), "trainer_pid": os.getppid(),
                                                                 "run_id": 7}))
         try:
             roles = {p["role"] for p in client.get("/api/system/processes").json["processes"]}
         finally:  # a joined worker with a beat would be given the next tests' runs
-            client_redis.hdel(WORKERS_KEY, "gpu-test")
-            client_redis.delete(heartbeat_key("gpu-test"))
+            client_redis.srem(WORKERS_KEY, "gpu-test")
+            client_redis.delete(heartbeat_key("gpu-test"), joined_key("gpu-test"))
     assert "trainer (run 7)" in roles
 
 

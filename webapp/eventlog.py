@@ -6,7 +6,7 @@ Two sides, one wire format:
   queued, canceled, "stop requested"), and its recorder (``webapp.control.recorder``) appends what
   workers send;
 - a worker never touches the record: its ``StreamSink`` (``webapp.worker.stream_sink``) numbers
-  each entry (event, losses, a file's chunk) by (assignment, n) and XADDs it to ``EVENT_STREAM``,
+  each entry (event, losses, a file's chunk) by (assignment, n) and XADDs it to its own stream,
   spooling to its own folder while Redis is away. The recorder inserts each entry once by
   (run, assignment, n), commits, XACKs, then publishes for the SSE fan-out.
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +11,13 @@ EVENTS_CHANNEL = "otweb:events"          # Redis pub/sub: every numbered event, 
 # a worker whose heartbeat is older is gone: its run is marked interrupted within this
 HEARTBEAT_TTL_S = float(os.environ.get("OTWEB_HEARTBEAT_TTL_S") or 15)
 
-# the fleet: what a worker and the control plane share, all in Redis (see DESIGN "One event")
-EVENT_STREAM = "otweb:stream:events"     # events, losses and small files (samples), in order
-FILE_STREAM = "otweb:stream:files"       # the chunks of larger files (log, config, outputs, backups)
-RECORDER_GROUP = "recorder"              # the control plane's consumer group on both streams
-WORKERS_KEY = "otweb:workers"            # hash: worker name -> what it said when it joined
-DRAIN_KEY = "otweb:drain"                # set: workers that finish their run and take no more
+# the fleet: what a worker and the control plane share, all in Redis (see DESIGN "One event").
+# Everything a worker reads or writes is under its own prefix (worker_prefix), the only keys its
+# Redis user may touch (control/identities.py); the rest is the web's.
+RECORDER_GROUP = "recorder"              # the control plane's consumer group on every worker's stream
+WORKERS_KEY = "otweb:fleet"              # set: the workers' names (the web adds each with a worker token)
+NUDGE_STREAM = "otweb:stream:nudge"      # the web's own: "look at the queue now" (run_actions.nudge_dispatcher)
+WORKER_USER_PREFIX = "otweb-worker-"     # a worker's Redis (ACL) user: this + its name; its password is its token
 DISPATCH_LOCK = "otweb:dispatch:lock"    # one dispatcher at a time among the web processes
 
 # a run folder (Settings.run_dir): what the worker and the trainer write there, and the web reads
@@ -39,27 +41,62 @@ def parse_gpus(text: str) -> tuple[int, ...]:
     return gpus
 
 
+WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_worker_name(name: str) -> str:
+    """A worker's name is part of its Redis key pattern and user name: no glob or URL characters."""
+    if not isinstance(name, str) or not WORKER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r}: a worker name is 1-64 letters, digits, '.', '_' or '-' (not first)")
+    return name
+
+
+def worker_prefix(worker: str) -> str:
+    """Every key a worker may read or write starts with this (its ACL key pattern is this + '*')."""
+    return f"otweb:w:{worker}:"
+
+
+def worker_user(worker: str) -> str:
+    return WORKER_USER_PREFIX + worker
+
+
+def worker_stream(worker: str) -> str:
+    """The worker's event stream: events, losses and files' chunks, in order; the recorder reads it."""
+    return worker_prefix(worker) + "stream"
+
+
 def heartbeat_key(worker: str) -> str:
-    return f"otweb:worker:{worker}"
+    return worker_prefix(worker) + "beat"
 
 
-def commands_key(run_id: int) -> str:
-    return f"otweb:run:{run_id}:commands"
+def joined_key(worker: str) -> str:
+    """What the worker said when it joined (no expiry): the Fleet page shows it once it is gone."""
+    return worker_prefix(worker) + "joined"
+
+
+def drain_key(worker: str) -> str:
+    """Set by the web: the worker finishes its run and takes no more."""
+    return worker_prefix(worker) + "drain"
+
+
+def commands_key(worker: str, run_id: int) -> str:
+    """The web pushes a run's commands to the worker that holds the run."""
+    return worker_prefix(worker) + f"commands:{run_id}"
 
 
 def assign_key(worker: str) -> str:
     """A worker's inbox: the control plane pushes an assignment, the worker BLMOVEs it out."""
-    return f"otweb:assign:{worker}"
+    return worker_prefix(worker) + "inbox"
 
 
-def carry_key(assignment_id: str) -> str:
+def carry_key(worker: str, assignment_id: str) -> str:
     """The chunks of a backup the control plane sends with a resume to a worker that lacks it."""
-    return f"otweb:carry:{assignment_id}"
+    return worker_prefix(worker) + f"carry:{assignment_id}"
 
 
 def taken_key(worker: str) -> str:
     """Where a worker keeps the assignment it took until its run has ended (reliable queue)."""
-    return f"otweb:taken:{worker}"
+    return worker_prefix(worker) + "taken"
 
 
 @dataclass

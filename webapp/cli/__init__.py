@@ -61,8 +61,10 @@ def web(host, port, workers, workspace, config_dir):
 @click.option("--workspace", type=click.Path(path_type=Path), default=None,
               help="This worker's own folder: its run folders (worker/runs/), its spool, and where a config's "
                    "relative paths (models, datasets, caches) resolve (env OTWEB_WORKSPACE).")
-@click.option("--redis-url", default=None, help="The fleet's Redis, e.g. rediss://:PASSWORD@web-host:6380/0 (env REDIS_URL).")
-@click.option("--token", default=None, help="This worker's token: otweb token create --worker NAME (env OTWEB_WORKER_TOKEN).")
+@click.option("--redis-url", default=None,
+              help="The fleet's Redis, e.g. rediss://web-host:6380/0 (env REDIS_URL); with --token, no credentials.")
+@click.option("--token", default=None, help="This worker's token: otweb token create --worker NAME (env "
+              "OTWEB_WORKER_TOKEN); with it the worker logs in to Redis as its own user, whatever the URL says.")
 @click.option("--name", default=None, help="The worker's name in the fleet (env OTWEB_WORKER_NAME; default HOST-gpu0).")
 @click.option("--labels", default=None, help="What runs may ask for, e.g. 24gb,sdxl (env OTWEB_WORKER_LABELS).")
 @click.option("--check", is_flag=True,
@@ -74,7 +76,7 @@ def worker(workspace, redis_url, token, name, labels, check, gpus):
     """Only a worker (one per GPU host): needs only Redis, its token and its own folder."""
     if check:
         sys.exit(_check_worker_host())
-    from webapp.settings import parse_gpus, parse_labels
+    from webapp.settings import check_worker_name, parse_gpus, parse_labels
     from webapp.worker.loop import Worker
     settings = Settings.from_env(workspace=workspace, redis_url=redis_url, worker_token=token, worker_name=name,
                                  worker_labels=parse_labels(labels) if labels is not None else None)
@@ -85,6 +87,10 @@ def worker(workspace, redis_url, token, name, labels, check, gpus):
             raise click.BadParameter(str(exc), param_hint="--gpus") from None
     if not settings.redis_url:
         raise click.UsageError("set REDIS_URL or --redis-url (or use `otweb serve`, which embeds Redis)")
+    try:
+        check_worker_name(settings.worker_name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
     Worker(settings).serve_forever()
 
 

@@ -8,11 +8,16 @@ from pathlib import Path
 import click
 
 from webapp.store import accounts
+from webapp.settings import worker_user
 from webapp.store.accounts import ROLES, AuthError
 
 workspace_option = click.option("--workspace", type=click.Path(path_type=Path), default=None,
                                 help="The workspace whose accounts to change (env OTWEB_WORKSPACE).")
 RESTART_HINT = "(a running server switches accounts on at its next start)"
+WORKER_HINT = """give the worker {name} the Redis address without credentials, its name and this token:
+  otweb worker --redis-url redis://WEB-HOST:6379/0 --name {name} --token TOKEN
+(or REDIS_URL, OTWEB_WORKER_NAME, OTWEB_WORKER_TOKEN). It logs in to Redis as the user {user}, which
+the web makes within 5 s (it stores only the token's sha256) and which reaches only {name}'s own keys."""
 
 
 @contextmanager
@@ -98,7 +103,8 @@ def token():
 @click.option("--role", type=click.Choice(ROLES), default=None,
               help="Default: the user's role, or operator for a token without a user.")
 @click.option("--worker", "worker_name", default=None,
-              help="A worker's token (for `otweb worker --token`): lets the worker NAME join the fleet, nothing else.")
+              help="A worker's token (for `otweb worker --token`): the password of the worker NAME's own Redis "
+                   "user, which reaches only that worker's keys.")
 @workspace_option
 def token_create(name, user_name, role, worker_name, workspace):
     if bool(name) == bool(worker_name):
@@ -114,6 +120,8 @@ def token_create(name, user_name, role, worker_name, workspace):
             token_id, secret = accounts.create_token(conn, name, role=role, user=user_name)
     click.echo(f"token {token_id} ({name}) created; it is shown only now:", err=True)
     click.echo(secret)
+    if worker_name:
+        click.echo(WORKER_HINT.format(name=worker_name, user=worker_user(worker_name)), err=True)
     if first:
         click.echo(RESTART_HINT, err=True)
 
@@ -134,4 +142,5 @@ def token_list(workspace):
 def token_revoke(token_id, workspace):
     with _db(workspace) as conn:
         accounts.revoke_token(conn, token_id)
-    click.echo(f"token {token_id} revoked")
+    click.echo(f"token {token_id} revoked (a worker's Redis user, and its connections, end with its last "
+               "token within 5 s while the web runs)")

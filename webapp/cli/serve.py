@@ -5,11 +5,14 @@ A child that dies is started again with back-off (the web stays up meanwhile; a 
 back reports the run it held as interrupted, with the cause, so it can be resumed); one that keeps
 dying stops the service with a clear message. The embedded Redis is this process's own child:
 it dies with it (PDEATHSIG), and one left by an older start is stopped, never silently reused.
+Its folder is 0700 and its files 0600 (the append-only file holds every assignment and entry).
+The worker logs in to Redis as its own user with a fresh worker token, as a fleet worker does.
 """
 from __future__ import annotations
 
 import collections
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from webapp.settings import EVENT_STREAM, Settings
+from webapp.settings import Settings, worker_stream
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: wsgi.py is there
 STOP_TIMEOUT_S = 30  # the worker may need a while to let the trainer save
@@ -43,18 +46,33 @@ def _die_with_parent() -> None:
         pass
 
 
-def _own_worker_token(settings: Settings) -> str | None:
-    """With accounts on, the worker needs a worker token like any other (none needed otherwise)."""
-    import os
+def _own_worker_token(settings: Settings) -> str:
+    """The worker's token, fresh at each start: the password of its own Redis user, as for any
+    worker of a fleet (a worker token does not turn accounts on)."""
     from webapp.store import accounts
-    if accounts.resolve_mode(os.environ.get("OTWEB_AUTH"), os.environ.get("OTWEB_ADMIN_TOKEN"),
-                             settings.database) != "on":
-        return None
     conn = accounts.connect(settings.database)
     try:
         return accounts.replace_worker_token(conn, settings.worker_name)
     finally:
         conn.close()
+
+
+def _make_worker_users(settings: Settings) -> str | None:
+    """The workers' Redis users, before the worker tries to log in (the web's control loop keeps
+    them after); the reason when the web's Redis user may not make them."""
+    from webapp.control.identities import Identities
+    from webapp.store import accounts
+    conn = accounts.connect(settings.database)
+    try:
+        Identities(conn, redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)).sync()
+    except redis.RedisError as exc:
+        return str(exc)
+    finally:
+        conn.close()
+    return None
+
+
+PRIVATE_UMASK = 0o077  # the embedded Redis' files: 0600 (its folder is made 0700)
 
 
 def _raise_interrupt(signum, frame):
@@ -93,8 +111,13 @@ class EmbeddedRedis:
                 "--pidfile", str(self.pid_file), "--daemonize", "no", "--loglevel", "warning"]
 
     def prepare(self) -> str | None:
-        """Make the folder; stop a redis-server an older start left on our socket. Says what it did."""
+        """Make the folder (only this user's); stop a redis-server an older start left on our socket.
+        Says what it did."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)
+        for path in self.folder.iterdir():  # an older start's files were 0644
+            if path.is_file():
+                path.chmod(0o600)
         note = None
         stale = _stale_server(self.pid_file, self.socket_file)
         if stale is not None:
@@ -134,15 +157,20 @@ def _stale_server(pid_file: Path, socket_file: Path):
 class Child:
     """One supervised process: how to start it, when it died."""
 
-    def __init__(self, name: str, command: list[str], env: dict, ready=None):
-        self.name, self.command, self.env, self.ready = name, command, env, ready
+    def __init__(self, name: str, command: list[str], env: dict, ready=None, umask: int | None = None):
+        self.name, self.command, self.env, self.ready, self.umask = name, command, env, ready, umask
         self.process: subprocess.Popen | None = None
         self.deaths: collections.deque = collections.deque()
         self.restart_at: float | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, env=self.env, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(self.command, env=self.env, preexec_fn=self._prepare_child)
         self.restart_at = None
+
+    def _prepare_child(self) -> None:
+        _die_with_parent()
+        if self.umask is not None:
+            os.umask(self.umask)
 
     def died(self, now: float) -> float | None:
         """Note a death; the delay before the restart, or None when it keeps dying."""
@@ -180,6 +208,11 @@ class Standalone:
                 if not self._start_redis(env):
                     return 1
                 env = self.settings.export_env()
+            refused = _make_worker_users(self.settings)
+            if refused:
+                print(f"otweb: cannot make the worker's Redis user ({refused}): the web's Redis user needs "
+                      "the ACL command (Redis 6 or later)", file=sys.stderr)
+                return 1
             self._add("worker", [sys.executable, "-m", "webapp.cli", "worker"], env)
             self._add("web", gunicorn_command(self.host, self.port), env)
             if not wait_for_port(self.host, self.port, 60, alive=lambda: self.children["web"].process.poll() is None):
@@ -200,7 +233,7 @@ class Standalone:
         if note:
             print(f"otweb: {note}", flush=True)
         self.settings.redis_url = self.redis.url
-        self._add("redis", self.redis.command(), env, ready=self.redis.ready)
+        self._add("redis", self.redis.command(), env, ready=self.redis.ready, umask=PRIVATE_UMASK)
         if not self.redis.ready(timeout=15):
             print("otweb: the embedded Redis did not start; see the messages above", file=sys.stderr)
             return False
@@ -213,8 +246,8 @@ class Standalone:
         print("otweb: building the demo model and dataset (first start only)…", flush=True)
         subprocess.run([sys.executable, "-m", "webapp.cli", "demo"], env=self.settings.export_env(), check=True)
 
-    def _add(self, name: str, command: list[str], env: dict, ready=None) -> None:
-        self.children[name] = Child(name, command, env, ready)
+    def _add(self, name: str, command: list[str], env: dict, ready=None, umask: int | None = None) -> None:
+        self.children[name] = Child(name, command, env, ready, umask)
         self.children[name].start()
 
     def _watch(self) -> int:
@@ -282,7 +315,8 @@ class Standalone:
         deadline = time.monotonic() + timeout
         try:
             client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-            while client.xlen(EVENT_STREAM) and web_alive() and time.monotonic() < deadline:
+            stream = worker_stream(self.settings.worker_name)
+            while client.xlen(stream) and web_alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
         except redis.RedisError:
             pass  # Redis is gone: what it held is gone with it (or recorded at the next start)

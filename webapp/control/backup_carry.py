@@ -35,9 +35,10 @@ def newest_uploaded_backup(run_folder: Path, kept: list[dict]) -> Path | None:
     return max(found)[-1] if found else None
 
 
-def push_backup(client: redis.Redis, assignment_id: str, run_folder: Path, backup: Path) -> dict:
-    """Queue the backup's chunks for the worker; returns what the assignment says about it."""
-    key = carry_key(assignment_id)
+def push_backup(client: redis.Redis, worker: str, assignment_id: str, run_folder: Path, backup: Path) -> dict:
+    """Queue the backup's chunks for the worker (under its own keys: it may read nothing else);
+    returns what the assignment says about it."""
+    key = carry_key(worker, assignment_id)
     count = 0
     pipe = client.pipeline(transaction=False)
     for path in sorted(p for p in backup.rglob("*") if p.is_file()):

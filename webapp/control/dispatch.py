@@ -21,18 +21,19 @@ from webapp import store
 from webapp.eventlog import EventSink
 from webapp.protocol import Event, Reason, RunState, make_event
 from webapp.control.heartbeats import lapse_reason, read_beats
-from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, assign_key, taken_key
+from webapp.settings import HEARTBEAT_TTL_S, assign_key, drain_key, taken_key
 from webapp.control.backup_carry import newest_uploaded_backup, push_backup
 
 LAPSE_CHECK_S = 1.0  # how often heartbeats are read while no run waits in the queue
 
 
 class Dispatcher:
-    def __init__(self, conn, redis_client: redis.Redis, token_ok=lambda name, token: True,
+    def __init__(self, conn, redis_client: redis.Redis, token_ok=lambda name: True,
                  ttl_s: float = HEARTBEAT_TTL_S, run_dir=None):
-        """token_ok(name, token): whether a worker may be given runs (a live worker token, when
-        accounts are on). run_dir(run_id): this host's copy of a run's folder, where uploaded
-        backups are (None: a resume always waits for the run's own worker)."""
+        """token_ok(name): whether a worker may be given runs (a live worker token of its name, when
+        accounts are on; its heartbeat was written by its own Redis user). run_dir(run_id): this
+        host's copy of a run's folder, where uploaded backups are (None: a resume always waits for
+        the run's own worker)."""
         self.conn, self.redis, self.token_ok, self.ttl_s = conn, redis_client, token_ok, ttl_s
         self.run_dir = run_dir
         self.sink = EventSink(conn, redis_client)
@@ -93,12 +94,12 @@ class Dispatcher:
                 self.announced.pop(run["id"], None)
 
     def _free(self, name: str, beat: dict) -> bool:
-        if beat.get("draining") or not self.token_ok(name, beat.get("token")):
+        if beat.get("draining") or not self.token_ok(name):
             return False
         pipe = self.redis.pipeline(transaction=False)
         pipe.llen(assign_key(name))
         pipe.llen(taken_key(name))
-        pipe.sismember(DRAIN_KEY, name)
+        pipe.exists(drain_key(name))
         inbox, taken, draining = pipe.execute()
         return not inbox and not taken and not draining
 
@@ -125,7 +126,7 @@ class Dispatcher:
                    "config": store.run_config(run), "resume": bool(run.get("resume_requested"))}
         try:
             if carry is not None:
-                payload["backup"] = push_backup(self.redis, assignment_id, Path(self.run_dir(run["id"])), carry)
+                payload["backup"] = push_backup(self.redis, worker, assignment_id, Path(self.run_dir(run["id"])), carry)
             self.redis.lpush(assign_key(worker), json.dumps(payload))
         except redis.RedisError:
             store.assignments.unassign(self.conn, run["id"], assignment_id)
@@ -170,6 +171,6 @@ def waiting_reason(target: dict, beats: dict, busy: set, token_ok) -> str:
         return f"no connected worker has the label{'s' if len(labels) > 1 else ''} {', '.join(labels)}"
     if not beats:
         return "no worker is connected"
-    if not any(token_ok(n, beats[n].get("token")) for n in able):
+    if not any(token_ok(n) for n in able):
         return "no connected worker has a valid worker token (otweb token create --worker NAME)"
     return f"every worker that can take it is busy ({len(able)} of {len(beats)})"

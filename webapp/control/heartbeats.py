@@ -8,14 +8,22 @@ import time
 
 import redis
 
-from webapp.settings import HEARTBEAT_TTL_S, WORKERS_KEY, heartbeat_key
+from webapp.settings import HEARTBEAT_TTL_S, WORKERS_KEY, heartbeat_key, joined_key
 
 RECONNECT_AFTER_S = 3.0   # a beat older than this (they come every second): the worker lost Redis
 
 
+def joined(redis_client: redis.Redis) -> dict[str, str]:
+    """name -> what it said when it joined (JSON), for every worker of the fleet that has joined
+    (one with a token that never connected has not)."""
+    names = sorted(redis_client.smembers(WORKERS_KEY))
+    said = redis_client.mget([joined_key(n) for n in names]) if names else []
+    return {name: raw for name, raw in zip(names, said) if raw}
+
+
 def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
-    """name -> its live heartbeat, for every worker that has joined and whose beat has not lapsed."""
-    names = sorted(redis_client.hkeys(WORKERS_KEY))
+    """name -> its live heartbeat, for every worker of the fleet whose beat has not lapsed."""
+    names = sorted(redis_client.smembers(WORKERS_KEY))
     if not names:
         return {}
     beats = {}

@@ -21,6 +21,7 @@ import redis
 from webapp import store
 from webapp.settings import DISPATCH_LOCK
 from webapp.control.dispatch import Dispatcher
+from webapp.control.identities import Identities
 from webapp.control.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,17 @@ class ControlLoop:
         with closing(store.connect(self.database)) as conn:
             self.recorder = Recorder(conn, client, self.run_dir, self.consumer)
             self.dispatcher = Dispatcher(conn, client, token_ok=self._token_checker(conn), run_dir=self.run_dir)
+            identities = Identities(conn, client)
             lock = client.lock(DISPATCH_LOCK, timeout=LOCK_TTL_S, blocking=False)
-            dispatched_at = 0.0
+            dispatched_at = synced_at = float("-inf")
             while not self.stopping.is_set():
                 try:
                     if not self._lead(lock):
                         self.stopping.wait(1.0)
                         continue
+                    if time.monotonic() - synced_at >= TOKEN_CHECK_S:  # tokens made or revoked meanwhile
+                        identities.try_sync()
+                        synced_at = time.monotonic()
                     # the read waits no longer than the next dispatch is due (heartbeats are
                     # looked at once a second), or until a nudge comes
                     due_ms = (dispatched_at + DISPATCH_EVERY_S - time.monotonic()) * 1000
@@ -115,19 +120,16 @@ class ControlLoop:
     def _token_checker(self, conn):
         """With accounts on, a worker is given runs only with a live worker token of its name."""
         if not self.accounts_on:
-            return lambda name, token: True
+            return lambda name: True
         from webapp.store import accounts
 
         checked: dict = {}
 
-        def token_ok(name, token) -> bool:
-            # a revoked token stops new assignments within TOKEN_CHECK_S (not one lookup per turn)
-            key = (name, token)
-            if key in checked and time.monotonic() - checked[key][1] < TOKEN_CHECK_S:
-                return checked[key][0]
-            found = accounts.find_token(conn, token or "")
-            ok = bool(found) and found["role"] == accounts.WORKER_ROLE and found["name"] == name
-            checked[key] = (ok, time.monotonic())
-            return ok
+        def token_ok(name) -> bool:
+            # the worker proved its name by writing its heartbeat as its own Redis user; a revoked
+            # token stops new assignments within TOKEN_CHECK_S (not one lookup per turn)
+            if "at" not in checked or time.monotonic() - checked["at"] >= TOKEN_CHECK_S:
+                checked.update(names=set(accounts.worker_token_hashes(conn)), at=time.monotonic())
+            return name in checked["names"]
         return token_ok
 

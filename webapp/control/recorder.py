@@ -1,7 +1,9 @@
-"""The control plane's recorder: reads the workers' event stream with a consumer group and records
-each entry once, by (run, assignment, n): events and losses into SQLite, files into the run's folder
-here. One batch is one transaction; it commits, then XACKs and deletes the entries (the stream is
-trimmed only past what is recorded), then publishes the events for the SSE fan-out.
+"""The control plane's recorder: reads every worker's event stream (its own key, which only it and
+the web may write) with a consumer group and records each entry once, by (run, assignment, n), and
+only from the stream of the worker the run's assignment went to: events and losses into SQLite,
+files into the run's folder here. One batch (of one stream) is one transaction; it commits, then
+XACKs and deletes the entries (the stream is trimmed only past what is recorded), then publishes
+the events for the SSE fan-out.
 
 A web process that dies between commit and XACK leaves its entries pending: whoever runs the
 recorder next claims them (XAUTOCLAIM) and finds them recorded already.
@@ -16,26 +18,28 @@ from pathlib import Path
 import redis
 
 from webapp import store
-from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, UploadError,
-                             confined, decode_entry, encode_event, join_events, write_chunk)
+from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, UploadError, confined,
+                             decode_entry, encode_event, join_events, write_chunk)
 from webapp.protocol import Event, Reason, make_event
-from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
+from webapp.settings import EVENTS_CHANNEL, NUDGE_STREAM, RECORDER_GROUP, WORKERS_KEY, worker_stream
 
 log = logging.getLogger(__name__)
 BATCH = 1000
 CLAIM_IDLE_MS = 3000     # a pending entry this old belongs to a recorder that is gone
 CLAIM_EVERY_S = 1.0      # how often to look for such entries
+STREAMS_EVERY_S = 1.0    # how often to look for workers that joined the fleet (their streams)
 
 
 class Recorder:
-    def __init__(self, conn, redis_client: redis.Redis, run_dir, consumer: str, stream: str = EVENT_STREAM):
+    def __init__(self, conn, redis_client: redis.Redis, run_dir, consumer: str):
         """run_dir(run_id): this host's copy of a run's folder."""
         self.conn, self.redis, self.run_dir = conn, redis_client, run_dir
-        self.consumer, self.stream = consumer, stream
+        self.consumer = consumer
+        self.streams: dict[str, str | None] = {}  # stream -> the worker that writes it (None: the nudges)
+        self._streams_at = 0.0
         self.recorded = 0
         self.duplicates = 0
         self.lag_s = 0.0
-        self._group_ready = False
         self.claim_every_s, self._claim_at = CLAIM_EVERY_S, 0.0
         self._assignments: dict[str, dict] = {}
         self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
@@ -46,64 +50,74 @@ class Recorder:
 
     def step(self, block_ms: int = 200) -> int:
         """Record one batch: entries left pending by a recorder that is gone first, then new ones."""
-        self._ensure_group()
-        entries = self._claim() if time.monotonic() >= self._claim_at else []
-        if not entries:
+        self._find_streams()
+        answer = self._claim() if time.monotonic() >= self._claim_at else []
+        if not answer:
             try:
-                answer = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, {self.stream: ">"}, count=BATCH,
-                                               block=block_ms)
+                answer = self.redis.xreadgroup(RECORDER_GROUP, self.consumer, dict.fromkeys(self.streams, ">"),
+                                               count=BATCH, block=block_ms) or []
             except redis.ResponseError as exc:
-                if "NOGROUP" in str(exc):  # Redis came back without the stream: make the group again
-                    self._group_ready = False
+                if "NOGROUP" in str(exc):  # Redis came back without a stream: make the groups again
+                    self._streams_at, self.streams = 0.0, {}
                     return 0
                 raise
-            entries = answer[0][1] if answer else []
         self.nudged = False
-        if entries:
-            self.record(entries)
-        return len(entries)
+        for stream, entries in answer:
+            if entries:
+                self.record(entries, stream)
+        return sum(len(entries) for _, entries in answer)
 
-    def _ensure_group(self) -> None:
-        if self._group_ready:
+    def _find_streams(self) -> None:
+        """The nudge stream and one stream per worker in the fleet, each with the group."""
+        if time.monotonic() < self._streams_at and self.streams:
             return
-        try:
-            self.redis.xgroup_create(self.stream, RECORDER_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
+        wanted = {worker_stream(name): name for name in sorted(self.redis.smembers(WORKERS_KEY))}
+        wanted[NUDGE_STREAM] = None
+        for stream in wanted.keys() - self.streams.keys():
+            try:
+                self.redis.xgroup_create(stream, RECORDER_GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self.streams, self._streams_at = wanted, time.monotonic() + STREAMS_EVERY_S
 
     def _claim(self) -> list:
         """Entries another recorder read and never acked. They become claimable only CLAIM_IDLE_MS
         after that read, so asking once per CLAIM_EVERY_S is enough (not once per batch: under a
         steady trickle of events that was a second Redis round trip per batch); while a claim
         fills whole batches, the next step asks again."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xautoclaim(stream, RECORDER_GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=BATCH)
         try:
-            answer = self.redis.xautoclaim(self.stream, RECORDER_GROUP, self.consumer, CLAIM_IDLE_MS,
-                                           start_id="0-0", count=BATCH)
-        except redis.ResponseError:  # the group went away (Redis restarted empty): make it again
-            self._group_ready = False
+            answers = pipe.execute()
+        except redis.ResponseError:  # a group went away (Redis restarted empty): make them again
+            self._streams_at, self.streams = 0.0, {}
             return []
-        entries = [entry for entry in answer[1] if entry and entry[1]]
-        self._claim_at = time.monotonic() + (0 if len(entries) >= BATCH else self.claim_every_s)
-        return entries
+        claimed = [(stream, [entry for entry in answer[1] if entry and entry[1]])
+                   for stream, answer in zip(self.streams, answers)]
+        full = any(len(entries) >= BATCH for _, entries in claimed)
+        self._claim_at = time.monotonic() + (0 if full else self.claim_every_s)
+        return [(stream, entries) for stream, entries in claimed if entries]
 
-    def record(self, entries: list) -> None:
+    def record(self, entries: list, stream: str) -> None:
+        """One batch of one stream: the nudge stream's entries only wake the dispatcher; a worker's
+        are recorded where they belong to a run assigned to that worker."""
         ids = [entry_id for entry_id, _ in entries]
-        records = [entry for entry in entries if NUDGE_FIELD not in entry[1]]
-        self.nudged = len(records) < len(entries)
+        worker = self.streams.get(stream)
+        self.nudged = self.nudged or worker is None
         with store.transaction(self.conn):
-            published = self._record_batch(records)
+            published = self._record_batch(entries, worker) if worker is not None else []
         # after the commit: an entry acked is recorded; one published is in SQLite for a replay
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xack(self.stream, RECORDER_GROUP, *ids)
-        pipe.xdel(self.stream, *ids)
+        pipe.xack(stream, RECORDER_GROUP, *ids)
+        pipe.xdel(stream, *ids)
         for message in join_events(published):
             pipe.publish(EVENTS_CHANNEL, message)
         pipe.execute()
         self.lag_s = max(0.0, time.time() - int(ids[-1].split("-")[0]) / 1000)
 
-    def _record_batch(self, entries: list) -> list[str]:
+    def _record_batch(self, entries: list, worker: str) -> list[str]:
         """Inside the batch's transaction: the wire texts of the events to publish."""
         decoded = []
         for entry_id, fields in entries:
@@ -112,7 +126,7 @@ class Recorder:
             except ValueError as exc:
                 log.warning("recorder dropped %s: %s", entry_id, exc)
                 continue
-            if self._known(entry):
+            if self._known(entry, worker):
                 decoded.append(entry)
         firsts = store.assignments.first_times(self.conn, [(e["run"], e["src"], e["n"]) for e in decoded])
         self.duplicates += firsts.count(False)
@@ -125,8 +139,10 @@ class Recorder:
         appender.flush()
         return published
 
-    def _known(self, entry: dict) -> bool:
-        """Only an assignment the control plane made may write into its run."""
+    def _known(self, entry: dict, worker: str) -> bool:
+        """Only an assignment the control plane made may write into its run, and only from the
+        stream of the worker it went to (the assignment's id travels in the entry: anyone may
+        copy it; only that worker's Redis user can write that stream)."""
         source = entry["src"].split(":")[0]
         found = self._assignments.get(source)
         if found is None or found["run_id"] != entry["run"]:
@@ -135,6 +151,10 @@ class Recorder:
                 log.warning("recorder dropped an entry of unknown assignment %r (run %s)", source, entry["run"])
                 return False
             self._assignments[source] = found
+        if found["worker"] != worker:
+            log.warning("recorder dropped an entry for run %s from worker %s: the run's assignment %r is "
+                        "%s's", entry["run"], worker, source, found["worker"])
+            return False
         return True
 
     def _apply(self, entry: dict, appender) -> list[str]:

@@ -16,11 +16,14 @@ from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from webapp.settings import check_worker_name
+
 from . import db
 
 ROLES = ("viewer", "operator", "admin")  # each role can do everything the ones before it can
-# a worker's token: no web role at all (every page and API answers 403); the control plane checks
-# it in the worker's heartbeat before it hands the worker a run
+# a worker's token: no web role at all (every page and API answers 403); it is the password of the
+# worker's own Redis user (control/identities.py), and the control plane gives runs only to workers
+# with a live one
 WORKER_ROLE = "worker"
 TOKEN_PREFIX = "otw_"
 MIN_PASSWORD = 8
@@ -203,9 +206,10 @@ def create_token(conn, name: str, role: str | None = None, user: str | None = No
 
 def create_worker_token(conn, worker: str) -> tuple[int, str]:
     """A worker's token (its name is the worker's): revocable, and good for nothing but joining."""
-    name = (worker or "").strip()
-    if not name or len(name) > 64 or any(c.isspace() for c in name):
-        raise AuthError("a worker name is 1-64 characters without spaces")
+    try:
+        name = check_worker_name((worker or "").strip())
+    except ValueError as exc:
+        raise AuthError(str(exc)) from None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     cursor = conn.execute("INSERT INTO api_tokens (name, token_hash, role, user_id, created_at) VALUES (?, ?, ?, NULL, ?)",
                           (name, _hash_token(token), WORKER_ROLE, time.time()))
@@ -217,6 +221,15 @@ def replace_worker_token(conn, worker: str) -> str:
     conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND role = ? AND revoked_at IS NULL",
                  (time.time(), worker, WORKER_ROLE))
     return create_worker_token(conn, worker)[1]
+
+
+def worker_token_hashes(conn) -> dict[str, list[str]]:
+    """worker name -> the sha256 of each of its live tokens (what its Redis user accepts)."""
+    found: dict[str, list[str]] = {}
+    for name, token_hash in conn.execute("SELECT name, token_hash FROM api_tokens WHERE role = ? AND "
+                                         "revoked_at IS NULL ORDER BY id", (WORKER_ROLE,)):
+        found.setdefault(name, []).append(token_hash)
+    return found
 
 
 def find_token(conn, token: str) -> dict | None:

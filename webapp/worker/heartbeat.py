@@ -59,9 +59,9 @@ def parse_gpu_line(line: str) -> dict | None:
             "utilization": number(parts[3])}
 
 
-def beat(name: str, labels, token: str | None, host, spooled: int, connected: bool, gpus: list[dict],
-         draining: bool) -> dict:
+def beat(name: str, labels, host, spooled: int, connected: bool, gpus: list[dict], draining: bool) -> dict:
+    # no token: the worker's Redis user is what proves who wrote it (control/identities.py)
     return {"name": name, "host": socket.gethostname(), "pid": os.getpid(), "version": version(),
-            "labels": list(labels), "token": token, "gpus": gpus, "time": time.time(),
+            "labels": list(labels), "gpus": gpus, "time": time.time(),
             "run_id": host.run_id if host else None, "trainer_pid": host.pid if host else None,
             "spooled": spooled, "reconnecting": bool(spooled) or not connected, "draining": draining}

@@ -18,8 +18,8 @@ import redis
 
 from webapp.config import paths
 from webapp.protocol import Event, RunState, dumps, make_event
-from webapp.settings import (DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, assign_key, heartbeat_key,
-                             taken_key)
+from webapp.settings import (HEARTBEAT_TTL_S, WORKERS_KEY, Settings, assign_key, commands_key, drain_key,
+                             heartbeat_key, joined_key, taken_key, worker_stream, worker_user)
 from webapp.worker.backup_receive import CarryError, receive_backup
 from webapp.worker.heartbeat import GpuProbe, beat
 from webapp.worker.stream_sink import StreamSink
@@ -35,19 +35,24 @@ TAKE_TIMEOUT_S = 1
 UPLOAD_MAX_MB = float(os.environ.get("OTWEB_UPLOAD_MAX_MB") or 4096)
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_client(url: str, name: str | None = None, token: str | None = None) -> redis.Redis:
+    """With a token, the worker logs in as its own Redis user (whatever credentials the URL has):
+    it reaches only its own keys. Without one it is whoever the URL says (a box trusted whole)."""
     # bounded waits: a lost Redis must not hang the loop (blocking calls wait at most a few seconds)
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10,
-                                health_check_interval=15)
+    client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10,
+                                  health_check_interval=15)
+    if token:
+        client.connection_pool.connection_kwargs.update(username=worker_user(name), password=token)
+    return client
 
 
 class Worker:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.name = settings.worker_name
-        self.redis = redis_client(settings.redis_url)
+        self.redis = redis_client(settings.redis_url, self.name, settings.worker_token)
         settings.worker_dir.mkdir(parents=True, exist_ok=True)
-        self.sink = StreamSink(self.redis, settings.worker_dir / "spool")
+        self.sink = StreamSink(self.redis, settings.worker_dir / "spool", worker_stream(self.name))
         self.gpus = GpuProbe()
         self.stopping = threading.Event()
         self.host: TrainerHost | None = None
@@ -100,7 +105,7 @@ class Worker:
         warm, self.warm = self.warm, None
         try:
             self.host = TrainerHost({"id": run_id}, config, run_dir, self.settings.data_dir, self.sink, self.redis,
-                                    on_exit=uploads.finish, warm=warm)
+                                    on_exit=uploads.finish, warm=warm, commands=commands_key(self.name, run_id))
         except BaseException:
             self.warm = warm  # still idle: kept for the next run
             raise
@@ -182,7 +187,7 @@ class Worker:
 
     def _draining(self) -> bool:
         try:
-            self.draining = bool(self.redis.sismember(DRAIN_KEY, self.name))
+            self.draining = bool(self.redis.exists(drain_key(self.name)))
         except redis.RedisError:
             pass
         return self.draining
@@ -215,15 +220,17 @@ class Worker:
         key = heartbeat_key(self.name)
         while not self.stopping.is_set():
             left = self.sink.drain()  # a spool from a Redis outage goes out first, in order
-            payload = beat(self.name, self.settings.worker_labels, self.settings.worker_token, self.host,
-                           left, self.sink.connected, self.gpus.gpus(), self.draining)
+            payload = beat(self.name, self.settings.worker_labels, self.host, left, self.sink.connected,
+                           self.gpus.gpus(), self.draining)
             # the devices this worker owns (a run needing more waits) and the usage of each rank
             payload.update(devices=list(self.settings.worker_gpus),
                            ranks=rank_usage(self.host.pids) if self.host else [])
             try:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(key, dumps(payload), px=int(HEARTBEAT_TTL_S * 1000))
-                pipe.hset(WORKERS_KEY, self.name, dumps({k: v for k, v in payload.items() if k != "token"}))
+                pipe.set(joined_key(self.name), dumps(payload))
+                if not self.settings.worker_token:  # one with a token is in the fleet by the web's doing
+                    pipe.sadd(WORKERS_KEY, self.name)
                 pipe.execute()
             except redis.RedisError as exc:
                 log.debug("heartbeat: %s", exc)

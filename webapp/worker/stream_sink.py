@@ -20,7 +20,6 @@ import redis
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, encode_entry,
                              file_chunks)
 from webapp.protocol import SAMPLE_EVENTS, Event
-from webapp.settings import EVENT_STREAM
 
 log = logging.getLogger(__name__)
 DRAIN_BATCH = 200
@@ -83,7 +82,8 @@ class Spool:
 class StreamSink:
     """What the supervisor's bridge emits to (``emit``, ``metrics``), plus the run folder's files."""
 
-    def __init__(self, redis_client: redis.Redis, spool_dir: Path, stream: str = EVENT_STREAM):
+    def __init__(self, redis_client: redis.Redis, spool_dir: Path, stream: str):
+        """stream: the worker's own event stream (settings.worker_stream)."""
         self.redis, self.stream = redis_client, stream
         self.spool = Spool(Path(spool_dir) / "entries.jsonl")
         self.lock = threading.RLock()

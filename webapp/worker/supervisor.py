@@ -22,7 +22,6 @@ from pathlib import Path
 import redis
 
 from webapp.config.builtin.backend_choice import ranks_to_start
-from webapp.settings import commands_key
 from webapp.protocol import Command, Event, RunState, make_command, make_event
 from webapp.worker.bridge import EventBridge
 from webapp.worker.ranks import Ranks
@@ -40,13 +39,14 @@ PUMP_IDLE_S = 0.5
 
 class TrainerHost:
     def __init__(self, run: dict, config: dict, run_dir: Path, base_dir: Path, sink, redis_client,
-                 on_exit=None, warm: WarmTrainer | None = None):
+                 on_exit=None, warm: WarmTrainer | None = None, commands: str | None = None):
         """on_exit(): called when the trainer process has ended, before the run's final state is
         sent (the worker sends the run folder's last files there). warm: a trainer process started
         ahead (torch already imported); a single-rank run adopts it if it is still alive (then
         ``adopted_warm``), a multi-GPU run leaves it to the worker."""
         self.run, self.config, self.on_exit = run, config, on_exit
         self.run_id = run["id"]
+        self.commands_key = commands  # where the web pushes this run's commands (None: none come)
         self.run_dir, self.base_dir = run_dir, base_dir
         self.sink, self.redis = sink, redis_client
         self.bridge = EventBridge(sink, self.run_id)
@@ -138,8 +138,8 @@ class TrainerHost:
         return True
 
     def _relay_commands(self) -> None:
-        key = commands_key(self.run_id)
-        while not self.done.is_set():
+        key = self.commands_key
+        while key and not self.done.is_set():
             try:
                 item = self.redis.blpop([key], timeout=1)
             except redis.RedisError as exc:

@@ -10,23 +10,24 @@ import time
 import redis
 
 from webapp import store
-from webapp.settings import DRAIN_KEY, HEARTBEAT_TTL_S, WORKERS_KEY, assign_key, heartbeat_key, taken_key
-from webapp.control.heartbeats import beat_state, read_beats
+from webapp.settings import (HEARTBEAT_TTL_S, WORKERS_KEY, assign_key, drain_key, heartbeat_key, joined_key,
+                             taken_key)
+from webapp.control.heartbeats import beat_state, joined, read_beats
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db, get_redis
 
 def workers() -> list[dict]:
     client = get_redis()
     try:
-        joined = client.hgetall(WORKERS_KEY)
+        said = joined(client)
         beats = read_beats(client)
-        draining = client.smembers(DRAIN_KEY)
+        draining = client.mget([drain_key(name) for name in said]) if said else []
     except redis.RedisError as exc:
         raise ApiError(503, "Redis is unreachable", str(exc)) from None
     running = store.assignments.running_on(get_db())
     counts = store.assignments.runs_by_worker(get_db())
-    return [_worker(name, raw, beats.get(name), name in draining, running.get(name), counts.get(name, 0))
-            for name, raw in sorted(joined.items())]
+    return [_worker(name, raw, beats.get(name), bool(drains), running.get(name), counts.get(name, 0))
+            for (name, raw), drains in zip(said.items(), draining)]
 
 
 def _worker(name: str, raw: str, beat: dict | None, draining: bool, run_id: int | None, runs: int) -> dict:
@@ -64,11 +65,15 @@ def totals(listed: list[dict] | None = None) -> dict:
 def set_draining(name: str, draining: bool) -> None:
     _known(name)
     client = get_redis()
-    (client.sadd if draining else client.srem)(DRAIN_KEY, name)
+    if draining:
+        client.set(drain_key(name), "1")
+    else:
+        client.delete(drain_key(name))
 
 
 def remove(name: str) -> None:
-    """Forget a worker that is gone (a live one would join again at its next beat)."""
+    """Forget a worker that is gone (a live one would join again at its next beat; one with a
+    live token stays in the fleet's set, listed again once it joins)."""
     _known(name)
     client = get_redis()
     if client.exists(heartbeat_key(name)):
@@ -76,12 +81,11 @@ def remove(name: str) -> None:
     if name in store.assignments.running_on(get_db()):
         raise ApiError(409, "worker holds a run", f"{name} has a run marked running; wait {HEARTBEAT_TTL_S:g} s")
     pipe = client.pipeline(transaction=False)
-    pipe.hdel(WORKERS_KEY, name)
-    pipe.srem(DRAIN_KEY, name)
-    pipe.delete(assign_key(name), taken_key(name))
+    pipe.srem(WORKERS_KEY, name)
+    pipe.delete(joined_key(name), drain_key(name), assign_key(name), taken_key(name))
     pipe.execute()
 
 
 def _known(name: str) -> None:
-    if not get_redis().hexists(WORKERS_KEY, name):
+    if not get_redis().exists(joined_key(name)):
         raise ApiError(404, "unknown worker", f"no worker named {name!r} has joined")

@@ -25,7 +25,7 @@ from webapp.config.onetrainer_rules import onetrainer_warnings
 from webapp.config.loading import settle_default_samples
 from webapp.eventlog import NUDGE_FIELD, EventSink
 from webapp.protocol import PLAYGROUND_MARKER, Command, Event, RunState, make_command, make_event
-from webapp.settings import EVENT_STREAM, commands_key, parse_labels
+from webapp.settings import NUDGE_STREAM, commands_key, parse_labels
 from webapp.web import caps
 from webapp.web.auth.identity import current_principal
 from webapp.web.configs.files import library, library_errors, read_roots
@@ -161,9 +161,10 @@ def resume_run(run_id: int) -> dict:
 
 def nudge_dispatcher() -> None:
     """The queue changed: the control loop (whichever web process leads it) wakes from its read of
-    the event stream and dispatches now, where it otherwise looks once a second."""
+    the nudge stream (the web's own; the recorder reads it with the workers' streams) and dispatches
+    now, where it otherwise looks once a second."""
     try:
-        get_redis().xadd(EVENT_STREAM, {NUDGE_FIELD: "1"})
+        get_redis().xadd(NUDGE_STREAM, {NUDGE_FIELD: "1"})
     except redis.RedisError:
         pass  # the dispatcher looks at the queue once a second anyway
 
@@ -181,7 +182,8 @@ def send_command(command: Command, run_id: int | None = None, **data) -> dict:
     if run["stop_requested"] and command is not Command.STOP:
         raise ApiError(409, "run is stopping", f"run {run['id']} is saving and ending")
     try:
-        get_redis().rpush(commands_key(run["id"]), json.dumps(make_command(command, **data)))
+        # to the worker that holds the run: the only key of the run's its Redis user may read
+        get_redis().rpush(commands_key(run["worker"], run["id"]), json.dumps(make_command(command, **data)))
     except redis.RedisError:
         # refused, never dropped: the caller knows the command did not go out
         raise ApiError(503, "reconnecting", f"Redis cannot be reached, so the {command.value.replace('_', ' ')} "
