@@ -84,7 +84,7 @@ LAYERS = {
                       "webapp.trainer.process"},  # the trainer process's entry point, nothing else of it
     "webapp.trainer": {"webapp.protocol", "webapp.settings", "webapp.config"},
     "webapp.cli": {"webapp.protocol", "webapp.settings", "webapp.eventlog", "webapp.store", "webapp.config",
-                   "webapp.worker", "webapp.trainer"},
+                   "webapp.control", "webapp.worker", "webapp.trainer"},  # otweb: starts each role
 }
 NO_FLASK = ("webapp.protocol", "webapp.settings", "webapp.config", "webapp.store", "webapp.eventlog",
             "webapp.control", "webapp.worker", "webapp.trainer")
