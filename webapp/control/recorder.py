@@ -18,6 +18,7 @@ import redis
 from webapp import store
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, UploadError,
                              confined, decode_entry, encode_event, join_events, write_chunk)
+from webapp.control import record_state
 from webapp.protocol import Event, Reason, make_event
 from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
@@ -39,13 +40,22 @@ class Recorder:
         self.claim_every_s, self._claim_at = CLAIM_EVERY_S, 0.0
         self._assignments: dict[str, dict] = {}
         self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
+        self.set_aside = 0   # malformed entries (or ones that raised), acked and moved to the dead letters
+        self.held: list | None = None  # a batch the record could not take (a full disk): tried again first
+        self.blocked: str | None = None  # why it could not
+        self._aside: list = []
+        self.folder = _record_folder(conn)
         self.nudged = False  # the last batch held a nudge: the queue changed (run_actions.nudge_dispatcher)
 
     def stats(self) -> dict:
-        return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4)}
+        return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4),
+                "set_aside": self.set_aside, "blocked": self.blocked,
+                "held": len(self.held) if self.held else 0}
 
     def step(self, block_ms: int = 200) -> int:
         """Record one batch: entries left pending by a recorder that is gone first, then new ones."""
+        if self.held:
+            return self._retry_held(block_ms)
         self._ensure_group()
         entries = self._claim() if time.monotonic() >= self._claim_at else []
         if not entries:
@@ -88,40 +98,92 @@ class Recorder:
         self._claim_at = time.monotonic() + (0 if len(entries) >= BATCH else self.claim_every_s)
         return entries
 
-    def record(self, entries: list) -> None:
+    def record(self, entries: list) -> bool:
+        """Record a batch, or hold it whole while the record cannot be written (a full disk):
+        nothing is acked that is not committed, and nothing newer is read before it (``step``
+        tries the held batch again first). Returns whether it was recorded."""
         ids = [entry_id for entry_id, _ in entries]
         records = [entry for entry in entries if NUDGE_FIELD not in entry[1]]
         self.nudged = len(records) < len(entries)
-        with store.transaction(self.conn):
-            published = self._record_batch(records)
-        # after the commit: an entry acked is recorded; one published is in SQLite for a replay
+        checked, malformed = self._decode(records)
+        self._aside = []
+        try:
+            with store.transaction(self.conn):
+                published = self._record_batch(checked)
+        except Exception as exc:  # noqa: BLE001 - each entry's own errors are set aside inside
+            self._hold(entries, checked, exc)
+            return False
         pipe = self.redis.pipeline(transaction=False)
+        for entry_id, fields, reason in malformed + self._aside:
+            record_state.set_aside(pipe, self.stream, entry_id, fields, reason)
+        # after the commit: an entry acked is recorded; one published is in SQLite for a replay
         pipe.xack(self.stream, RECORDER_GROUP, *ids)
         pipe.xdel(self.stream, *ids)
         for message in join_events(published):
             pipe.publish(EVENTS_CHANNEL, message)
+        if self.held is not None:
+            record_state.clear_blocked(self.redis)
         pipe.execute()
+        self.set_aside += len(malformed) + len(self._aside)
+        self.held = self.blocked = None
         self.lag_s = max(0.0, time.time() - int(ids[-1].split("-")[0]) / 1000)
+        return True
 
-    def _record_batch(self, entries: list) -> list[str]:
-        """Inside the batch's transaction: the wire texts of the events to publish."""
-        decoded = []
-        for entry_id, fields in entries:
+    def _decode(self, records: list) -> tuple[list, list]:
+        """(entry id, fields, entry) of each well-formed entry; (entry id, fields, reason) of each
+        malformed one, which is acked and set aside with the batch."""
+        checked, malformed = [], []
+        for entry_id, fields in records:
             try:
-                entry = decode_entry(fields)
+                checked.append((entry_id, fields, decode_entry(fields)))
             except ValueError as exc:
-                log.warning("recorder dropped %s: %s", entry_id, exc)
-                continue
-            if self._known(entry):
-                decoded.append(entry)
-        firsts = store.fleet.first_times(self.conn, [(e["run"], e["src"], e["n"]) for e in decoded])
+                log.warning("recorder set aside %s: %s", entry_id, exc)
+                malformed.append((entry_id, fields, str(exc)))
+        return checked, malformed
+
+    def _hold(self, entries: list, checked: list, exc: Exception) -> None:
+        self.held = entries
+        self.blocked = record_state.blocked_reason(exc, self.folder) if record_state.cannot_write(exc) else (
+            f"the recorder cannot record a batch: {type(exc).__name__}: {exc}")
+        runs = sorted({entry["run"] for _, _, entry in checked})
+        log.warning("recorder holds %d entries (runs %s): %s", len(entries), runs, self.blocked)
+        try:
+            record_state.mark_blocked(self.redis, self.blocked, runs)
+        except redis.RedisError:
+            pass
+
+    def _retry_held(self, block_ms: int) -> int:
+        """The held batch again, before anything newer; while it still fails, wait a turn."""
+        held = self.held
+        if not self.record(held):
+            time.sleep(block_ms / 1000)
+            return 0
+        return len(held)
+
+    def _record_batch(self, checked: list) -> list[str]:
+        """Inside the batch's transaction: the wire texts of the events to publish. Each entry is
+        applied in its own savepoint: one that raises is undone and set aside, not the batch;
+        an error that says the disk cannot take the write fails the batch (it is held)."""
+        decoded = [(entry_id, fields, entry) for entry_id, fields, entry in checked if self._known(entry)]
+        firsts = store.fleet.first_times(self.conn, [(e["run"], e["src"], e["n"]) for _, _, e in decoded])
         self.duplicates += firsts.count(False)
         appender, self._lapsed = store.events.BatchAppender(self.conn), {}
         published: list[str] = []
-        for entry, first in zip(decoded, firsts):
-            if first:
-                published += self._apply(entry, appender)
-                self.recorded += 1
+        for (entry_id, fields, entry), first in zip(decoded, firsts):
+            if not first:
+                continue
+            try:
+                with appender.savepoint():
+                    wires = self._apply(entry, appender)
+            except Exception as exc:  # noqa: BLE001 - one bad entry must not stop the record
+                if record_state.cannot_write(exc):
+                    raise
+                log.warning("recorder set aside %s (run %s): %s", entry_id, entry["run"], exc)
+                self._lapsed.pop(entry["run"], None)
+                self._aside.append((entry_id, fields, f"{type(exc).__name__}: {exc}"))
+                continue
+            published += wires
+            self.recorded += 1
         appender.flush()
         return published
 
@@ -150,6 +212,8 @@ class Recorder:
             elif kind == ENTRY_REMOVE:
                 remove_file(Path(self.run_dir(run_id)), entry["path"])
         except (UploadError, OSError) as exc:
+            if record_state.cannot_write(exc):
+                raise  # the chunk is not on disk: the batch waits for room (never counted as recorded)
             log.warning("run %s: %s", run_id, exc)
             return [_wire(appender.append(run_id, make_event(Event.LOG, level="warning", text=str(exc))))]
         return []
@@ -195,6 +259,14 @@ class Recorder:
     def _stale(self, run_id: int, source: str) -> bool:
         row = self.conn.execute("SELECT assignment FROM runs WHERE id = ?", (run_id,)).fetchone()
         return row is None or row[0] != source.split(":")[0]
+
+
+def _record_folder(conn) -> Path:
+    """The folder of the record's database file (where a full disk is reported)."""
+    for row in conn.execute("PRAGMA database_list"):
+        if row[1] == "main" and row[2]:
+            return Path(row[2]).parent
+    return Path.cwd()
 
 
 def _wire(appended: tuple[dict, str | None]) -> str:

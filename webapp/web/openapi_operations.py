@@ -143,6 +143,8 @@ OPERATIONS = {
     "system.api_info": op("Machine, libraries, GPUs", "system", ok=obj()),
     "system.api_resources": op("CPU, RAM, disk and GPU use", "system", ok=obj()),
     "system.api_processes": op("The product's processes", "system", ok=obj()),
+    "system.api_record": op("The record: entries set aside as malformed, and why it cannot be written", "system",
+                            ok=obj(blocked=ANY, dead_letters=ANY)),
     "auth.token_login": op("Trade a password for an API token", "auth", status=201,
                            body=obj(("username", "password"), username=STR, password=STR, name=STR),
                            ok=obj(id=INT, token=STR, role=STR), description="Public (rate-limited)."),
