@@ -224,3 +224,22 @@ def test_a_file_chunk_must_hold_what_it_says(app, redis_url):
 def test_the_decoder_refuses_with_a_value_error(fields):
     with pytest.raises(ValueError):
         decode_entry(fields)
+
+
+def test_a_run_s_progress_never_moves_backwards(app):
+    """An older step arriving late keeps its place in the timeline but does not fold into the
+    run; nor does any progress after the run's final state."""
+    from webapp.protocol import Event, make_event
+    conn, run_id, _ = _run(app)
+    for event in (make_event(Event.RUN, state="running"), make_event(Event.PROGRESS, global_step=500, max_step=900),
+                  make_event(Event.PROGRESS, global_step=300, max_step=900)):
+        store.append_event(conn, run_id, event)
+    assert store.get_run(conn, run_id)["progress"]["global_step"] == 500
+    store.append_event(conn, run_id, make_event(Event.PROGRESS, global_step=900, max_step=900))
+    store.append_event(conn, run_id, make_event(Event.RUN, state="completed"))
+    appender = store.events.BatchAppender(conn)   # the recorder's path
+    appender.append(run_id, make_event(Event.PROGRESS, global_step=899, max_step=900))
+    appender.flush()
+    assert store.get_run(conn, run_id)["progress"]["global_step"] == 900
+    assert [e["data"].get("global_step") for e in store.events_since(conn, 0, run_id)
+            if e["event"] == "progress"] == [500, 300, 900, 899]

@@ -21,6 +21,7 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 _SQLITE_DISK_WORDS = ("full", "disk i/o", "readonly", "locked", "busy", "unable to open")
 # the blocked note outlives a recorder that died holding it by this much, no more
 BLOCKED_TTL_S = 60
+DISK_FLOOR = 2**20             # free bytes below which the record is reported not writable
 DEAD_LETTER_KEPT = 4096        # characters of a set-aside entry kept for a person to read
 
 
@@ -41,6 +42,16 @@ def blocked_reason(exc: BaseException, folder: Path) -> str:
     except OSError:
         return f"the web host's disk is full ({folder})"
     return f"the web host's disk is full: {free:.1f} MiB free in {folder}"
+
+
+def disk_reason(folder: Path) -> str | None:
+    """Why the record cannot be written now, seen from its disk alone (below DISK_FLOOR free:
+    SQLite's next commit would fail), or None."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        return f"the web host cannot read its workspace: {exc}"
+    return None if free >= DISK_FLOOR else f"the web host's disk is full: {free / 2**20:.1f} MiB free in {folder}"
 
 
 # -- dead letters ------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ VERSIONS_QUERY = [q("model", STR, "a model: the config name"), q("tag", STR, "ve
 
 OPERATIONS = {
     # training
-    "api.health": op("Health: Redis and the database", "system", ok=obj(status=STR, redis=ANY, database=ANY, time=NUM),
+    "api.health": op("Health: Redis, the database and whether the record can be written (record_error says why not)",
+                     "system", ok=obj(status=STR, redis=ANY, database=ANY, record=ANY, time=NUM),
                      errors=[503], description="Public. 503 with the same body when degraded."),
     "api.training_status": op("The current run and the queue length", "training", ok=obj(run=nullable(ref("Run")), queued=INT)),
     "api.training_start": op("Start a run from a library config or an inline one", "training", status=202,
