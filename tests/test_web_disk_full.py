@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from test_disk_full import fill
 from webapp import store
 from webapp.control import record_state
 from webapp.control.recorder import Recorder
@@ -52,7 +53,7 @@ def test_a_full_disk_on_the_web_host_holds_the_record_and_loses_nothing(auth_app
     assert web.get(f"/api/runs/{run_id}", headers=headers).status_code == 200
 
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next write needs new room on the disk
-    ballast = fill(workspace)
+    fill(workspace)
     _send(client, run_id, after, n)
     for _ in range(3):
         recorder.step(block_ms=10)
@@ -68,7 +69,7 @@ def test_a_full_disk_on_the_web_host_holds_the_record_and_loses_nothing(auth_app
     assert health.status_code == 503 and not health.get_json()["record"]
     assert "the web host's disk is full" in health.get_json()["record_error"]
 
-    ballast.unlink()
+    (workspace / "ballast").unlink()
     while recorder.step(block_ms=10):
         pass
     assert recorder.held is None and client.xlen(EVENT_STREAM) == 0
@@ -106,15 +107,3 @@ def _samples(images: list[bytes], folder: Path) -> list:
         entries.append(("sample_default", {"path": f"samples/s{index}.png", "prompt": f"p{index}"}))
     return entries
 
-
-def fill(folder: Path) -> Path:
-    """Write until the disk says no; returns the ballast."""
-    ballast = folder / "ballast"
-    with open(ballast, "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 2**16)
-                handle.flush()
-        except OSError:
-            pass
-    return ballast
