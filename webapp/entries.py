@@ -49,7 +49,7 @@ def _optional(test):
 
 def _artifact(value) -> bool:
     return isinstance(value, dict) and _text(value.get("kind")) and _text(value.get("path")) and all(
-        _optional(_count)(value.get(key)) for key in ("global_step", "epoch"))
+        _optional(_number)(value.get(key)) for key in ("global_step", "epoch"))
 
 
 def _kept(value) -> bool:
@@ -64,7 +64,7 @@ def _state(value) -> bool:
 _PROGRESS = {key: _optional(_number) for key in ("global_step", "max_step", "epoch", "max_epoch", "epoch_step",
                                                  "epoch_length", "loss", "smooth_loss", "lr",
                                                  "speed", "eta_s")}
-_SAMPLE = {"path": _text, "prompt": _optional(_text), "global_step": _optional(_count), "epoch": _optional(_count)}
+_SAMPLE = {"path": _text, "prompt": _optional(_text), "global_step": _optional(_number), "epoch": _optional(_number)}
 EVENT_FIELDS: dict[str, dict] = {
     Event.PROGRESS: _PROGRESS,
     Event.STATUS: {"text": _text},

@@ -44,6 +44,7 @@ class Recorder:
         self.held: list | None = None  # a batch the record could not take (a full disk): tried again first
         self.blocked: str | None = None  # why it could not
         self._aside: list = []
+        self._counts = [0, 0]
         self.folder = _record_folder(conn)
         self.nudged = False  # the last batch held a nudge: the queue changed (run_actions.nudge_dispatcher)
 
@@ -125,6 +126,7 @@ class Recorder:
             record_state.clear_blocked(self.redis)
         pipe.execute()
         self.set_aside += len(malformed) + len(self._aside)
+        self.recorded, self.duplicates = self.recorded + self._counts[0], self.duplicates + self._counts[1]
         self.held = self.blocked = None
         self.lag_s = max(0.0, time.time() - int(ids[-1].split("-")[0]) / 1000)
         return True
@@ -166,7 +168,7 @@ class Recorder:
         an error that says the disk cannot take the write fails the batch (it is held)."""
         decoded = [(entry_id, fields, entry) for entry_id, fields, entry in checked if self._known(entry)]
         firsts = store.fleet.first_times(self.conn, [(e["run"], e["src"], e["n"]) for _, _, e in decoded])
-        self.duplicates += firsts.count(False)
+        self._counts = [0, firsts.count(False)]  # recorded, duplicates: counted once the batch commits
         appender, self._lapsed = store.events.BatchAppender(self.conn), {}
         published: list[str] = []
         for (entry_id, fields, entry), first in zip(decoded, firsts):
@@ -183,7 +185,7 @@ class Recorder:
                 self._aside.append((entry_id, fields, f"{type(exc).__name__}: {exc}"))
                 continue
             published += wires
-            self.recorded += 1
+            self._counts[0] += 1
         appender.flush()
         return published
 
