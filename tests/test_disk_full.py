@@ -1,6 +1,8 @@
 """A full disk mid-run (a tmpfs under the runs folder, filled while the demo trains): the run ends
 failed saying "no space left" and where, its newest complete backup is kept, the record is
-intact and the web keeps serving; a start without room enough is refused before it queues."""
+intact and the web keeps serving; a start without room enough is refused before it queues. The
+web's copies share that disk: while it is full the recorder holds what it cannot write (health
+503 saying why) and records it once space is freed."""
 from __future__ import annotations
 
 import json
@@ -10,11 +12,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 from conftest import short_run
 from servers import serve_web
 from stack import Stack, run_worker
 from webapp import store
+from webapp.settings import worker_stream
 
 pytestmark = pytest.mark.slow
 TMPFS_MB = 48
@@ -71,6 +75,18 @@ def test_a_full_disk_fails_the_run_and_keeps_the_last_backup(small_disk, demo_co
     backups = workspace / "worker" / "runs" / str(run_id) / "backups"  # where its trainer writes
     stack.wait_for(lambda: backups.is_dir() and any(not p.name.startswith(".") for p in backups.iterdir()))
     fill(disk_of(workspace))
+    # the web's copies of the run folder share the disk: the recorder acknowledges nothing it could
+    # not write (the worker's entries wait in Redis) and says why, until space is freed
+    events = redis.Redis.from_url(stack.env["REDIS_URL"], decode_responses=True)
+    stack.wait_for(lambda: any('"state":"failed"' in fields.get("e", "")
+                               for _, fields in events.xrange(worker_stream(stack.env["OTWEB_WORKER_NAME"]))), 120)
+    health = stack.api("GET", "/api/health")
+    assert health.status_code == 503 and "the web host's disk is full" in health.json()["record_error"], health.text
+    assert stack.run_state(run_id)["state"] == "running"
+    # with the disk still full, the next start is refused before it is queued, saying why
+    answer = stack.api("POST", "/api/training/start", json={"config": short_run(demo_config)})
+    assert answer.status_code == 507 and "MiB free" in answer.json()["detail"], answer.text
+    (disk_of(workspace) / "ballast").unlink()
     run = stack.wait_until_ended(run_id, timeout=120)
     assert run["state"] == "failed", run
     assert "no space left on the disk holding" in run["reason"] and str(workspace / "worker" / "runs") in run["reason"], run
@@ -82,6 +98,3 @@ def test_a_full_disk_fails_the_run_and_keeps_the_last_backup(small_disk, demo_co
     conn.close()
     assert stack.api("GET", "/api/health").status_code == 200
     assert stack.api("GET", f"/runs/{run_id}").status_code == 200
-    # with the disk still full, the next start is refused before it is queued, saying why
-    answer = stack.api("POST", "/api/training/start", json={"config": short_run(demo_config)})
-    assert answer.status_code == 507 and "MiB free" in answer.json()["detail"], answer.text

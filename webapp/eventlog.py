@@ -26,6 +26,7 @@ from pathlib import Path
 
 import redis
 
+from webapp.entries import MalformedEntry, check as check_entry
 from webapp.protocol import dumps
 from webapp.settings import EVENTS_CHANNEL
 
@@ -94,16 +95,13 @@ def encode_entry(kind: str, run_id: int, source: str, number: int, **body) -> di
 
 
 def decode_entry(fields: dict) -> dict:
-    """The entry, or ValueError naming what is wrong (the recorder acks and drops such entries)."""
+    """The entry, checked against its kind's schema (``webapp.entries``), or MalformedEntry (a
+    ValueError) naming what is wrong: the recorder sets such an entry aside and goes on."""
     try:
         entry = json.loads(fields[FIELD])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"not a stream entry: {str(fields)[:200]}") from None
-    if not isinstance(entry, dict) or entry.get("k") not in ENTRY_KINDS:
-        raise ValueError(f"unknown entry: {str(fields)[:200]}")
-    if not isinstance(entry.get("run"), int) or not isinstance(entry.get("n"), int) or not entry.get("src"):
-        raise ValueError(f"an entry needs run, src and n: {str(fields)[:200]}")
-    return entry
+    except (KeyError, TypeError, ValueError, RecursionError):
+        raise MalformedEntry(f"not a stream entry: {str(fields)[:200]}") from None
+    return check_entry(entry)
 
 
 def file_chunks(path, relative: str, mode: str = "whole", offset: int = 0):

@@ -19,6 +19,11 @@ WORKERS_KEY = "otweb:fleet"              # set: the workers' names (the web adds
 NUDGE_STREAM = "otweb:stream:nudge"      # the web's own: "look at the queue now" (run_actions.nudge_dispatcher)
 WORKER_USER_PREFIX = "otweb-worker-"     # a worker's Redis (ACL) user: this + its name; its password is its token
 DISPATCH_LOCK = "otweb:dispatch:lock"    # one dispatcher at a time among the web processes
+# the web's own (no worker writes them): entries the recorder set aside, and why it cannot record
+DEAD_LETTER_STREAM = "otweb:deadletter"  # malformed entries with their reason and source (capped)
+DEAD_LETTER_COUNT = "otweb:deadletter:count"  # how many were ever set aside
+DEAD_LETTER_MAXLEN = 1000
+RECORD_BLOCKED_KEY = "otweb:record:blocked"  # JSON: why the record cannot be written, and the runs held
 
 # a run folder (Settings.run_dir): what the worker and the trainer write there, and the web reads
 CONFIG_NAME = "config.json"              # the config as it ran

@@ -82,7 +82,7 @@ class ControlLoop:
                     # the read waits no longer than the next dispatch is due (heartbeats are
                     # looked at once a second), or until a nudge comes
                     due_ms = (dispatched_at + DISPATCH_EVERY_S - time.monotonic()) * 1000
-                    self.recorder.step(block_ms=int(min(BLOCK_MS, max(1, due_ms))))
+                    self._record(int(min(BLOCK_MS, max(1, due_ms))))
                     if self.recorder.nudged or time.monotonic() - dispatched_at >= DISPATCH_EVERY_S:
                         self.dispatcher.step()
                         dispatched_at = time.monotonic()
@@ -98,6 +98,18 @@ class ControlLoop:
                     lock.release()
                 except redis.RedisError:
                     pass
+
+    def _record(self, block_ms: int) -> None:
+        """One recorder step. Dispatch does not wait on the recorder: a step that raises (a bug, a
+        wrong-typed key) is logged and the dispatcher still takes its turn; Redis' own errors go
+        to the loop when Redis is away (it stands down as leader)."""
+        try:
+            self.recorder.step(block_ms=block_ms)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception:  # noqa: BLE001 - the record catches up at the next step
+            log.exception("recorder failed; dispatching anyway")
+            self.stopping.wait(min(1.0, block_ms / 1000))
 
     def _lead(self, lock) -> bool:
         # renewed once per LOCK_RENEW_S, not every turn: a turn per batch of events made the

@@ -20,6 +20,7 @@ import redis
 from webapp import store
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, UploadError, confined,
                              decode_entry, encode_event, join_events, write_chunk)
+from webapp.control import record_state
 from webapp.protocol import Event, Reason, make_event
 from webapp.settings import EVENTS_CHANNEL, NUDGE_STREAM, RECORDER_GROUP, WORKERS_KEY, worker_stream
 
@@ -43,13 +44,23 @@ class Recorder:
         self.claim_every_s, self._claim_at = CLAIM_EVERY_S, 0.0
         self._assignments: dict[str, dict] = {}
         self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
+        self.set_aside = 0   # malformed entries (or ones that raised), acked and moved to the dead letters
+        self.held: tuple | None = None  # (entries, stream) the record could not take (a full disk): tried first
+        self.blocked: str | None = None  # why it could not
+        self._aside: list = []
+        self._counts = [0, 0]
+        self.folder = _record_folder(conn)
         self.nudged = False  # the last batch held a nudge: the queue changed (run_actions.nudge_dispatcher)
 
     def stats(self) -> dict:
-        return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4)}
+        return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4),
+                "set_aside": self.set_aside, "blocked": self.blocked,
+                "held": len(self.held[0]) if self.held else 0}
 
     def step(self, block_ms: int = 200) -> int:
         """Record one batch: entries left pending by a recorder that is gone first, then new ones."""
+        if self.held:
+            return self._retry_held(block_ms)
         self._find_streams()
         answer = self._claim() if time.monotonic() >= self._claim_at else []
         if not answer:
@@ -62,10 +73,15 @@ class Recorder:
                     return 0
                 raise
         self.nudged = False
+        count = 0
         for stream, entries in answer:
-            if entries:
-                self.record(entries, stream)
-        return sum(len(entries) for _, entries in answer)
+            if not entries:
+                continue
+            if self.held:  # an earlier stream's batch is held: these stay pending, claimed again later
+                break
+            self.record(entries, stream)
+            count += len(entries)
+        return count
 
     def _find_streams(self) -> None:
         """The nudge stream and one stream per worker in the fleet, each with the group."""
@@ -100,42 +116,95 @@ class Recorder:
         self._claim_at = time.monotonic() + (0 if full else self.claim_every_s)
         return [(stream, entries) for stream, entries in claimed if entries]
 
-    def record(self, entries: list, stream: str) -> None:
+    def record(self, entries: list, stream: str) -> bool:
         """One batch of one stream: the nudge stream's entries only wake the dispatcher; a worker's
-        are recorded where they belong to a run assigned to that worker."""
+        are recorded where they belong to a run assigned to that worker. While the record cannot be
+        written (a full disk) the batch is held whole: nothing is acked that is not committed, and
+        nothing newer is read before it (``step`` tries the held batch again first). Returns whether
+        it was recorded."""
         ids = [entry_id for entry_id, _ in entries]
         worker = self.streams.get(stream)
         self.nudged = self.nudged or worker is None
-        with store.transaction(self.conn):
-            published = self._record_batch(entries, worker) if worker is not None else []
-        # after the commit: an entry acked is recorded; one published is in SQLite for a replay
+        checked, malformed = self._decode(entries) if worker is not None else ([], [])
+        self._aside = []
+        try:
+            with store.transaction(self.conn):
+                published = self._record_batch(checked, worker) if worker is not None else []
+        except Exception as exc:  # noqa: BLE001 - each entry's own errors are set aside inside
+            self._hold(entries, stream, checked, exc)
+            return False
         pipe = self.redis.pipeline(transaction=False)
+        for entry_id, fields, reason in malformed + self._aside:
+            record_state.set_aside(pipe, stream, entry_id, fields, reason)
+        # after the commit: an entry acked is recorded; one published is in SQLite for a replay
         pipe.xack(stream, RECORDER_GROUP, *ids)
         pipe.xdel(stream, *ids)
         for message in join_events(published):
             pipe.publish(EVENTS_CHANNEL, message)
+        if self.held is not None:
+            record_state.clear_blocked(self.redis)
         pipe.execute()
+        self.set_aside += len(malformed) + len(self._aside)
+        self.recorded, self.duplicates = self.recorded + self._counts[0], self.duplicates + self._counts[1]
+        self.held = self.blocked = None
         self.lag_s = max(0.0, time.time() - int(ids[-1].split("-")[0]) / 1000)
+        return True
 
-    def _record_batch(self, entries: list, worker: str) -> list[str]:
-        """Inside the batch's transaction: the wire texts of the events to publish."""
-        decoded = []
-        for entry_id, fields in entries:
+    def _decode(self, records: list) -> tuple[list, list]:
+        """(entry id, fields, entry) of each well-formed entry; (entry id, fields, reason) of each
+        malformed one, which is acked and set aside with the batch."""
+        checked, malformed = [], []
+        for entry_id, fields in records:
             try:
-                entry = decode_entry(fields)
+                checked.append((entry_id, fields, decode_entry(fields)))
             except ValueError as exc:
-                log.warning("recorder dropped %s: %s", entry_id, exc)
-                continue
-            if self._known(entry, worker):
-                decoded.append(entry)
-        firsts = store.assignments.first_times(self.conn, [(e["run"], e["src"], e["n"]) for e in decoded])
-        self.duplicates += firsts.count(False)
+                log.warning("recorder set aside %s: %s", entry_id, exc)
+                malformed.append((entry_id, fields, str(exc)))
+        return checked, malformed
+
+    def _hold(self, entries: list, stream: str, checked: list, exc: Exception) -> None:
+        self.held = (entries, stream)
+        self.blocked = record_state.blocked_reason(exc, self.folder) if record_state.cannot_write(exc) else (
+            f"the recorder cannot record a batch: {type(exc).__name__}: {exc}")
+        runs = sorted({entry["run"] for _, _, entry in checked})
+        log.warning("recorder holds %d entries (runs %s): %s", len(entries), runs, self.blocked)
+        try:
+            record_state.mark_blocked(self.redis, self.blocked, runs)
+        except redis.RedisError:
+            pass
+
+    def _retry_held(self, block_ms: int) -> int:
+        """The held batch again, before anything newer; while it still fails, wait a turn."""
+        entries, stream = self.held
+        if not self.record(entries, stream):
+            time.sleep(block_ms / 1000)
+            return 0
+        return len(entries)
+
+    def _record_batch(self, checked: list, worker: str) -> list[str]:
+        """Inside the batch's transaction: the wire texts of the events to publish. Each entry is
+        applied in its own savepoint: one that raises is undone and set aside, not the batch;
+        an error that says the disk cannot take the write fails the batch (it is held)."""
+        decoded = [(entry_id, fields, entry) for entry_id, fields, entry in checked if self._known(entry, worker)]
+        firsts = store.assignments.first_times(self.conn, [(e["run"], e["src"], e["n"]) for _, _, e in decoded])
+        self._counts = [0, firsts.count(False)]  # recorded, duplicates: counted once the batch commits
         appender, self._lapsed = store.events.BatchAppender(self.conn), {}
         published: list[str] = []
-        for entry, first in zip(decoded, firsts):
-            if first:
-                published += self._apply(entry, appender)
-                self.recorded += 1
+        for (entry_id, fields, entry), first in zip(decoded, firsts):
+            if not first:
+                continue
+            try:
+                with appender.savepoint():
+                    wires = self._apply(entry, appender)
+            except Exception as exc:  # noqa: BLE001 - one bad entry must not stop the record
+                if record_state.cannot_write(exc):
+                    raise
+                log.warning("recorder set aside %s (run %s): %s", entry_id, entry["run"], exc)
+                self._lapsed.pop(entry["run"], None)
+                self._aside.append((entry_id, fields, f"{type(exc).__name__}: {exc}"))
+                continue
+            published += wires
+            self._counts[0] += 1
         appender.flush()
         return published
 
@@ -170,6 +239,8 @@ class Recorder:
             elif kind == ENTRY_REMOVE:
                 remove_file(Path(self.run_dir(run_id)), entry["path"])
         except (UploadError, OSError) as exc:
+            if record_state.cannot_write(exc):
+                raise  # the chunk is not on disk: the batch waits for room (never counted as recorded)
             log.warning("run %s: %s", run_id, exc)
             return [_wire(appender.append(run_id, make_event(Event.LOG, level="warning", text=str(exc))))]
         return []
@@ -215,6 +286,14 @@ class Recorder:
     def _stale(self, run_id: int, source: str) -> bool:
         row = self.conn.execute("SELECT assignment FROM runs WHERE id = ?", (run_id,)).fetchone()
         return row is None or row[0] != source.split(":")[0]
+
+
+def _record_folder(conn) -> Path:
+    """The folder of the record's database file (where a full disk is reported)."""
+    for row in conn.execute("PRAGMA database_list"):
+        if row[1] == "main" and row[2]:
+            return Path(row[2]).parent
+    return Path.cwd()
 
 
 def _wire(appended: tuple[dict, str | None]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import logging
 import os
 import secrets
 import sqlite3
@@ -19,6 +20,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from webapp.settings import check_worker_name
 
 from . import db
+
+log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "operator", "admin")  # each role can do everything the ones before it can
 # a worker's token: no web role at all (every page and API answers 403); it is the password of the
@@ -244,8 +247,22 @@ def find_token(conn, token: str) -> dict | None:
     found = dict(row)
     if found["user_role"] is not None and role_rank(found["user_role"]) < role_rank(found["role"]):
         found["role"] = found["user_role"]  # the user was demoted after the token was made
-    conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (time.time(), found["id"]))
+    _note_use(conn, found["id"])
     return found
+
+
+LAST_USED_EVERY_S = 60  # a token's last use is written at most this often: a read needs no write
+
+
+def _note_use(conn, token_id: int) -> None:
+    """Record a token's last use, best effort: a full disk (or a busy database) must not turn
+    every token-authenticated read into a 500; the use is noted at a later request."""
+    now = time.time()
+    try:
+        conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?"
+                     " AND (last_used_at IS NULL OR last_used_at < ?)", (now, token_id, now - LAST_USED_EVERY_S))
+    except sqlite3.OperationalError as exc:
+        log.warning("could not note the use of token %s: %s", token_id, exc)
 
 
 def list_tokens(conn) -> list[dict]:

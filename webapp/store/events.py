@@ -2,6 +2,7 @@
 progress, status) and records a sample, in one transaction."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -49,14 +50,36 @@ class BatchAppender:
 
     def flush(self) -> None:
         if self._progress:
-            self.conn.executemany("UPDATE runs SET progress_json = ? WHERE id = ?",
-                                  [(text, run_id) for run_id, text in self._progress.items()])
+            self.conn.executemany(_FOLD_PROGRESS, [(text, run_id, text) for run_id, text in self._progress.items()])
             self._progress.clear()
+
+    @contextlib.contextmanager
+    def savepoint(self):
+        """One entry's writes, undone together (its rows and its pending progress) if it raises."""
+        pending = dict(self._progress)
+        self.conn.execute("SAVEPOINT entry")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK TO entry")
+            self.conn.execute("RELEASE entry")
+            self._progress = pending
+            raise
+        self.conn.execute("RELEASE entry")
+
+
+# a run's progress never moves backwards: a step older than the one recorded (arriving late), or any
+# progress after the run ended, is kept in the timeline but not folded into the run's row
+_FOLD_PROGRESS = ("UPDATE runs SET progress_json = ?1 WHERE id = ?2"
+                  " AND state NOT IN ('completed', 'stopped', 'failed', 'canceled', 'interrupted')"
+                  " AND COALESCE(json_extract(progress_json, '$.global_step'), -1)"
+                  " <= COALESCE(json_extract(?3, '$.global_step'), 9e18)")
 
 
 def _fold_into_run(conn, run_id: int, name: str, data: dict, at: float) -> None:
     if name == Event.PROGRESS:
-        conn.execute("UPDATE runs SET progress_json = ? WHERE id = ?", (dumps(data), run_id))
+        text = dumps(data)
+        conn.execute(_FOLD_PROGRESS, (text, run_id, text))
     elif name == Event.STATUS:
         conn.execute("UPDATE runs SET status_text = ? WHERE id = ?", (data.get("text", ""), run_id))
     elif name == Event.LOG and data.get("skipped_files"):  # dataset files the trainer could not use

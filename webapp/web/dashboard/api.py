@@ -4,9 +4,10 @@ from __future__ import annotations
 import time
 
 import redis
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from webapp import store
+from webapp.control import record_state
 from webapp.web.extensions import get_db, get_redis
 from webapp.protocol import Command
 from webapp.web.runs import actions as run_actions
@@ -19,17 +20,23 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 @bp.get("/health")
 def health():
-    checks = {"database": True, "redis": True}
+    """503 when a part is down or the record cannot be written (a full disk), saying why."""
+    checks, why = {"database": True, "redis": True, "record": True}, None
     try:
         get_db().execute("SELECT 1")
     except Exception:  # noqa: BLE001 - reported, not raised
         checks["database"] = False
     try:
         get_redis().ping()
+        blocked = record_state.blocked(get_redis())
+        why = blocked["reason"] if blocked else None
     except redis.RedisError:
         checks["redis"] = False
+    why = why or record_state.disk_reason(current_app.config["WORKSPACE"])
+    checks["record"] = why is None
     ok = all(checks.values())
-    return jsonify(status="ok" if ok else "degraded", time=time.time(), **checks), 200 if ok else 503
+    extra = {"record_error": why} if why else {}
+    return jsonify(status="ok" if ok else "degraded", time=time.time(), **checks, **extra), 200 if ok else 503
 
 
 @bp.get("/training/status")

@@ -52,7 +52,8 @@ VERSIONS_QUERY = [q("model", STR, "a model: the config name"), q("tag", STR, "ve
 
 OPERATIONS = {
     # training
-    "api.health": op("Health: Redis and the database", "system", ok=obj(status=STR, redis=ANY, database=ANY, time=NUM),
+    "api.health": op("Health: Redis, the database and whether the record can be written (record_error says why not)",
+                     "system", ok=obj(status=STR, redis=ANY, database=ANY, record=ANY, time=NUM),
                      errors=[503], description="Public. 503 with the same body when degraded."),
     "api.training_status": op("The current run and the queue length", "training", ok=obj(run=nullable(ref("Run")), queued=INT)),
     "api.training_start": op("Start a run from a library config or an inline one", "training", status=202,
@@ -143,6 +144,8 @@ OPERATIONS = {
     "system.api_info": op("Machine, libraries, GPUs", "system", ok=obj()),
     "system.api_resources": op("CPU, RAM, disk and GPU use", "system", ok=obj()),
     "system.api_processes": op("The product's processes", "system", ok=obj()),
+    "system.api_record": op("The record: entries set aside as malformed, and why it cannot be written", "system",
+                            ok=obj(blocked=ANY, dead_letters=ANY)),
     "auth.token_login": op("Trade a password for an API token", "auth", status=201,
                            body=obj(("username", "password"), username=STR, password=STR, name=STR),
                            ok=obj(id=INT, token=STR, role=STR), description="Public (rate-limited)."),

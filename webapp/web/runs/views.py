@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+import redis
+
 from webapp import store
 from webapp.protocol import RunState
-from webapp.control import heartbeats
+from webapp.control import heartbeats, record_state
 from webapp.settings import HEARTBEAT_TTL_S
 from webapp.web.charts import loss_sparkline
 from webapp.web.errors import ApiError
@@ -62,7 +64,21 @@ def get_run_view(run_id: int) -> dict:
     run = store.get_run(get_db(), run_id)
     if run is None:
         raise ApiError(404, "unknown run", f"no run with id {run_id}")
-    return summarize(run)
+    view = summarize(run)
+    view["record_blocked"] = record_blocked(view)
+    return view
+
+
+def record_blocked(view: dict) -> str | None:
+    """Why what this run's worker sends is not recorded now (the web host's disk is full), for
+    a run the recorder holds entries of, or any running run (the recorder reads nothing new)."""
+    try:
+        blocked = record_state.blocked(get_redis())
+    except redis.RedisError:
+        return None
+    if blocked and (view["id"] in blocked.get("runs", ()) or view["state"] == RunState.RUNNING.value):
+        return blocked["reason"]
+    return None
 
 
 def summarize(run: dict) -> dict:

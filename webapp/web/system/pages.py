@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template
 
-from webapp.web.system.status import processes, resources, sample_with_history, sparklines, system_info
+from webapp.web.system.status import (processes, record_status, resources, sample_with_history, sparklines,
+                                      system_info)
 
 bp = Blueprint("system", __name__)
 
@@ -23,11 +24,16 @@ def api_processes():
     return jsonify(processes=processes())
 
 
+@bp.get("/api/system/record")
+def api_record():
+    return jsonify(record_status())
+
+
 @bp.get("/system")
 def page():
     now, history = sample_with_history()
     return render_template("system/index.html", info=system_info(), now=now, history=sparklines(history),
-                           processes=processes())
+                           processes=processes(), record=record_status())
 
 
 @bp.get("/system/live")

@@ -17,6 +17,7 @@ from flask import current_app
 
 from webapp.web.charts import percent_sparkline
 from webapp.web.extensions import get_redis
+from webapp.control import record_state
 from webapp.control.heartbeats import read_beats
 from webapp.web.fleet.workers import live_workers
 
@@ -144,6 +145,18 @@ def sample_with_history() -> tuple[dict, list[dict]]:
     except redis.RedisError:
         history = []
     return now, history[-HISTORY_LENGTH:]
+
+
+# -- the record: entries set aside, and whether it can be written ---------------------------------
+
+def record_status() -> dict:
+    """{"blocked": why the recorder cannot write the record now, or None; "dead_letters": the
+    count of malformed entries set aside and the newest few}."""
+    try:
+        client = get_redis()
+        return {"blocked": record_state.blocked(client), "dead_letters": record_state.dead_letters(client)}
+    except redis.RedisError as exc:
+        return {"blocked": None, "dead_letters": None, "note": f"Redis cannot be asked: {exc}"}
 
 
 # -- our processes ---------------------------------------------------------------------------
