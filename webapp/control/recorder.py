@@ -18,6 +18,7 @@ import redis
 from webapp import store
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, UploadError,
                              confined, decode_entry, encode_event, join_events, write_chunk)
+from webapp.control import heartbeats
 from webapp.protocol import Event, Reason, make_event
 from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
@@ -38,6 +39,7 @@ class Recorder:
         self._group_ready = False
         self.claim_every_s, self._claim_at = CLAIM_EVERY_S, 0.0
         self._assignments: dict[str, dict] = {}
+        self._attempts: dict[str, int] = {}  # assignment -> which attempt of its run it is
         self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
         self.nudged = False  # the last batch held a nudge: the queue changed (run_actions.nudge_dispatcher)
 
@@ -142,7 +144,8 @@ class Recorder:
         if kind == ENTRY_EVENT:
             return self._event(run_id, entry, appender)
         if kind == ENTRY_METRICS:
-            store.append_metrics(self.conn, run_id, [tuple(row) for row in entry.get("rows") or []])
+            store.append_metrics(self.conn, run_id, [tuple(row) for row in entry.get("rows") or []],
+                                 attempt=self._attempt(entry["src"]))
             return []
         try:
             if kind == ENTRY_FILE:
@@ -165,7 +168,7 @@ class Recorder:
         event = {"event": name, "data": data, "time": entry.get("time") or time.time()}
         corrected = []
         if name != Event.RUN and self._is_lapsed(run_id, appender):
-            corrected = self._back_in_contact(run_id, name, data, event["time"], appender)
+            corrected = self._back_in_contact(run_id, name, data, appender)
         return corrected + [_wire(appender.append(run_id, event))]
 
     def _is_lapsed(self, run_id: int, appender) -> bool:
@@ -177,20 +180,39 @@ class Recorder:
             self._lapsed[run_id] = bool(row) and row[0] == "interrupted" and row[1] == Reason.WORKER_LAPSED.value
         return self._lapsed[run_id]
 
-    def _back_in_contact(self, run_id: int, name: str, data: dict, at: float, appender) -> list[str]:
+    def _back_in_contact(self, run_id: int, name: str, data: dict, appender) -> list[str]:
         """A run marked interrupted because its worker's heartbeat lapsed, whose worker turns out to
         be training still (its events arrive, from the same assignment): the record is corrected,
         and the timeline says what happened. The evidence came late; the record must not lie."""
         self._lapsed[run_id] = False
         run = store.get_run(self.conn, run_id)
         lost_at = (run.get("progress") or {}).get("global_step")
-        back_at = data.get("global_step", lost_at) if name == Event.PROGRESS else lost_at
+        # the first entry to arrive is the oldest it spooled while away (240 where contact came back
+        # at ~889: issue 33): the step it is at now is the one in its heartbeat
+        steps = [step for step in (lost_at, data.get("global_step") if name == Event.PROGRESS else None,
+                                   self._beat_step(run)) if step is not None]
+        back_at = max(steps) if steps else None
         text = (f"lost contact with worker {run.get('worker')} at step {lost_at}; back at step {back_at}: "
                 "the run went on meanwhile")
         back = make_event(Event.RUN, state="running", reason=None)
         note = make_event(Event.STATUS, text=text, back_in_contact=True)
-        back["time"] = note["time"] = at
+        # stamped when contact came back (now), not with the spooled entry's time, which came before
+        # the interruption it corrects
         return [_wire(appender.append(run_id, back)), _wire(appender.append(run_id, note))]
+
+    def _beat_step(self, run: dict) -> int | None:
+        """The step the run's worker says its trainer is at (its heartbeat), if it says so for this run."""
+        try:
+            _, beat = heartbeats.run_beat(self.redis, run.get("worker"))
+        except redis.RedisError:
+            return None
+        return beat.get("step") if beat and beat.get("run_id") == run["id"] else None
+
+    def _attempt(self, source: str) -> int:
+        assignment = source.split(":")[0]
+        if assignment not in self._attempts:
+            self._attempts[assignment] = store.fleet.attempt_number(self.conn, assignment)
+        return self._attempts[assignment]
 
     def _stale(self, run_id: int, source: str) -> bool:
         row = self.conn.execute("SELECT assignment FROM runs WHERE id = ?", (run_id,)).fetchone()
