@@ -132,3 +132,23 @@ def test_an_old_workspace_gains_the_attempt_columns(tmp_path):
     conn = store.connect(path)
     store.init_schema(conn)
     assert [tuple(r) for r in conn.execute("SELECT step, attempt, superseded FROM metrics")] == [(1, 1, 0)]
+
+
+def test_a_state_reported_after_the_run_ended_goes_to_the_timeline_not_the_state(app, redis_url):
+    """A worker that restarts and finds an ended assignment still in its taken list reports it
+    interrupted: the run's final state (stopped, by its worker's own report) stands."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn = store.connect(app.config["DATABASE"])
+    run_id = store.create_run(conn, "demo", {"a": 1})
+    assert store.fleet.assign(conn, run_id, "w1", "as1")
+    reports = [("as1", 1, {"state": "running"}), ("as1", 2, {"state": "stopped"}),
+               ("as1:recover", 1, {"state": "interrupted", "reason": "worker w1 stopped while this run was training"})]
+    for source, n, data in reports:
+        client.xadd(EVENT_STREAM, encode_entry(ENTRY_EVENT, run_id, source, n, event="run", data=data, time=time.time()))
+    recorder = Recorder(conn, client, app.config["SETTINGS"].run_dir, "r1")
+    while recorder.step(block_ms=10):
+        pass
+    run = store.get_run(conn, run_id)
+    assert run["state"] == "stopped" and run["reason"] is None
+    late = [e["data"] for e in store.timeline(conn, run_id) if e["data"].get("late_report")]
+    assert len(late) == 1 and late[0]["reported"] == "interrupted" and "it stays stopped" in late[0]["text"]

@@ -19,7 +19,7 @@ from webapp import store
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, UploadError,
                              confined, decode_entry, encode_event, join_events, write_chunk)
 from webapp.control import heartbeats
-from webapp.protocol import Event, Reason, make_event
+from webapp.protocol import Event, Reason, RunState, make_event
 from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,11 @@ class Recorder:
         name, data = entry.get("event"), entry.get("data") or {}
         if name == Event.RUN:
             self._lapsed.pop(run_id, None)  # its state changes: ask the record again
-            if self._stale(run_id, entry["src"]):
+            current = self._current(run_id, entry["src"])
+            if current is None:
                 return []  # a state from an assignment the run has left (it was resumed elsewhere since)
+            if current:
+                return [_wire(appender.append(run_id, _late_report(current, data, entry)))]
         if name == Event.FINISHED and data.get("output") and not os.path.isabs(data["output"]):
             data = {**data, "output": str(confined(Path(self.run_dir(run_id)), data["output"]))}
         event = {"event": name, "data": data, "time": entry.get("time") or time.time()}
@@ -214,9 +217,26 @@ class Recorder:
             self._attempts[assignment] = store.fleet.attempt_number(self.conn, assignment)
         return self._attempts[assignment]
 
-    def _stale(self, run_id: int, source: str) -> bool:
-        row = self.conn.execute("SELECT assignment FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return row is None or row[0] != source.split(":")[0]
+    def _current(self, run_id: int, source: str) -> str | None:
+        """For a state reported by ``source``: None when the run has left that assignment (resumed
+        elsewhere since); the final state it has ended in, when it has ended by its worker's own
+        report (a later report, e.g. a worker that restarts and finds the assignment still in its
+        taken list, goes to the timeline, not into the state); "" when the report is the state."""
+        row = self.conn.execute("SELECT assignment, state, reason_code FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row[0] != source.split(":")[0]:
+            return None
+        if RunState(row[1]).is_active or row[2] == Reason.WORKER_LAPSED.value:
+            return ""  # running, or marked interrupted only because its heartbeat lapsed
+        return row[1]
+
+
+def _late_report(ended: str, data: dict, entry: dict) -> dict:
+    """A state reported for a run that had already ended: said in its timeline, the state stands."""
+    reason = f" ({data['reason']})" if data.get("reason") else ""
+    note = make_event(Event.STATUS, late_report=True, reported=data.get("state"), text=(
+        f"its worker reported it {data.get('state')}{reason} after it had ended {ended}: it stays {ended}"))
+    note["time"] = entry.get("time") or note["time"]
+    return note
 
 
 def _wire(appended: tuple[dict, str | None]) -> str:
