@@ -96,7 +96,8 @@ def main() -> None:
     delays = [int(d) for d in args.delays.split(",")]
     started = time.monotonic()
     from webapp import store
-    from webapp.worker.supervisor import PUMP_BATCH
+    from webapp.worker import supervisor
+    batch = getattr(supervisor, "PUMP_BATCH", 1)  # 1: the worker before issue 33, one event per round trip
     rows = []
     with Bench() as bench:
         server, _, url = demo_fleet(bench)
@@ -107,7 +108,7 @@ def main() -> None:
             with DelayRelay(server.port, delay / 1000) as relay:
                 relayed = f"redis://127.0.0.1:{relay.port}/0"
                 one = sink_rate(relayed, bench.tmp, 1, 20 if delay else 500)
-                many = sink_rate(relayed, bench.tmp, PUMP_BATCH, args.batched)
+                many = sink_rate(relayed, bench.tmp, batch, args.batched if batch > 1 else 20)
                 bench.env["REDIS_URL"] = relayed
                 worker = bench.worker()
                 bench.env["REDIS_URL"] = server.url

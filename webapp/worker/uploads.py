@@ -37,6 +37,7 @@ class FolderSync:
     def __init__(self, sink, run_id: int, run_dir: Path, max_bytes: int, finish_wait_s: float = FINISH_WAIT_S):
         self.sink, self.run_id, self.run_dir, self.max_bytes = sink, run_id, Path(run_dir), max_bytes
         self.finish_wait_s, self.deadline = finish_wait_s, None
+        self.room = 0  # chunks the stream had room for when last asked
         self.sent: dict[str, tuple] = {}
         self.kept_here: set[str] = set()
         self.log_offset = 0
@@ -140,12 +141,19 @@ class FolderSync:
                                                   offset=self.log_offset)
 
     def _wait_for_room(self) -> None:
+        """Before each chunk: the stream is asked how full it is only once the room it had last time
+        is used up (asking before every chunk was a second round trip per chunk over a slow link)."""
+        if self.room > 0:
+            self.room -= 1
+            return
         while self.sink.connected:
             try:
-                if self.sink.file_backlog() < FILE_BACKLOG:
-                    return
+                backlog = self.sink.file_backlog()
             except Exception:
                 return  # Redis went away: the chunk is spooled
+            if backlog < FILE_BACKLOG:
+                self.room = FILE_BACKLOG - backlog - 1
+                return
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise NoRoom
             time.sleep(BACKLOG_WAIT_S)
