@@ -21,8 +21,7 @@ import time
 
 import psutil
 
-from common import (Bench, SSEClients, api, build_demo, machine, table, wait_demo, wait_http,
-                    write_results)
+from common import Bench, SSEClients, api, demo_fleet, machine, table, write_results
 
 
 NAME = "bench_fleet_cpu"
@@ -68,11 +67,7 @@ def main() -> None:
     started = time.monotonic()
     from webapp import store
     with Bench() as bench:
-        demo = build_demo(bench)
-        server = bench.tcp_redis()
-        wait_demo(bench, demo)
-        web, url = bench.web()
-        wait_http(url + "/api/health", proc=web)
+        server, web, url = demo_fleet(bench)
         worker = bench.worker()
         pids = {"worker": worker.pid, "web arbiter": web.pid, "web worker": psutil.Process(web.pid).children()[0].pid,
                 "redis-server": server.proc.pid}

@@ -245,6 +245,16 @@ def wait_demo(bench: Bench, proc: subprocess.Popen, timeout: float = 90) -> None
         raise RuntimeError("building the demo failed:\n" + bench.log_tail("build-demo"))
 
 
+def demo_fleet(bench: Bench):
+    """The demo built, a TCP redis-server (bench.tcp_redis) and the web answering: (server, web, url)."""
+    demo = build_demo(bench)
+    server = bench.tcp_redis()
+    wait_demo(bench, demo)
+    web, url = bench.web()
+    wait_http(url + "/api/health", proc=web)
+    return server, web, url
+
+
 # -- SSE clients in a process of their own (benchmarks/sse_clients.py) ---------------------------
 
 class SSEClients:

@@ -74,19 +74,20 @@ LAYERS = {
     "webapp": {"webapp.settings", "webapp.web"},  # create_app: the one importer of web/
     "webapp.protocol": set(),
     "webapp.settings": set(),
+    "webapp.entries": {"webapp.protocol", "webapp.settings"},  # the stream entries' schema: worker and web
     "webapp.config": {"webapp.protocol", "webapp.settings"},
     "webapp.store": {"webapp.protocol", "webapp.settings"},
-    "webapp.eventlog": {"webapp.protocol", "webapp.settings", "webapp.store"},  # EventSink: the web's side
-    "webapp.control": {"webapp.protocol", "webapp.settings", "webapp.eventlog", "webapp.store", "webapp.config"},
-    "webapp.web": {"webapp.protocol", "webapp.settings", "webapp.eventlog", "webapp.store", "webapp.config",
+    "webapp.eventlog": {"webapp.protocol", "webapp.settings", "webapp.entries", "webapp.store"},  # EventSink: the web's side
+    "webapp.control": {"webapp.protocol", "webapp.settings", "webapp.entries", "webapp.eventlog", "webapp.store", "webapp.config"},
+    "webapp.web": {"webapp.protocol", "webapp.settings", "webapp.entries", "webapp.eventlog", "webapp.store", "webapp.config",
                    "webapp.control"},
-    "webapp.worker": {"webapp.protocol", "webapp.settings", "webapp.eventlog", "webapp.config",
+    "webapp.worker": {"webapp.protocol", "webapp.settings", "webapp.entries", "webapp.eventlog", "webapp.config",
                       "webapp.trainer.process"},  # the trainer process's entry point, nothing else of it
     "webapp.trainer": {"webapp.protocol", "webapp.settings", "webapp.config"},
-    "webapp.cli": {"webapp.protocol", "webapp.settings", "webapp.eventlog", "webapp.store", "webapp.config",
+    "webapp.cli": {"webapp.protocol", "webapp.settings", "webapp.entries", "webapp.eventlog", "webapp.store", "webapp.config",
                    "webapp.control", "webapp.worker", "webapp.trainer"},  # otweb: starts each role
 }
-NO_FLASK = ("webapp.protocol", "webapp.settings", "webapp.config", "webapp.store", "webapp.eventlog",
+NO_FLASK = ("webapp.protocol", "webapp.settings", "webapp.entries", "webapp.config", "webapp.store", "webapp.eventlog",
             "webapp.control", "webapp.worker", "webapp.trainer")
 
 

@@ -151,6 +151,12 @@ class Settings:
     def worker_run_dir(self, run_id: int) -> Path:
         return self.worker_dir / "runs" / str(run_id)
 
+    @property
+    def worker_ended_dir(self) -> Path:
+        """One empty file per assignment whose final state the worker has sent (or spooled), until it
+        is out of the worker's taken list: one left there at start has ended, not been interrupted."""
+        return self.worker_dir / "ended"
+
     def export_env(self) -> dict:
         """The environment a child process (worker, gunicorn) needs to see the same settings."""
         env = dict(os.environ, OTWEB_WORKSPACE=str(self.workspace), OTWEB_CONFIG_DIR=str(self.config_dir),

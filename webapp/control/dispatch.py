@@ -20,7 +20,7 @@ import redis
 from webapp import store
 from webapp.eventlog import EventSink
 from webapp.protocol import Event, Reason, RunState, make_event
-from webapp.control.heartbeats import lapse_reason, read_beats
+from webapp.control.heartbeats import lapse_reason, read_beats, redis_just_started
 from webapp.settings import HEARTBEAT_TTL_S, assign_key, drain_key, taken_key
 from webapp.control.backup_carry import newest_uploaded_backup, push_backup
 
@@ -65,6 +65,8 @@ class Dispatcher:
     def _interrupt_lapsed(self, beats: dict, now: float) -> None:
         running = store.assignments.running_on(self.conn)
         self.missing = {worker for worker in running if worker not in beats}
+        if self.missing and redis_just_started(self.redis):
+            return  # their keys expired while Redis was down: they beat again within a second
         for worker, run_id in running.items():
             if worker in beats:
                 continue

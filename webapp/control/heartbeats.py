@@ -11,6 +11,9 @@ import redis
 from webapp.settings import HEARTBEAT_TTL_S, WORKERS_KEY, heartbeat_key, joined_key
 
 RECONNECT_AFTER_S = 3.0   # a beat older than this (they come every second): the worker lost Redis
+# after Redis starts, a worker whose key expired while Redis was down beats again within a second
+# and a reconnect: until then it is reconnecting, not gone (the run page showed interrupted: issue 33)
+REDIS_RESTART_GRACE_S = 3.0
 
 
 def joined(redis_client: redis.Redis) -> dict[str, str]:
@@ -38,15 +41,31 @@ def read_beats(redis_client: redis.Redis) -> dict[str, dict]:
     return beats
 
 
-def is_alive(redis_client: redis.Redis, worker: str | None) -> bool | None:
-    """Whether the worker's heartbeat is there; None when Redis cannot be asked: then nothing can be
-    said about the worker, and a run must not be shown as stopped on that alone."""
+def run_beat(redis_client: redis.Redis, worker: str | None) -> tuple[bool | None, dict | None]:
+    """(alive, its beat). alive is None when nothing can be said yet: Redis cannot be asked, or it
+    started less than REDIS_RESTART_GRACE_S ago and the worker had joined (a heartbeat key that
+    expired while Redis was down comes back with the worker's next beat: a worker reconnecting is
+    not gone). A run must not be shown as stopped on that alone."""
     if not worker:
-        return False
+        return False, None
     try:
-        return bool(redis_client.exists(heartbeat_key(worker)))
+        raw = redis_client.get(heartbeat_key(worker))
+        if raw is None:
+            reconnecting = redis_client.sismember(WORKERS_KEY, worker) and redis_just_started(redis_client)
+            return (None if reconnecting else False), None
     except redis.RedisError:
-        return None
+        return None, None
+    try:
+        beat = json.loads(raw)
+    except ValueError:
+        beat = None
+    return True, beat if isinstance(beat, dict) else None
+
+
+def redis_just_started(redis_client: redis.Redis) -> bool:
+    """Whether Redis (re)started so lately that a live worker may not have beaten since."""
+    uptime = redis_client.info("server").get("uptime_in_seconds")
+    return uptime is not None and float(uptime) < REDIS_RESTART_GRACE_S
 
 
 def beat_state(beat: dict | None, now: float | None = None) -> str:

@@ -20,8 +20,8 @@ import redis
 from webapp import store
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, UploadError, confined,
                              decode_entry, encode_event, join_events, write_chunk)
-from webapp.control import record_state
-from webapp.protocol import Event, Reason, make_event
+from webapp.control import heartbeats, record_state
+from webapp.protocol import Event, Reason, RunState, make_event
 from webapp.settings import EVENTS_CHANNEL, NUDGE_STREAM, RECORDER_GROUP, WORKERS_KEY, worker_stream
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class Recorder:
         self.lag_s = 0.0
         self.claim_every_s, self._claim_at = CLAIM_EVERY_S, 0.0
         self._assignments: dict[str, dict] = {}
+        self._attempts: dict[str, int] = {}  # assignment -> which attempt of its run it is
         self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
         self.set_aside = 0   # malformed entries (or ones that raised), acked and moved to the dead letters
         self.held: tuple | None = None  # (entries, stream) the record could not take (a full disk): tried first
@@ -126,7 +127,7 @@ class Recorder:
         worker = self.streams.get(stream)
         self.nudged = self.nudged or worker is None
         checked, malformed = self._decode(entries) if worker is not None else ([], [])
-        self._aside = []
+        self._aside, self._counts = [], [0, 0]
         try:
             with store.transaction(self.conn):
                 published = self._record_batch(checked, worker) if worker is not None else []
@@ -231,7 +232,8 @@ class Recorder:
         if kind == ENTRY_EVENT:
             return self._event(run_id, entry, appender)
         if kind == ENTRY_METRICS:
-            store.append_metrics(self.conn, run_id, [tuple(row) for row in entry.get("rows") or []])
+            store.append_metrics(self.conn, run_id, [tuple(row) for row in entry.get("rows") or []],
+                                 attempt=self._attempt(entry["src"]))
             return []
         try:
             if kind == ENTRY_FILE:
@@ -249,14 +251,17 @@ class Recorder:
         name, data = entry.get("event"), entry.get("data") or {}
         if name == Event.RUN:
             self._lapsed.pop(run_id, None)  # its state changes: ask the record again
-            if self._stale(run_id, entry["src"]):
+            current = self._current(run_id, entry["src"])
+            if current is None:
                 return []  # a state from an assignment the run has left (it was resumed elsewhere since)
+            if current:
+                return [_wire(appender.append(run_id, _late_report(current, data, entry)))]
         if name == Event.FINISHED and data.get("output") and not os.path.isabs(data["output"]):
             data = {**data, "output": str(confined(Path(self.run_dir(run_id)), data["output"]))}
         event = {"event": name, "data": data, "time": entry.get("time") or time.time()}
         corrected = []
         if name != Event.RUN and self._is_lapsed(run_id, appender):
-            corrected = self._back_in_contact(run_id, name, data, event["time"], appender)
+            corrected = self._back_in_contact(run_id, name, data, appender)
         return corrected + [_wire(appender.append(run_id, event))]
 
     def _is_lapsed(self, run_id: int, appender) -> bool:
@@ -268,24 +273,60 @@ class Recorder:
             self._lapsed[run_id] = bool(row) and row[0] == "interrupted" and row[1] == Reason.WORKER_LAPSED.value
         return self._lapsed[run_id]
 
-    def _back_in_contact(self, run_id: int, name: str, data: dict, at: float, appender) -> list[str]:
+    def _back_in_contact(self, run_id: int, name: str, data: dict, appender) -> list[str]:
         """A run marked interrupted because its worker's heartbeat lapsed, whose worker turns out to
         be training still (its events arrive, from the same assignment): the record is corrected,
         and the timeline says what happened. The evidence came late; the record must not lie."""
         self._lapsed[run_id] = False
         run = store.get_run(self.conn, run_id)
         lost_at = (run.get("progress") or {}).get("global_step")
-        back_at = data.get("global_step", lost_at) if name == Event.PROGRESS else lost_at
+        # the first entry to arrive is the oldest it spooled while away (240 where contact came back
+        # at ~889: issue 33): the step it is at now is the one in its heartbeat
+        steps = [step for step in (lost_at, data.get("global_step") if name == Event.PROGRESS else None,
+                                   self._beat_step(run)) if step is not None]
+        back_at = max(steps) if steps else None
         text = (f"lost contact with worker {run.get('worker')} at step {lost_at}; back at step {back_at}: "
                 "the run went on meanwhile")
         back = make_event(Event.RUN, state="running", reason=None)
         note = make_event(Event.STATUS, text=text, back_in_contact=True)
-        back["time"] = note["time"] = at
+        # stamped when contact came back (now), not with the spooled entry's time, which came before
+        # the interruption it corrects
         return [_wire(appender.append(run_id, back)), _wire(appender.append(run_id, note))]
 
-    def _stale(self, run_id: int, source: str) -> bool:
-        row = self.conn.execute("SELECT assignment FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return row is None or row[0] != source.split(":")[0]
+    def _beat_step(self, run: dict) -> int | None:
+        """The step the run's worker says its trainer is at (its heartbeat), if it says so for this run."""
+        try:
+            _, beat = heartbeats.run_beat(self.redis, run.get("worker"))
+        except redis.RedisError:
+            return None
+        return beat.get("step") if beat and beat.get("run_id") == run["id"] else None
+
+    def _attempt(self, source: str) -> int:
+        assignment = source.split(":")[0]
+        if assignment not in self._attempts:
+            self._attempts[assignment] = store.assignments.attempt_number(self.conn, assignment)
+        return self._attempts[assignment]
+
+    def _current(self, run_id: int, source: str) -> str | None:
+        """For a state reported by ``source``: None when the run has left that assignment (resumed
+        elsewhere since); the final state it has ended in, when it has ended by its worker's own
+        report (a later report, e.g. a worker that restarts and finds the assignment still in its
+        taken list, goes to the timeline, not into the state); "" when the report is the state."""
+        row = self.conn.execute("SELECT assignment, state, reason_code FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row[0] != source.split(":")[0]:
+            return None
+        if RunState(row[1]).is_active or row[2] == Reason.WORKER_LAPSED.value:
+            return ""  # running, or marked interrupted only because its heartbeat lapsed
+        return row[1]
+
+
+def _late_report(ended: str, data: dict, entry: dict) -> dict:
+    """A state reported for a run that had already ended: said in its timeline, the state stands."""
+    reason = f" ({data['reason']})" if data.get("reason") else ""
+    note = make_event(Event.STATUS, late_report=True, reported=data.get("state"), text=(
+        f"its worker reported it {data.get('state')}{reason} after it had ended {ended}: it stays {ended}"))
+    note["time"] = entry.get("time") or note["time"]
+    return note
 
 
 def _record_folder(conn) -> Path:

@@ -77,6 +77,13 @@ def assignment(conn, assignment_id: str) -> dict | None:
     return dict(row) if row else None
 
 
+def attempt_number(conn, assignment_id: str) -> int:
+    """Which attempt of its run an assignment is: 1 for the first, n for the run's nth assignment."""
+    return conn.execute("SELECT COUNT(*) FROM assignments WHERE run_id = (SELECT run_id FROM assignments WHERE id = ?)"
+                        " AND rowid <= (SELECT rowid FROM assignments WHERE id = ?)",
+                        (assignment_id, assignment_id)).fetchone()[0] or 1
+
+
 def first_times(conn, keys: list[tuple[int, str, int]]) -> list[bool]:
     """Whether each (run, assignment, n) key is recorded for the first time, in order, inside the caller's write
     transaction (nobody else inserts meanwhile): one range lookup per (run, assignment), since a

@@ -92,13 +92,15 @@ def _fold_into_run(conn, run_id: int, name: str, data: dict, at: float) -> None:
         if data.get("pid"):
             conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (data["pid"], run_id))
         # the reason's code (protocol-level, e.g. "worker_lapsed") travels with its words: readers ask
-        # for the code, never for a phrase in the words
+        # for the code, never for a phrase in the words. A final state brings its own reason or none:
+        # a run completed after a lapse kept "stopped sending heartbeats" forever (issue 33)
         reason = data.get("reason")
-        conn.execute("UPDATE runs SET state = ?, reason = COALESCE(?, reason), finished_at = ?,"
-                     " reason_code = CASE WHEN ? IS NULL THEN reason_code ELSE ? END,"
+        conn.execute("UPDATE runs SET state = ?, finished_at = ?,"
+                     " reason = CASE WHEN ? OR ? IS NOT NULL THEN ? ELSE reason END,"
+                     " reason_code = CASE WHEN ? OR ? IS NOT NULL THEN ? ELSE reason_code END,"
                      " status_text = CASE WHEN ? THEN status_text ELSE ? END WHERE id = ?",
-                     (state.value, reason, finished_at, reason, data.get("reason_code"), state.is_active,
-                      state.value, run_id))
+                     (state.value, finished_at, not state.is_active, reason, reason,
+                      not state.is_active, reason, data.get("reason_code"), state.is_active, state.value, run_id))
 
 
 def _record_sample(conn, run_id: int, name: str, data: dict, at: float) -> None:

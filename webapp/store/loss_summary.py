@@ -83,7 +83,7 @@ def refresh_buckets(conn, run_id: int) -> None:
         if conn.execute("SELECT 1 FROM metric_buckets_stale WHERE run_id = ?", (run_id,)).fetchone() is None:
             return  # another process rebuilt it meanwhile
         conn.execute("DELETE FROM metric_buckets WHERE run_id = ?", (run_id,))
-        rows = conn.execute("SELECT step, loss, lr FROM metrics WHERE run_id = ?", (run_id,))
+        rows = conn.execute("SELECT step, loss, lr FROM metrics WHERE run_id = ? AND superseded = 0", (run_id,))
         conn.executemany(f"INSERT INTO metric_buckets ({_BUCKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          [(run_id, width, bucket, *summary) for (width, bucket), summary in bucket_stats(rows).items()])
         conn.execute("DELETE FROM metric_buckets_stale WHERE run_id = ?", (run_id,))

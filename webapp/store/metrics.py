@@ -5,19 +5,27 @@ from .loss_summary import BUCKET_WIDTHS, merge_stats, refresh_buckets
 from .db import transaction
 
 
-def append_metrics(conn, run_id: int, rows: list[tuple]) -> None:
-    """rows: (step, loss, lr, time). A trigger adds them to the run's metric_buckets, in the same
-    transaction."""
-    rows = [(run_id, *row) for row in rows]
+def append_metrics(conn, run_id: int, rows: list[tuple], attempt: int = 1) -> None:
+    """rows: (step, loss, lr, time) of the run's ``attempt`` (1, or the nth assignment of a resumed
+    run). A trigger adds them to the run's metric_buckets, in the same transaction. A resumed
+    attempt redoes the steps after its backup: an earlier attempt's rows from its first step on are
+    kept but superseded (the chart shows the attempt that continued; it drew two rows per step)."""
     if not rows:
         return
     with transaction(conn):
-        conn.executemany("INSERT INTO metrics (run_id, step, loss, lr, time) VALUES (?, ?, ?, ?, ?)", rows)
+        if attempt > 1:
+            first = min(row[0] for row in rows)
+            redone = conn.execute("UPDATE metrics SET superseded = 1 WHERE run_id = ? AND step >= ? AND attempt < ?"
+                                  " AND superseded = 0", (run_id, first, attempt)).rowcount
+            if redone:  # the summary is rebuilt from the rows still shown when next read
+                conn.execute("INSERT OR IGNORE INTO metric_buckets_stale (run_id) VALUES (?)", (run_id,))
+        conn.executemany("INSERT INTO metrics (run_id, step, loss, lr, time, attempt) VALUES (?, ?, ?, ?, ?, ?)",
+                         [(run_id, *row, attempt) for row in rows])
 
 
 def recent_losses(conn, run_id: int, limit: int = 300) -> list[float]:
     """The last ``limit`` loss values in step order (uses the (run_id, step) index, no full scan)."""
-    rows = conn.execute("SELECT loss FROM metrics WHERE run_id = ? AND loss IS NOT NULL"
+    rows = conn.execute("SELECT loss FROM metrics WHERE run_id = ? AND loss IS NOT NULL AND superseded = 0"
                         " ORDER BY step DESC LIMIT ?", (run_id, limit)).fetchall()
     return [row[0] for row in reversed(rows)]
 
@@ -40,14 +48,15 @@ def loss_buckets(conn, run_id: int, buckets: int) -> tuple[list[dict], int]:
     whatever the run's length. A short run (< SUMMARY_PER_BUCKET × buckets × 4 steps) is read per step."""
     refresh_buckets(conn, run_id)  # only if its rows were changed or deleted since
     with transaction(conn, "DEFERRED"):  # one snapshot: the worker may be appending
-        low = conn.execute("SELECT MIN(step) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
+        low = conn.execute("SELECT MIN(step) FROM metrics WHERE run_id = ? AND superseded = 0", (run_id,)).fetchone()[0]
         if low is None:
             return [], 0
-        high = conn.execute("SELECT MAX(step) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0]
+        high = conn.execute("SELECT MAX(step) FROM metrics WHERE run_id = ? AND superseded = 0", (run_id,)).fetchone()[0]
         total = int(conn.execute("SELECT TOTAL(n) FROM metric_buckets WHERE run_id = ? AND width = ?",
                                  (run_id, BUCKET_WIDTHS[-1])).fetchone()[0])
         if total <= 2 * buckets:
-            rows = conn.execute("SELECT step, loss, lr FROM metrics WHERE run_id = ? ORDER BY step", (run_id,))
+            rows = conn.execute("SELECT step, loss, lr FROM metrics WHERE run_id = ? AND superseded = 0 ORDER BY step",
+                                (run_id,))
             return [{"step": r[0], "loss": r[1], "lr": r[2], "n": 1} for r in rows], total
         width = 1
         for candidate in BUCKET_WIDTHS:
@@ -61,9 +70,9 @@ def loss_buckets(conn, run_id: int, buckets: int) -> tuple[list[dict], int]:
 
 
 def step_summaries(conn, run_id: int):
-    """Width 1: one summary per step (a resumed run can hold a step twice)."""
+    """Width 1: one summary per step (rows a resumed attempt redid are left out)."""
     return conn.execute("SELECT step, COUNT(*), TOTAL(lr), COUNT(lr), MIN(loss), step, MAX(loss), step"
-                        " FROM metrics WHERE run_id = ? GROUP BY step", (run_id,))
+                        " FROM metrics WHERE run_id = ? AND superseded = 0 GROUP BY step", (run_id,))
 
 
 def points_from_summaries(summaries, first: int, last: int, buckets: int) -> list[dict]:

@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     step INTEGER NOT NULL,
     loss REAL,
     lr REAL,
-    time REAL NOT NULL
+    time REAL NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    superseded INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, step);
 CREATE TABLE IF NOT EXISTS samples (
@@ -69,6 +71,11 @@ def init_schema(conn: sqlite3.Connection) -> None:
         if name not in columns:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     assignments.init_fleet_schema(conn, columns)
+    # which attempt (assignment) of a resumed run a loss row came from; rows a later attempt redid
+    metric_columns = {row["name"] for row in conn.execute("PRAGMA table_info(metrics)")}
+    for name in ("attempt", "superseded"):
+        if name not in metric_columns:
+            conn.execute(f"ALTER TABLE metrics ADD COLUMN {name} INTEGER NOT NULL DEFAULT {int(name == 'attempt')}")
     if setting(conn, loss_summary.BUCKETS_KEY) != loss_summary.BUCKETS_VERSION:  # from before them
         loss_summary.mark_all_buckets_stale(conn)
     model_versions.backfill(conn)  # the versions of runs recorded before model versions: once

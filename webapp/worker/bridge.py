@@ -24,6 +24,7 @@ class EventBridge:
         self.seen: set[str] = set()
         self.last_error: dict | None = None
         self.finished: dict | None = None
+        self.newest_step: int | None = None  # in the heartbeat: where the trainer is, whatever the record has
 
     def handle(self, event: dict) -> None:
         name = event["event"]
@@ -40,6 +41,7 @@ class EventBridge:
     def _progress(self, event: dict) -> None:
         data = event["data"]
         step = data.get("global_step", 0)
+        self.newest_step = step
         # a trainer's batch, or one step's event (a sender that does not batch)
         rows = [tuple(row) for row in data.pop("rows", None) or [(step, data.get("loss"), data.get("lr"), event["time"])]]
         for row_step, loss, _lr, at in rows:

@@ -64,4 +64,5 @@ def beat(name: str, labels, host, spooled: int, connected: bool, gpus: list[dict
     return {"name": name, "host": socket.gethostname(), "pid": os.getpid(), "version": version(),
             "labels": list(labels), "gpus": gpus, "time": time.time(),
             "run_id": host.run_id if host else None, "trainer_pid": host.pid if host else None,
+            "catching_up": host.catching_up() if host else 0, "step": host.bridge.newest_step if host else None,
             "spooled": spooled, "reconnecting": bool(spooled) or not connected, "draining": draining}

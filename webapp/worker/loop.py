@@ -176,14 +176,24 @@ class Worker:
             return None
 
     def _done(self, assignment: dict) -> None:
-        """The run's final state is in the stream (or the spool): the assignment is finished."""
+        """The run's final state is in the stream (or the spool): the assignment is finished. Marked
+        so on this host first: Redis may be going away too (a clean shutdown of everything), and an
+        assignment left in the taken list is not reported interrupted at the next start when it
+        ended (a stopped run, its output saved, became interrupted: issue 33)."""
+        marker = self._ended_marker(assignment)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
         while True:
             try:
                 self.redis.lrem(taken_key(self.name), 1, assignment["raw"])
-                return
+                break
             except redis.RedisError:
                 if self.stopping.wait(1):
-                    return  # left there: at the next start it is reported interrupted (it ended)
+                    return  # left there, and marked: the next start takes it out
+        marker.unlink(missing_ok=True)
+
+    def _ended_marker(self, assignment: dict):
+        return self.settings.worker_ended_dir / str(assignment.get("id"))
 
     def _draining(self) -> bool:
         try:
@@ -211,10 +221,14 @@ class Worker:
                 assignment = json.loads(raw)
             except ValueError:
                 continue
+            if self._ended_marker(assignment).exists():
+                continue  # it ended before the worker stopped: its final state was sent (or spooled)
             run_id = assignment["run_id"]
             self.sink.bind(run_id, f"{assignment['id']}:recover", self.settings.worker_run_dir(run_id))
             self.sink.emit(run_id, make_event(Event.RUN, state=RunState.INTERRUPTED.value, reason=reason))
         self.redis.delete(taken_key(self.name))
+        for marker in self.settings.worker_ended_dir.glob("*"):
+            marker.unlink(missing_ok=True)
 
     def _heartbeat(self) -> None:
         key = heartbeat_key(self.name)

@@ -9,6 +9,7 @@ it said (finished, error) and how it exited (code, signal), with the tail of its
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -29,7 +30,16 @@ from webapp.worker.warm import WarmTrainer
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20
-EXIT_DRAIN_S = 2.0
+# how long the other ranks of a multi-GPU run have to end after rank 0 did
+RANKS_EXIT_S = 2.0
+# after the trainer's exit, the queue is read until it stays empty this long: a trainer flushes its
+# queue before it exits, so what it said is all there; nothing read is dropped, however long sending
+# it takes (a 2 s deadline here lost the last minutes of a run over a 200 ms link: issue 33)
+EXIT_QUIET_S = 0.05
+# events moved per turn: one Redis round trip for all of them (the sink's together()); one round
+# trip per event was at most ~5 events/s over a 200 ms link, slower than a sampling trainer speaks
+PUMP_BATCH = 500
+CATCHING_UP_SHOWN = 50  # events waiting while the trainer runs before the run page says so
 # a stop before training begins: the trainer polls while it scans and caches, and so ends by
 # itself at once; one that polls nothing (importing torch, loading a model) is ended after this.
 # With detection (≤ 0.1 s) and the final event, the run is over well within 2 s.
@@ -67,6 +77,7 @@ class TrainerHost:
         self.pid: int | None = None
         self.pids: list[int] = []
         self.stopped_before_training = False
+        self.exited = False  # the trainer process has ended: what is left is sending its events
 
     def run_to_end(self) -> RunState:
         self.ranks.start()
@@ -117,25 +128,47 @@ class TrainerHost:
             # exit at once; while it trains, events (at most a few a second) wake the loop, and a
             # process killed without a last event is noticed within PUMP_IDLE_S
             self._move_events(timeout=0.01 if self._ending() else PUMP_IDLE_S)
-        # the process is gone: take what it left in the pipe (a trainer flushes its queue before it
-        # exits, so it is all there already; the deadline bounds a killed one's leftovers)
-        deadline = time.monotonic() + EXIT_DRAIN_S
-        while time.monotonic() < deadline and self._move_events(timeout=0.01):
+        # the process is gone: take everything it left in the pipe (a killed one's half-written
+        # message ends the reading)
+        self.exited = True
+        while self._move_events(timeout=EXIT_QUIET_S):
             pass
-        self.ranks.wait_rest(timeout=EXIT_DRAIN_S)
+        self.ranks.wait_rest(timeout=RANKS_EXIT_S)
 
     def _ending(self) -> bool:
         return self.stop_sent or self.bridge.finished is not None or self.bridge.last_error is not None
 
     def _move_events(self, timeout: float) -> bool:
-        try:
-            event = self.events.get(timeout=timeout)
-        except queue.Empty:
+        """Wait up to ``timeout`` for an event, then take every one waiting (up to PUMP_BATCH) and
+        send them in one round trip; False when none came."""
+        event = self._next_event(timeout)
+        if event is None:
             return False
-        except (EOFError, OSError, ValueError):  # a half-written message from a killed process
-            return False
-        self.bridge.handle(event)
+        moved = 0
+        with getattr(self.sink, "together", contextlib.nullcontext)():
+            while event is not None:
+                self.bridge.handle(event)
+                moved += 1
+                event = self._next_event(None) if moved < PUMP_BATCH else None
         return True
+
+    def _next_event(self, timeout: float | None) -> dict | None:
+        """The next event; None when none came within ``timeout`` (None: only one already waiting)."""
+        try:
+            return self.events.get(block=timeout is not None, timeout=timeout)
+        except queue.Empty:
+            return None
+        except (EOFError, OSError, ValueError):  # a half-written message from a killed process
+            return None
+
+    def catching_up(self) -> int:
+        """Events the trainer said that the worker has not sent yet, once the trainer has ended or
+        when they are many (0 otherwise): the heartbeat carries it, the run page says "catching up"."""
+        try:
+            waiting = self.events.qsize()
+        except (NotImplementedError, OSError, ValueError):  # qsize is missing on macOS
+            return 0
+        return waiting if self.exited or waiting >= CATCHING_UP_SHOWN else 0
 
     def _relay_commands(self) -> None:
         key = self.commands_key

@@ -17,16 +17,27 @@ from pathlib import Path
 
 from webapp.protocol import BACKUP_COMPLETE_FILE, Event, make_event
 from webapp.settings import LOG_NAME
+from webapp.worker.stream_sink import FILE_BACKLOG
 
 log = logging.getLogger(__name__)
 SCAN_EVERY_S = 2.0
 SKIP_TOP = ("samples",)       # sent with their events
 BACKLOG_WAIT_S = 0.05
+# at the run's end, how long the folder's last files may wait for room in the stream (a recorder
+# that cannot write, e.g. the web's disk is full) before the run's end is reported without them;
+# they follow it (waited without limit, the run stayed "running" for minutes after it ended: issue 33)
+FINISH_WAIT_S = 30.0
+
+
+class NoRoom(Exception):
+    """The stream had no room for the next chunk by the deadline."""
 
 
 class FolderSync:
-    def __init__(self, sink, run_id: int, run_dir: Path, max_bytes: int):
+    def __init__(self, sink, run_id: int, run_dir: Path, max_bytes: int, finish_wait_s: float = FINISH_WAIT_S):
         self.sink, self.run_id, self.run_dir, self.max_bytes = sink, run_id, Path(run_dir), max_bytes
+        self.finish_wait_s, self.deadline = finish_wait_s, None
+        self.room = 0  # chunks the stream had room for when last asked
         self.sent: dict[str, tuple] = {}
         self.kept_here: set[str] = set()
         self.log_offset = 0
@@ -44,10 +55,29 @@ class FolderSync:
             self.sent[relative] = (stat.st_size, stat.st_mtime_ns)
 
     def finish(self) -> None:
-        """Before the run's final state is sent: everything the folder holds goes first."""
+        """Before the run's final state is sent: everything the folder holds goes first, waiting at
+        most finish_wait_s for room in the stream; what did not fit by then follows the final state
+        (a thread of its own sends it once there is room)."""
+        self.deadline = time.monotonic() + self.finish_wait_s
         self.stopping.set()
-        self.thread.join(timeout=60)
-        self.sync()
+        self.thread.join(timeout=self.finish_wait_s + 5)
+        try:
+            self.sync()
+        except NoRoom:
+            log.warning("run %s: no room in the event stream for %.0f s: its last files follow its end",
+                        self.run_id, self.finish_wait_s)
+            self.deadline = None
+            self.follower = threading.Thread(target=self._follow, name=f"upload-rest-{self.run_id}", daemon=True)
+            self.follower.start()
+
+    def _follow(self) -> None:
+        while True:
+            try:
+                self.sync()
+                return
+            except Exception:  # Redis went away meanwhile: try again
+                log.exception("run %s: uploading its last files failed; trying again", self.run_id)
+                time.sleep(SCAN_EVERY_S)
 
     def _loop(self) -> None:
         while not self.stopping.wait(SCAN_EVERY_S):
@@ -55,6 +85,8 @@ class FolderSync:
                 continue  # Redis is away: files wait for it (events are spooled meanwhile)
             try:
                 self.sync()
+            except NoRoom:
+                return  # the run has ended meanwhile (finish set the deadline): finish sends the rest
             except Exception:  # an upload must never end the run
                 log.exception("run %s: uploading its files failed; trying again", self.run_id)
 
@@ -109,10 +141,19 @@ class FolderSync:
                                                   offset=self.log_offset)
 
     def _wait_for_room(self) -> None:
+        """Before each chunk: the stream is asked how full it is only once the room it had last time
+        is used up (asking before every chunk was a second round trip per chunk over a slow link)."""
+        if self.room > 0:
+            self.room -= 1
+            return
         while self.sink.connected:
             try:
-                if self.sink.file_backlog() < 64:
-                    return
+                backlog = self.sink.file_backlog()
             except Exception:
                 return  # Redis went away: the chunk is spooled
+            if backlog < FILE_BACKLOG:
+                self.room = FILE_BACKLOG - backlog - 1
+                return
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise NoRoom
             time.sleep(BACKLOG_WAIT_S)

@@ -31,14 +31,17 @@ def run_view(run: dict | None) -> dict | None:
     state = run["state"]
     view["reconnecting"] = False
     if state == RunState.RUNNING.value:
-        alive = heartbeats.is_alive(get_redis(), run["worker"])
+        alive, beat = heartbeats.run_beat(get_redis(), run["worker"])
         if alive is False:
             state = RunState.INTERRUPTED.value
             view["reason"] = (f"lost contact with its worker {run['worker']} (no heartbeat for "
                               f"{HEARTBEAT_TTL_S} s)")
         elif alive is None:
             view["reconnecting"] = True
-            view["status_text"] = "reconnecting: the web cannot reach Redis; the run goes on"
+            view["status_text"] = "reconnecting: its worker's heartbeat cannot be read yet; the run goes on"
+        elif beat and beat.get("run_id") == run["id"] and beat.get("catching_up"):
+            # the trainer has said more than the record holds yet (a slow link): it follows
+            view["status_text"] = f"catching up: {beat['catching_up']} entries to send"
     view["state"] = state
     running = state == RunState.RUNNING.value
     view["can"] = {"start": not running, "stop": running and not run["stop_requested"],
