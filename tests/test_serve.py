@@ -41,6 +41,10 @@ def test_serve_starts_everything_and_sigterm_leaves_no_orphans(demo_workspace, d
         names = " ".join(" ".join(p.cmdline()) for p in family)
         assert "gunicorn" in names and "webapp.cli worker" in names and "redis-server" in names
         assert any("multiprocessing" in " ".join(p.cmdline()) for p in family), "no trainer process"
+        # its worker is logged in to Redis as its own user, as a fleet worker is (issue 26 §2)
+        import redis
+        users = {c["user"] for c in redis.Redis(unix_socket_path=str(workspace / "redis" / "redis.sock")).client_list()}
+        assert any(user.startswith("otweb-worker-") for user in users), users
 
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)

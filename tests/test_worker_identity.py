@@ -65,6 +65,27 @@ def test_a_worker_token_is_kept_as_its_hash_only_and_opens_only_its_own_keys(app
         conn.close()
 
 
+def test_revoking_one_of_a_workers_tokens_ends_the_connections_made_with_it(app, redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    conn = accounts.connect(app.config["DATABASE"])
+    old_id, old = accounts.create_worker_token(conn, "gpu-c")
+    new = accounts.create_worker_token(conn, "gpu-c")[1]
+    identities = Identities(conn, client)
+    try:
+        identities.sync()
+        stolen = redis_client(redis_url, "gpu-c", old)
+        stolen.set(heartbeat_key("gpu-c"), "{}")
+        accounts.revoke_token(conn, old_id)
+        identities.sync()
+        with pytest.raises(redis.ConnectionError):                     # cut off, and cannot log in again
+            stolen.get(heartbeat_key("gpu-c"))
+        assert redis_client(redis_url, "gpu-c", new).get(heartbeat_key("gpu-c")) == "{}"  # the live one can
+    finally:
+        conn.execute("UPDATE api_tokens SET revoked_at = 1 WHERE role = 'worker'")
+        identities.sync()
+        conn.close()
+
+
 def test_a_worker_name_that_would_widen_its_key_pattern_is_refused(app):
     conn = accounts.connect(app.config["DATABASE"])
     for name in ("*", "a*", "gpu[1]", "a:b", "x y", "-a", "a" * 65):

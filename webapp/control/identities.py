@@ -47,20 +47,25 @@ class Identities:
         wanted = {}
         for name, hashes in accounts.worker_token_hashes(self.conn).items():
             try:
-                wanted[worker_user(check_worker_name(name))] = (name, worker_rules(name, hashes))
+                wanted[worker_user(check_worker_name(name))] = (name, hashes, worker_rules(name, hashes))
             except ValueError as exc:  # a token made before names were checked: it gets no user
                 log.warning("worker token %s has no Redis user: %s", name, exc)
         existing = {user for user in self.redis.acl_users() if user.startswith(WORKER_USER_PREFIX)}
-        for user, (name, rules) in wanted.items():
-            if user not in existing or self.made.get(user) != rules:
-                self.redis.execute_command("ACL", "SETUSER", user, *rules)
-                self.made[user] = rules
+        for user, (name, hashes, rules) in wanted.items():
+            if user in existing and self.made.get(user) == rules:
+                continue
+            if user in existing and set(self.redis.acl_getuser(user)["passwords"]) - set(hashes):
+                # one of its tokens was revoked: whoever logged in with it must be cut off too (a
+                # changed password leaves connections open); the others log in again at once
+                self.redis.execute_command("ACL", "DELUSER", user)
+            self.redis.execute_command("ACL", "SETUSER", user, *rules)
+            self.made[user] = rules
         gone = sorted(existing - wanted.keys())
         if gone:
             self.redis.execute_command("ACL", "DELUSER", *gone)  # their connections end with them
         for user in gone:
             self.made.pop(user, None)
-        names = [name for name, _ in wanted.values()]
+        names = [name for name, _, _ in wanted.values()]
         if names:
             self.redis.sadd(WORKERS_KEY, *names)
         return names
