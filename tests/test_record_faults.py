@@ -117,13 +117,15 @@ def test_each_malformed_entry_is_set_aside_with_its_reason_and_the_rest_is_recor
 
 
 def test_an_entry_that_raises_while_applied_is_undone_and_set_aside_alone(app, redis_url):
-    """Well-formed but refused where it is applied (an output outside the run folder; a step
-    SQLite cannot hold): that entry's writes are undone (its savepoint), the batch commits."""
+    """Well-formed but refused where it is applied (an output outside the run folder): that
+    entry's writes are undone (its savepoint), the batch commits; a step SQLite cannot hold is
+    refused by the schema (it raised where it was bound)."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     conn, run_id, source = _run(app)
     bodies = [(ENTRY_EVENT, {"event": "log", "data": {"text": "before"}}),
               (ENTRY_EVENT, {"event": "finished", "data": {"output": "../../../etc/passwd"}}),
-              (ENTRY_METRICS, {"rows": [[2**70, 0.1, 0.1, 1.0]]}),
+              (ENTRY_METRICS, {"rows": [[1, 0.1, 0.1, 1.0]]}),
+              (ENTRY_METRICS, {"rows": [[2**70, 0.1, 0.1, 1.0]]}),  # refused by its schema: int64 at most
               (ENTRY_EVENT, {"event": "log", "data": {"text": "after"}})]
     for n, (kind, body) in enumerate(bodies, 1):
         client.xadd(EVENT_STREAM, encode_entry(kind, run_id, source, n, **body))
@@ -167,8 +169,9 @@ _events = st.sampled_from(["progress", "status", "sample_default", "log", "error
 @st.composite
 def _entry(draw, run_id: int, source: str, n: int):
     """A hostile entry: often nearly right (a known kind and event, the right run), then wrong."""
-    body = {"k": draw(_kinds), "run": draw(st.sampled_from([run_id, -1, "5", None])),
-            "src": draw(st.sampled_from([source, [1], "", None, "x" * 300])), "n": n}
+    body = {"k": draw(_kinds), "run": draw(st.sampled_from([run_id, -1, "5", None, 2**70])),
+            "src": draw(st.sampled_from([source, [1], "", None, "x" * 300])),
+            "n": draw(st.sampled_from([n, 2**64, -n]))}
     body.update(event=draw(_events), data=draw(_json), rows=draw(_json), path=draw(_json), offset=draw(_json),
                 size=draw(_json), length=draw(_json), data_b64=draw(_json), mode=draw(_json), time=draw(_json))
     if draw(st.booleans()):

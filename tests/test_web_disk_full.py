@@ -68,6 +68,7 @@ def test_a_full_disk_on_the_web_host_holds_the_record_and_loses_nothing(auth_app
     answer = web.get(f"/api/runs/{run_id}", headers=headers)   # a read needs no write
     assert answer.status_code == 200 and "disk is full" in answer.get_json()["run"]["record_blocked"]
     assert "disk is full" in web.get(f"/runs/{run_id}", headers=headers).get_data(as_text=True)
+    assert "Not recording: the web host&#39;s disk is full" in web.get("/system", headers=headers).get_data(as_text=True)
     health = web.get("/api/health")
     assert health.status_code == 503 and not health.get_json()["record"]
     assert "the web host's disk is full" in health.get_json()["record_error"]

@@ -27,12 +27,17 @@ class MalformedEntry(ValueError):
     """An entry that does not fit its schema; the message says why."""
 
 
+def _int64(value) -> bool:
+    # SQLite stores integers in 64 bits: a larger one raises where it is bound, outside any entry
+    return type(value) is int and -2**63 <= value < 2**63
+
+
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return type(value) is float or _int64(value)  # type(): a bool is no number here
 
 
 def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return _int64(value) and value >= 0
 
 
 def _text(value) -> bool:
@@ -112,9 +117,10 @@ def _event(entry: dict) -> None:
     for key in REQUIRED.get(name, ()):
         if key not in data:
             raise MalformedEntry(f"a {name} event needs {key}")
-    for key, test in fields.items():
-        if key in data and not test(data[key]):
-            raise MalformedEntry(f"a {name} event's {key} has the wrong type: {str(data[key])[:60]!r}")
+    for key, value in data.items():  # the data's keys, not the schema's: a progress event has few
+        test = fields.get(key)
+        if test is not None and not test(value):
+            raise MalformedEntry(f"a {name} event's {key} has the wrong type: {str(value)[:60]!r}")
 
 
 def _metrics(entry: dict) -> None:
