@@ -249,3 +249,18 @@ def test_a_run_s_progress_never_moves_backwards(app):
     assert store.get_run(conn, run_id)["progress"]["global_step"] == 900
     assert [e["data"].get("global_step") for e in store.events_since(conn, 0, run_id)
             if e["event"] == "progress"] == [500, 300, 900, 899]
+
+
+def test_a_resumed_run_s_progress_starts_anew_with_its_new_attempt(app):
+    """Resumed from its step-300 backup after reaching 350: the new attempt's steps (301, ...)
+    are the run's progress, not held back by the 350 the last attempt reached."""
+    from webapp.protocol import Event, make_event
+    conn, run_id, _ = _run(app)
+    store.append_event(conn, run_id, make_event(Event.PROGRESS, global_step=350, max_step=900))
+    store.append_event(conn, run_id, make_event(Event.RUN, state="interrupted", reason="w1 died"))
+    assert store.requeue_for_resume(conn, run_id)
+    conn.commit()
+    assert store.get_run(conn, run_id)["progress"]["global_step"] == 350  # shown while it waits
+    assert store.assignments.assign(conn, run_id, "w2", "second")
+    store.append_event(conn, run_id, make_event(Event.PROGRESS, global_step=301, max_step=900))
+    assert store.get_run(conn, run_id)["progress"]["global_step"] == 301

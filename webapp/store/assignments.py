@@ -53,7 +53,10 @@ def assign(conn, run_id: int, worker: str, assignment_id: str) -> bool:
     """queued -> running on ``worker``, only if still queued (a cancel may have come first)."""
     with transaction(conn):
         cur = conn.execute(
+            # a resumed run starts again from its backup, at a step below the one it had reached: its
+            # progress starts anew with this attempt (the record's progress never moves backwards)
             "UPDATE runs SET state = 'running', worker = ?, assignment = ?, started_at = ?, pid = NULL,"
+            " progress_json = CASE WHEN resume_requested THEN NULL ELSE progress_json END,"
             " status_text = ? WHERE id = ? AND state = 'queued'",
             (worker, assignment_id, time.time(), f"starting on {worker}", run_id))
         if cur.rowcount != 1:
