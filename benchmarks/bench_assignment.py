@@ -1,5 +1,5 @@
 """Assignment latency: a run queued through the JSON API -> its trainer process started on a
-worker. Full stack on one box through the fleet's path: redis-server (tests/fleet.py's, TCP,
+worker. Full stack on one box through the fleet's path: redis-server (tests/support/fleet.py's, TCP,
 appendonly), the web under gunicorn + gevent (its control loop dispatches), `otweb worker` (takes
 the assignment by BLMOVE, spawns the trainer), the tiny demo config.
 
@@ -25,6 +25,7 @@ import os
 import time
 
 from common import Bench, api, build_demo, machine, ms, pct, table, wait_demo, wait_http, write_results
+from support.polling import wait_for
 
 
 NAME = "bench_assignment"
@@ -40,15 +41,6 @@ def process_start(pid: int) -> float:
     return time.time() - uptime + start_ticks / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for(predicate, timeout: float, every: float = 0.005):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := predicate()) is not None:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not met in time")
-
-
 def one_run(url: str, conn, beats) -> dict:
     queued = time.time()
     run_id = api(url, "POST", "/api/queue", {"config_name": "demo"})["run_ids"][0]
@@ -58,7 +50,7 @@ def one_run(url: str, conn, beats) -> dict:
         row = conn.execute("SELECT time, data FROM events WHERE run_id = ? AND name = 'run' AND data LIKE '%\"pid\"%'"
                            " ORDER BY seq LIMIT 1", (run_id,)).fetchone()
         return (row[0], json.loads(row[1])["pid"]) if row else None
-    spawned_at, pid = wait_for(spawned, 30)
+    spawned_at, pid = wait_for(spawned, 30, every=0.005)
     started = process_start(pid)
     assigned = conn.execute("SELECT created_at FROM assignments WHERE run_id = ?", (run_id,)).fetchone()[0]
     first = wait_for(lambda: (conn.execute(
@@ -98,7 +90,7 @@ def main() -> None:
         wait_http(url + "/api/health", proc=web)
         bench.worker()
         wait_for(lambda: beats() or None, 60, every=0.1)
-        conn = store.connect(bench.workspace / "otweb.sqlite3")
+        conn = store.connect(bench.database)
         rows = [one_run(url, conn, beats) for _ in range(args.runs)]
         conn.close()
     report(rows, time.monotonic() - started)

@@ -32,6 +32,8 @@ import threading
 import time
 
 from common import Bench, api, build_demo, machine, table, wait_demo, wait_http, write_results
+from support.polling import wait_for
+from support.sse import parse_frame
 
 NAME = "bench_commands"
 TERMINAL = ("completed", "stopped", "failed", "interrupted", "canceled")
@@ -67,14 +69,14 @@ class Feed:
         except OSError:
             return
 
-    def _frame(self, frame: str, received: float) -> None:
-        if "retry:" in frame:
+    def _frame(self, raw: str, received: float) -> None:
+        frame = parse_frame(raw)
+        if "retry" in frame:
             self.ready.set()
-        data = "\n".join(line[6:] for line in frame.split("\n") if line.startswith("data: "))
-        if not data or "\nid: " not in "\n" + frame:
+        if not frame["data"] or "id" not in frame:
             return
         try:
-            event = json.loads(data)
+            event = json.loads(frame["data"])
         except ValueError:
             return
         event["received"] = received
@@ -126,7 +128,7 @@ def is_progress(run_id: int):
 
 def step_times(bench: Bench, run_id: int) -> list[tuple[int, float]]:
     from webapp import store
-    conn = store.connect(bench.workspace / "otweb.sqlite3")
+    conn = store.connect(bench.database)
     try:
         return [(r[0], r[1]) for r in conn.execute("SELECT step, time FROM metrics WHERE run_id = ? ORDER BY time",
                                                    (run_id,))]
@@ -216,13 +218,10 @@ def stop_while(bench: Bench, url: str, feed: Feed, config: dict, phase: str) -> 
 
 
 def wait_idle(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def idle() -> bool:
         run = api(url, "GET", "/api/training/status")["run"]
-        if run is None or run["state"] not in ("queued", "running"):
-            return
-        time.sleep(0.1)
-    raise TimeoutError("the worker did not finish the previous run")
+        return run is None or run["state"] not in ("queued", "running")
+    wait_for(idle, timeout, "the worker to finish the previous run")
 
 
 def main() -> None:

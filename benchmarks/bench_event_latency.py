@@ -78,7 +78,7 @@ def synthetic(bench: Bench, url: str, web_worker: psutil.Process, clients_n: int
 
     from webapp import store
     from webapp.eventlog import EventSink
-    conn = store.connect(bench.workspace / "otweb.sqlite3")
+    conn = store.connect(bench.database)
     run_id = store.create_run(conn, "synthetic", {})
     sink = EventSink(conn, Redis.from_url(bench.env["REDIS_URL"], decode_responses=True))
     sink.metrics(run_id, [(step, 1.0 / step, 1e-3, time.time()) for step in range(1, history + 1)])

@@ -153,7 +153,7 @@ def phase(bench, label: str, path: str, clients_n: int, seconds: float, history:
         worker = psutil.Process(web.pid).children()[0]
         time.sleep(0.5)
         idle_rss = worker.memory_info().rss
-        conn = store.connect(bench.workspace / "otweb.sqlite3")
+        conn = store.connect(bench.database)
         store.init_schema(conn)
         run_id = store.create_run(conn, f"fanout {label} {path}", {})
         sink = EventSink(conn, Redis.from_url(bench.env["REDIS_URL"], decode_responses=True))

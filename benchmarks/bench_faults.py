@@ -32,6 +32,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PY, ROOT, Bench, build_demo, free_port, machine, table, wait_demo, write_results  # noqa: E402
+from support.polling import wait_for  # noqa: E402
 
 
 def family(serve) -> list:
@@ -49,14 +50,9 @@ def part(serve, needle: str):
     return next((p for p in family(serve) if needle in cmdline(p)), None)
 
 
-def until(predicate, timeout: float = 60, every: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("not in time")
+def until(predicate, timeout: float = 60):
+    """Polled every 20 ms: the resolution of the recovery times measured."""
+    return wait_for(predicate, timeout, every=0.02)
 
 
 def ok(url: str) -> bool:
@@ -80,7 +76,7 @@ class Served:
         self.cold_start_s = time.monotonic() - started
         self.config = {**demo_config, "epochs": 1000, "sample_after_unit": "NEVER", "backup_after": 5,
                        "backup_after_unit": "STEP", "rolling_backup": True}
-        self.workspace = bench.workspace
+        self.database = bench.database
         self.redis = redis.Redis(unix_socket_path=str(bench.workspace / "redis" / "redis.sock"))
 
     def stop(self) -> None:
@@ -105,7 +101,7 @@ class Served:
 
     def lost_steps(self, run_id: int) -> int:
         import sqlite3
-        conn = sqlite3.connect(self.workspace / "otweb.sqlite3")
+        conn = sqlite3.connect(self.database)
         steps = sorted({r[0] for r in conn.execute("SELECT step FROM metrics WHERE run_id = ?", (run_id,))})
         conn.close()
         return (steps[-1] - steps[0] + 1 - len(steps)) if steps else 0

@@ -1,7 +1,7 @@
 """CPU seconds the product spends per minute of training, beside the trainer: the worker process
 (bridge, sink, heartbeat, uploads; not its trainer child), the web (gunicorn's arbiter and its
 gevent worker, which runs the recorder and the dispatcher as well as the 10 viewers' streams) and,
-reported apart, redis-server. Full stack through the fleet's path: redis-server (tests/fleet.py's,
+reported apart, redis-server. Full stack through the fleet's path: redis-server (tests/support/fleet.py's,
 TCP, appendonly), `otweb web`'s gunicorn command, `otweb worker`, the demo config made long
 (batch 1, its samples every 60 steps kept), 10 SSE viewers on /events (the HTML partials pages use).
 
@@ -71,7 +71,7 @@ def main() -> None:
         worker = bench.worker()
         pids = {"worker": worker.pid, "web arbiter": web.pid, "web worker": psutil.Process(web.pid).children()[0].pid,
                 "redis-server": server.proc.pid}
-        conn = store.connect(bench.workspace / "otweb.sqlite3")
+        conn = store.connect(bench.database)
         viewers = SSEClients(bench, url, "/events", args.viewers, "--light", max_s=args.seconds + args.idle_seconds + 300)
         viewers.wait_ready()
         time.sleep(3)  # the worker's first heartbeats and the web's first turns are not the steady state

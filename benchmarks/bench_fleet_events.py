@@ -11,7 +11,7 @@ bench_event_latency); here the sink is fed directly, so this is the transport's 
 
 Baseline, same run, same 200 viewers and 80 events/s: the control plane's direct path
 (eventlog.EventSink in this process: SQLite append, then PUBLISH), as the web records its own
-events. Real redis-server (tests/fleet.py's, on TCP, appendonly on, as the README's fleet runs it).
+events. Real redis-server (tests/support/fleet.py's, on TCP, appendonly on, as the README's fleet runs it).
 The web runs with OTWEB_HEARTBEAT_TTL_S=3600: the simulated workers send no heartbeats.
 
     .venv/bin/python benchmarks/bench_fleet_events.py [--viewers 200] [--seconds 10] [--streams /api/events,/events]
@@ -148,7 +148,7 @@ def main() -> None:
     with Bench() as bench:
         bench.tcp_redis()
         bench.env["OTWEB_HEARTBEAT_TTL_S"] = "3600"
-        conn = store.connect(bench.workspace / "otweb.sqlite3")
+        conn = store.connect(bench.database)
         store.init_schema(conn)
         web, url = bench.web()
         wait_http(url + "/api/health", proc=web)

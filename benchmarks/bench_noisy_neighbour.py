@@ -47,7 +47,7 @@ def make_dataset(workspace: Path, files: int) -> Path:
 
 def accounts(bench: Bench) -> dict:
     from webapp.store import accounts as store
-    conn = store.connect(bench.workspace / "otweb.sqlite3")
+    conn = store.connect(bench.database)
     tokens = {}
     for name, role in (("probe", "viewer"), ("editor", "operator"), ("greedy", "viewer")):
         store.add_user(conn, name, "bench password", role)
@@ -218,7 +218,7 @@ def main() -> None:
         bench.redis()
         web, url = bench.web()
         wait_http(url + "/api/health", proc=web)
-        conn = store.connect(bench.workspace / "otweb.sqlite3")
+        conn = store.connect(bench.database)
         run_id = store.create_run(conn, "noisy", {})
         sink = EventSink(conn, Redis.from_url(bench.env["REDIS_URL"], decode_responses=True))
         started = time.monotonic()

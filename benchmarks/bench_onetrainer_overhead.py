@@ -20,13 +20,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Bench, free_port, machine, table, wait_http, write_results  # noqa: E402
+from support.polling import wait_for  # noqa: E402
 
 OT_PYTHON = ROOT / ".venv-onetrainer/bin/python"
 CHECKOUT = Path(os.environ.get("ONETRAINER_DIR", ROOT.parent / "shared/third_party/OneTrainer")).resolve()
@@ -62,12 +62,8 @@ def the_config(bench: Bench, epochs: int) -> dict:
 
 def through_the_web(bench: Bench, url: str, config: dict, epoch_steps: int) -> float:
     run_id = requests.post(url + "/api/training/start", json={"config": config}, timeout=30).json()["run_id"]
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        run = requests.get(f"{url}/api/runs/{run_id}", timeout=10).json()["run"]
-        if run["state"] not in ("queued", "running"):
-            break
-        time.sleep(0.5)
+    run = wait_for(lambda: (r := requests.get(f"{url}/api/runs/{run_id}", timeout=10).json()["run"])["state"]
+                   not in ("queued", "running") and r, 900, f"run {run_id} to end", every=0.5)
     if run["state"] != "completed":
         raise RuntimeError(f"run {run_id} {run['state']}: {run.get('reason')}")
     return steps_per_second(bench.workspace / "runs" / str(run_id) / "onetrainer", epoch_steps)[0]

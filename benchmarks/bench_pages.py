@@ -136,7 +136,7 @@ def populate(bench) -> dict:
         config = demo_config()
         config["learning_rate"] = 1e-4 * (i + 1)
         library.save(name, config, create=True)
-    conn = store.connect(bench.workspace / "otweb.sqlite3")
+    conn = store.connect(bench.database)
     store.init_schema(conn)
 
     def emit(run_id, name, **data):

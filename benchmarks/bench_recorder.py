@@ -1,6 +1,6 @@
 """Recorder throughput and lag: progress entries XADDed to the event stream (as workers send them),
 recorded by the control plane's Recorder (consumer group, one transaction per batch, XACK, XDEL,
-publish). Real redis-server (tests/fleet.py's: TCP, appendonly on, as the README's fleet runs
+publish). Real redis-server (tests/support/fleet.py's: TCP, appendonly on, as the README's fleet runs
 it), SQLite in a temp folder.
 
 1. backlog: --events entries XADDed at once, then drained: events/s of wall time, and per CPU

@@ -55,7 +55,7 @@ def publish(bench: Bench, count: int) -> None:
     from webapp import store
     from webapp.protocol import Event, make_event
     from webapp.eventlog import EventSink
-    conn = store.connect(bench.workspace / "otweb.sqlite3")
+    conn = store.connect(bench.database)
     run_id = store.create_run(conn, "rss", {})
     sink = EventSink(conn, Redis.from_url(bench.env["REDIS_URL"], decode_responses=True))
     sink.emit(run_id, make_event(Event.RUN, state="running", pid=os.getpid()))

@@ -27,6 +27,7 @@ import time
 import psutil
 
 from common import MB, PY, Bench, build_demo, machine, maps_torch, memory, table, wait_demo, write_results
+from support.polling import wait_for
 
 NAME = "bench_worker_rss"
 HEAVY = ("torch", "diffusers", "transformers", "numpy", "PIL", "safetensors", "flask", "jinja2", "gevent")
@@ -76,14 +77,15 @@ class Sampler:
 def wait_ready(bench: Bench, worker: subprocess.Popen, redis_client, timeout: float = 30) -> float:
     from webapp.settings import heartbeat_key
     key = heartbeat_key(bench.env["OTWEB_WORKER_NAME"])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def beating():
         if worker.poll() is not None:
             raise RuntimeError("the worker exited:\n" + bench.log_tail("worker"))
-        if redis_client.exists(key):
-            return time.monotonic()
-        time.sleep(0.01)
-    raise TimeoutError("the worker did not beat within 30 s:\n" + bench.log_tail("worker"))
+        return redis_client.exists(key) and time.monotonic()
+    try:
+        return wait_for(beating, timeout, "the worker's first heartbeat", every=0.01)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n{bench.log_tail('worker')}") from None
 
 
 def host_one_run(bench: Bench, redis_client, worker_pid: int) -> dict:
@@ -93,7 +95,7 @@ def host_one_run(bench: Bench, redis_client, worker_pid: int) -> dict:
     from webapp.settings import NUDGE_STREAM
     config = json.loads((bench.config_dir / "demo.json").read_text())
     config.update(epochs=1, sample_after=0, sample_after_unit="NEVER", tensorboard=False)
-    conn = store.connect(bench.workspace / "otweb.sqlite3")
+    conn = store.connect(bench.database)
     run_id = store.create_run(conn, "demo", config)
     redis_client.xadd(NUDGE_STREAM, {NUDGE_FIELD: "1"})
     sampler, trainer_peak = Sampler(worker_pid), 0.0

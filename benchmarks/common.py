@@ -1,6 +1,7 @@
 """Shared parts of the benchmarks: a temp workspace, an embedded Redis, the product's processes
 (worker, gunicorn + gevent web) on 127.0.0.1, a pool of SSE clients in a process of its own, and
-result output (a markdown table on stdout, JSON in benchmarks/results/).
+result output (a markdown table on stdout, JSON in benchmarks/results/). Ports, polling, the database
+path and the fleet's Redis server come from tests/support, shared with the tests.
 
 `python benchmarks/common.py build-demo WORKSPACE CONFIG_DIR` builds the tiny demo model (without
 pre-training) in a process of its own, so that torch stays out of the benchmark's process.
@@ -14,7 +15,6 @@ import os
 import platform
 import select
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,8 +28,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 PY = sys.executable
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "tests"):  # the project, and tests/support (shared with the tests)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from support.paths import database  # noqa: E402
+from support.polling import wait_for  # noqa: E402
+from support.ports import free_port  # noqa: E402
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -91,12 +96,6 @@ def write_results(name: str, data: dict) -> Path:
 
 # -- processes -------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt  # so that every `finally` below still stops what it started
 
@@ -109,6 +108,7 @@ class Bench(contextlib.ExitStack):
         signal.signal(signal.SIGTERM, _on_sigterm)
         self.tmp = Path(self.enter_context(tempfile.TemporaryDirectory(prefix="otweb-bench-")))
         self.workspace, self.config_dir = self.tmp / "workspace", self.tmp / "configs"
+        self.database = database(self.workspace)
         self.workspace.mkdir()
         self.config_dir.mkdir()
         self.env = {**os.environ, "OTWEB_WORKSPACE": str(self.workspace), "OTWEB_CONFIG_DIR": str(self.config_dir),
@@ -127,8 +127,7 @@ class Bench(contextlib.ExitStack):
     def tcp_redis(self):
         """A fleet's Redis: a real redis-server on TCP with appendonly on (the tests' RedisServer),
         stopped at exit; REDIS_URL set for what is spawned after."""
-        sys.path.insert(0, str(ROOT / "tests"))
-        from fleet import RedisServer
+        from support.fleet import RedisServer
         server = RedisServer(self.tmp / "redis")
         server.start()
         self.callback(server.stop)
@@ -205,9 +204,9 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> Non
 
 def wait_http(url: str, timeout: float = 60, proc: subprocess.Popen | None = None, every: float = 0.02) -> float:
     """Poll url until it answers (any status); returns when (time.monotonic())."""
-    deadline = time.monotonic() + timeout
     host, port = url.split("//")[1].split("/")[0].split(":")
-    while time.monotonic() < deadline:
+
+    def answered() -> float:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before answering {url}")
         conn = http.client.HTTPConnection(host, int(port), timeout=2)
@@ -215,11 +214,9 @@ def wait_http(url: str, timeout: float = 60, proc: subprocess.Popen | None = Non
             conn.request("GET", "/" + url.split("//")[1].partition("/")[2])
             conn.getresponse().read()
             return time.monotonic()
-        except OSError:
-            time.sleep(every)
         finally:
             conn.close()
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
+    return wait_for(answered, timeout, f"{url} to answer", every=every, ignore=(OSError,))
 
 
 def api(base: str, method: str, path: str, body: dict | None = None) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,41 +17,15 @@ import time
 from pathlib import Path
 
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: chromium, ports, polling, shared with the tests
+from support.browser import chromium  # noqa: E402
+from support.polling import wait_for  # noqa: E402
+from support.ports import free_port  # noqa: E402
+
 OUT = ROOT / "docs" / "screenshots"
 DESKTOP, PHONE = (1366, 900), (390, 844)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"screenshots: gave up waiting for {what}")
-
-
-def browser(profile: Path) -> webdriver.Chrome:
-    os.environ["SE_OFFLINE"] = "true"  # no Selenium Manager download: Debian's driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                "--disable-background-networking", "--no-first-run", f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
 def shoot(driver, url: str, name: str, size: tuple[int, int], scheme: str = "light") -> Path:
@@ -78,16 +51,17 @@ def main() -> None:
                                    "--workspace", str(workspace), "--config-dir", str(configs)],
                                   cwd=ROOT, env=env, start_new_session=True)
         try:
-            wait_for(lambda: requests.get(f"{base}/api/health", timeout=5).ok, 300, "otweb serve")
+            wait_for(lambda: requests.get(f"{base}/api/health", timeout=5).ok, 300, "otweb serve", every=1,
+                     ignore=(requests.RequestException,))
             queued = requests.post(f"{base}/api/queue", timeout=30, json={"config_name": "demo", "count": 1}).json()
             short = requests.post(f"{base}/api/queue", timeout=30, json={
                 "config_name": "demo", "overrides": {"learning_rate": 3e-4}}).json()
             first, second = queued["run_ids"][0], short["run_ids"][0]
             for run_id in (first, second):
                 wait_for(lambda: requests.get(f"{base}/api/runs/{run_id}", timeout=5).json()["run"]["state"]
-                         in ("completed", "failed", "stopped"), 900, f"run {run_id}")
-            driver = browser(Path(tmp) / "chromium")
-            try:
+                         in ("completed", "failed", "stopped"), 900, f"run {run_id}", every=1,
+                         ignore=(requests.RequestException,))
+            with chromium(Path(tmp) / "chromium", "--hide-scrollbars") as driver:
                 shots = [
                     shoot(driver, f"{base}/", "dashboard", DESKTOP),
                     shoot(driver, f"{base}/runs/{first}", "run", DESKTOP),
@@ -98,8 +72,6 @@ def main() -> None:
                     shoot(driver, f"{base}/", "dashboard-phone", PHONE),
                     shoot(driver, f"{base}/runs/{first}", "run-phone", PHONE, "dark"),
                 ]
-            finally:
-                driver.quit()
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)

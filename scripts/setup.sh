@@ -30,11 +30,11 @@ if [ "$with_tests" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chro
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-if [ "$with_tests" = 1 ] && [ ! -x /usr/sbin/nginx ]; then  # tests/test_nginx.py: the shipped site
+if [ "$with_tests" = 1 ] && [ ! -x /usr/sbin/nginx ]; then  # tests/e2e/test_nginx.py: the shipped site
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light >/dev/null
 fi
-if [ "$with_tests" = 1 ]; then  # tests/test_onetrainer_real.py: the real OneTrainer in its own environment
+if [ "$with_tests" = 1 ]; then  # tests/e2e/test_onetrainer_real.py: the real OneTrainer in its own environment
   ./scripts/setup_onetrainer.sh
 fi
 echo "setup done: $(.venv/bin/python -c 'import torch; from importlib.metadata import version; print("torch", torch.__version__, "flask", version("flask"))')"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build .venv-onetrainer: a virtual environment where the real OneTrainer runs (on the CPU too),
-# with this product installed beside it, for tests/test_onetrainer_real.py and the overhead
+# with this product installed beside it, for tests/e2e/test_onetrainer_real.py and the overhead
 # benchmark. OneTrainer needs its own: torchvision 0.27 does not import beside .venv's torch 2.13.
 #
 # Cached: the environment is reused while its stamp (OneTrainer's requirement pins, mgds's and

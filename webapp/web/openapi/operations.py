@@ -1,6 +1,6 @@
 """What the OpenAPI document says about each JSON route, by endpoint name: summary, query, body,
 answer and the errors beyond the common ones. ``openapi_spec`` joins it with the URL map (paths,
-path parameters, methods); a route without an entry here fails tests/test_openapi.py, so the
+path parameters, methods); a route without an entry here fails tests/unit/test_openapi.py, so the
 document cannot drift from the routes."""
 from __future__ import annotations
 

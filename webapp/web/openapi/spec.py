@@ -52,7 +52,7 @@ def _document(app) -> dict:
     for rule in sorted(api_rules(app), key=lambda r: r.rule):
         entry = OPERATIONS.get(rule.endpoint)
         if entry is None:
-            continue  # tests/test_openapi.py names it
+            continue  # tests/unit/test_openapi.py names it
         path, params = openapi_path(rule.rule)
         methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
         spec.path(path=path, operations={m.lower(): _operation(rule.endpoint, m, entry, params) for m in methods})
