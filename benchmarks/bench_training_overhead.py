@@ -44,7 +44,7 @@ import psutil
 from common import (PY, Bench, SSEClients, api, build_demo, machine, stop, wait_demo, wait_http,
                     write_results)
 from cpu import CpuSampler
-from overhead_stats import runs_table, summarise, verdict_lines
+from overhead_stats import readme_line, runs_table, summarise, verdict_lines
 
 NAME = "bench_training_overhead"
 CLIENTS = 10
@@ -252,6 +252,7 @@ def report(runs: list[dict], args, elapsed: float) -> None:
     if not all(r.get("config_as_a", True) for r in runs):
         print("B's web stored a config other than A's: the arms did not train the same config")
     print(f"load average at the end {os.getloadavg()[0]:.2f}; took {elapsed:.0f} s")
+    print("\nfor the README: " + readme_line(summary, runs, machine()["time"][:10]))
     path = write_results(NAME + ("_omp_passive" if args.omp_passive else "") + args.tag, {
         "benchmark": NAME, "machine": machine(), "batch_size": args.batch_size, "seconds_per_run": args.seconds,
         "pairs_asked": args.pairs, "threads_setting": args.threads, "omp_passive": args.omp_passive,

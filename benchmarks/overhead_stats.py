@@ -98,3 +98,22 @@ def verdict_lines(summary: dict) -> list[str]:
     lines.append("goal met" if summary["met"] else "goal NOT met" if summary["conclusive"] else
                  "goal: inconclusive (no undisturbed pair)")
     return lines
+
+
+def readme_line(summary: dict, runs: list[dict], when: str) -> str:
+    """The figures as the README's table states them (pasted where it says TODO-FIGURE)."""
+    used = summary["over_clean_pairs"] or summary["over_all_pairs"]
+    ratio, cpu = used["steps_per_s_ratio"], used["trainer_cpu_per_step_ratio"] or {}
+    loads = [r["loadavg"][0] for r in runs]
+    foreign = [100 * r["foreign_cpu_share"] for r in runs if r["foreign_cpu_share"] is not None]
+    stack = [100 * r["stack_cpu_share"] for r in runs if r["kind"] == "B" and r["stack_cpu_share"] is not None]
+    ms = {k: 1000 * summary["arms"][k]["trainer_cpu_s_per_step"]["median"] for k in ("A", "B")
+          if summary["arms"][k]["trainer_cpu_s_per_step"]}
+    return (f"{when} (load average {min(loads):.2f}–{max(loads):.2f}, foreign load "
+            f"{min(foreign, default=0):.1f}–{max(foreign, default=0):.1f} %): median ratio **{ratio['median']:.3f}** "
+            f"(min–max {ratio['min']:.3f}–{ratio['max']:.3f}, IQR {ratio['q1']:.3f}–{ratio['q3']:.3f}; "
+            f"{summary['clean_pairs']} of {len(summary['pairs'])} pairs undisturbed); the trainer's CPU per step B/A "
+            f"**{fmt(cpu.get('median'), '{:.4f}')}** (median; A {fmt(ms.get('A'), '{:.2f}')} ms, "
+            f"B {fmt(ms.get('B'), '{:.2f}')} ms a step); torch threads A {summary['arms']['A']['torch_threads']}, "
+            f"B {summary['arms']['B']['torch_threads']}; the product's other processes used "
+            f"{statistics.mean(stack) if stack else 0:.2f} % of the machine while B trained")
