@@ -165,7 +165,7 @@ def case_child(family: str, method: str, smoke: str, warmup: str, steps: str, ra
     smoke, checkpointing = smoke == "1", checkpointing == "1"
     device = torch.device("cpu" if smoke else "cuda")
     if smoke:
-        torch.set_num_threads(threads_like_the_product())  # as the trainer's share_the_cpu
+        torch.set_num_threads(threads_like_the_product())  # as the trainer's apply_trainer_threads
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --smoke on a machine without one")
     spec = (SMOKE if smoke else FULL)[family]

@@ -17,8 +17,8 @@ B: a plain loop (plain_loop.py) written the way diffusers'
    clip_grad_norm default), optimizer step, LR scheduler step, ``zero_grad``, ``loss.item()``
    (the example logs the loss every step). SDXL: both encoders' penultimate hidden states,
    the pooled text and the six size/crop ids, as the example for SDXL passes them.
-Both set the same torch thread count (the product's share_the_cpu: cores - 1; B sets it itself),
-and both are timed the same way: steady-state steps/s = steps between the first and the last
+Both set the same torch thread count (trainer/threads.py: OTWEB_TRAINER_THREADS, else cores - 1;
+B sets it itself), and both are timed the same way: steady-state steps/s = steps between the first and the last
 step / the time between them (loading, caching and the final save are outside the window).
 Runs alternate A B A B (--pairs); the ratio A / B per pair and its median are the figures
 (goal >= 1.0). Beside it: the ratio of each run's least disturbed second (the highest steps/s over
@@ -92,7 +92,7 @@ def builtin_child(config_path: str, workspace: str, seconds: str, out: str, prof
     run_dir.mkdir(parents=True)
     clock = Clock()
     backend = BuiltinBackend(config, clock, commands, run_dir=run_dir, base_dir=Path(workspace))
-    threads = torch.get_num_threads()  # share_the_cpu ran in __init__
+    threads = torch.get_num_threads()  # apply_trainer_threads ran in __init__
     try:
         backend.start()
         layers = lora_layers(backend.parts.unet)

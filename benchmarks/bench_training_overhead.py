@@ -9,24 +9,31 @@ B (full stack): a worker (which spawns the trainer process) + the web under guni
   (POST /api/training/stop) --seconds after the first progress event reached a client. Steps/s
   comes from the progress events' `time` fields (set in the trainer process): the first and the
   last one (the trainer batches progress once a second but always sends the held one before `saving`).
+Both arms train the same config (packed once here, as the web packs it, so B's web stores it as it
+is) with the same torch threads: OTWEB_TRAINER_THREADS (--threads) is set for both, and each run
+records what its trainer reported (make_backend's first event) with its OS threads, nice value and
+CPUs; the report says so if the arms differ.
 Both exclude model loading and the final save; the fixed time window keeps the run length in
-seconds whatever the demo model's speed. CPU seconds of the trainer and of the product's
-other processes (worker, web, Redis, the SSE clients) are sampled at 20 Hz from outside and read off
-at the first and the last step's time: their share of the machine while B trains is a second view
-that a noisy host disturbs far less than steps/s. Runs alternate A B A B (--pairs) to cancel drift.
-The whole machine's busy time is sampled too: what neither the trainer, the product nor this script
-used is foreign load (other users of a shared host). A pair with >= 5% foreign load in either run
-is marked and run again while --budget lasts (at most 2 extra pairs); the ratio is taken over the
-undisturbed pairs. The idle stack (worker, web, Redis) stays up during A; its CPU use is reported.
+seconds whatever the demo model's speed. CPU seconds of the trainer and of the product's other
+processes (worker and its idle warm trainer, web, Redis, the SSE clients) are sampled at 20 Hz from
+outside and read off at the first and the last step's time: the trainer's CPU seconds per step in
+each arm, and the share of the machine the rest took. The whole machine's busy time is sampled too:
+what neither the trainer, the product nor this script used is foreign load (other users of a
+shared host), recorded per run with the load average. Before each run the benchmark waits until
+the product's processes are idle (the worker's next warm trainer imports torch after every B).
+Runs alternate A B A B (--pairs, default 8, of --seconds, default 30, of steps each). Figures: per
+pair the steps/s ratio B/A and the trainer's CPU per step B/A; their median over the undisturbed
+pairs (foreign load < 5% in both runs; over all pairs if none is), with min-max and IQR.
 
-    .venv/bin/python benchmarks/bench_training_overhead.py [--pairs 2 --batch-size 1 --seconds 8 --budget 75]
+    .venv/bin/python benchmarks/bench_training_overhead.py [--pairs 8 --seconds 30 --threads auto]
+    (8 pairs of 30 s: about 10 minutes on the 2-core VM; --pairs 2 --seconds 10 checks it end to end)
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,27 +41,42 @@ from pathlib import Path
 
 import psutil
 
-from common import (PY, Bench, SSEClients, api, build_demo, machine, stop, table, wait_demo, wait_http,
+from common import (PY, Bench, SSEClients, api, build_demo, machine, stop, wait_demo, wait_http,
                     write_results)
 from cpu import CpuSampler
+from overhead_stats import readme_line, runs_table, summarise, verdict_lines
 
 NAME = "bench_training_overhead"
 CLIENTS = 10
-FOREIGN_LIMIT = 0.05  # a run in which processes outside the benchmark took >= 5% of the machine: disturbed
+IDLE_CPU_S = 0.05  # the product's processes are idle when they use less than this in a second
 
 
-def short_config(config_dir: Path, batch_size: int) -> dict:
+def short_config(config_dir: Path, workspace: Path, batch_size: int) -> dict:
+    """The demo config, packed as the web packs a config it is given (B's web then stores it as it
+    is, so A trains the very config B trains: a partial config would get a fresh concept seed)."""
+    from webapp.config import paths
+    from webapp.config.checks import validate
+    from webapp.config.loading import settle_default_samples
     config = json.loads((config_dir / "demo.json").read_text())
     # samples and backups would dominate the step time: off. Epochs: more than a run reaches, as
     # every run is stopped (the stop command, as the UI's Stop) a fixed time after its first step
-    return {**config, "batch_size": batch_size, "epochs": 10_000, "sample_after": 0,
-            "sample_after_unit": "NEVER", "backup_after": 0, "backup_after_unit": "NEVER",
-            "save_every": 0, "save_every_unit": "NEVER"}
+    config.update(batch_size=batch_size, epochs=10_000, sample_after=0, sample_after_unit="NEVER",
+                  backup_after=0, backup_after_unit="NEVER", save_every=0, save_every_unit="NEVER")
+    report = validate(config, workspace, roots=paths.read_roots(workspace, config_dir))
+    if not report.valid:
+        raise RuntimeError(f"the demo config does not validate: {report.errors}")
+    return settle_default_samples(report.packed, workspace)
+
+
+def process_facts(pid: int) -> dict:
+    """What decides how a trainer process competes for the cores, seen from outside."""
+    proc = psutil.Process(pid)
+    return {"os_threads": proc.num_threads(), "nice": proc.nice(), "cpus": sorted(proc.cpu_affinity())}
 
 
 def quiet_child(config_path: str, workspace: str, seconds: str, out: str) -> None:
     """Baseline: the backend with callbacks that do no work but read the clock at each step and
-    stop the run `seconds` after the first."""
+    stop the run `seconds` after the first (and note the threads make_backend reports)."""
     from webapp.trainer.backend_factory import make_backend
     from webapp.trainer.callbacks import TrainCallbacks
     from webapp.trainer.commands import TrainCommands
@@ -62,7 +84,10 @@ def quiet_child(config_path: str, workspace: str, seconds: str, out: str) -> Non
     commands = TrainCommands()
 
     class StepClock(TrainCallbacks):
-        first = last = None
+        first = last = threads = None
+
+        def log(self, text, level="info", **extra):
+            self.threads = extra.get("torch_threads", self.threads)
 
         def progress(self, *, global_step, **_):
             now = time.time()  # the clock make_event uses for the events' `time` in B
@@ -80,10 +105,12 @@ def quiet_child(config_path: str, workspace: str, seconds: str, out: str) -> Non
     try:
         backend.start()
         backend.train()
+        facts = {"torch_threads": clock.threads, **process_facts(os.getpid())}
     finally:
         backend.end()
     (s0, t0), (s1, t1) = clock.first, clock.last
-    Path(out).write_text(json.dumps({"first_step": s0, "last_step": s1, "t0": t0, "t1": t1, "seconds": t1 - t0}))
+    Path(out).write_text(json.dumps({"first_step": s0, "last_step": s1, "t0": t0, "t1": t1, "seconds": t1 - t0,
+                                     "trainer": facts}))
 
 
 def trainer_of(worker_pid: int):
@@ -93,10 +120,38 @@ def trainer_of(worker_pid: int):
     return find
 
 
-def measure(trainer_pids, stack_pids: list[int], wait) -> dict:
+def product_pids(stack_pids: list[int], worker_pid: int, but=()) -> list[int]:
+    """The product's processes: the stack and whatever the worker started (its idle warm trainer,
+    multiprocessing's resource tracker), except the trainer being measured."""
+    try:
+        children = [c.pid for c in psutil.Process(worker_pid).children(recursive=True)]
+    except psutil.Error:
+        children = []
+    return stack_pids + [pid for pid in children if pid not in but]
+
+
+def settle(stack_pids: list[int], worker_pid: int, timeout: float = 90) -> None:
+    """Wait until the product's processes are idle: after a B run the worker starts its next warm
+    trainer, which imports torch for seconds; an A run started meanwhile would share the cores."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        now = {}
+        for pid in product_pids(stack_pids, worker_pid):
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                now[pid] = times.user + times.system
+        # a process new since the last look counts with all it has used: it is starting
+        if last is not None and sum(cpu - last.get(pid, 0.0) for pid, cpu in now.items()) < IDLE_CPU_S:
+            return
+        last = now
+        time.sleep(1)
+    print("the product's processes were still busy after the timeout", file=sys.stderr)
+
+
+def measure(trainer_pids, others, wait) -> dict:
     """Run wait() (which returns the step timing) while sampling the CPU of the trainer, of the
     product's other processes, of this process and of the whole machine (the rest: foreign load)."""
-    sampler = CpuSampler({"trainer": trainer_pids, "stack": lambda: stack_pids,
+    sampler = CpuSampler({"trainer": trainer_pids, "stack": others,
                           "self": lambda: [os.getpid()], "machine": None})
     sampler.start()
     try:
@@ -112,10 +167,10 @@ def measure(trainer_pids, stack_pids: list[int], wait) -> dict:
             # the share of the machine the product's other processes took while the trainer stepped
             "stack_cpu_share": used["stack"] and used["stack"] / capacity,
             # ... and the share that processes outside this benchmark took (other users of the host)
-            "foreign_cpu_share": foreign and max(0.0, foreign / capacity)}
+            "foreign_cpu_share": foreign and max(0.0, foreign / capacity), "loadavg": os.getloadavg()}
 
 
-def run_quiet(bench: Bench, config_path: Path, seconds: float, stack_pids: list[int]) -> dict:
+def run_quiet(bench: Bench, config_path: Path, seconds: float, stack_pids: list[int], worker_pid: int) -> dict:
     out = bench.tmp / f"quiet-{time.monotonic_ns()}.json"
     child = subprocess.Popen([PY, __file__, "--quiet-child", str(config_path), str(bench.workspace), str(seconds),
                               str(out)],
@@ -123,20 +178,21 @@ def run_quiet(bench: Bench, config_path: Path, seconds: float, stack_pids: list[
     bench.callback(stop, child)
 
     def wait():
-        if child.wait(timeout=150) != 0:
+        if child.wait(timeout=seconds + 150) != 0:
             raise RuntimeError(f"the quiet trainer exited with {child.returncode}")
         return json.loads(out.read_text())
-    return {"kind": "A", **measure(lambda: [child.pid], stack_pids, wait)}
+    return {"kind": "A", **measure(lambda: [child.pid], lambda: product_pids(stack_pids, worker_pid), wait)}
 
 
 def run_stack(bench: Bench, url: str, config: dict, seconds: float, worker_pid: int, stack_pids: list[int]) -> dict:
-    clients = SSEClients(bench, url, "/api/events", CLIENTS, "--until-run-end", max_s=150)
+    clients = SSEClients(bench, url, "/api/events", CLIENTS, "--until-run-end", max_s=seconds + 150)
     clients.wait_ready()
     run_id = api(url, "POST", "/api/training/start", {"config": config})["run_id"]
-    seen = {}
+    seen, trainer = {}, trainer_of(worker_pid)
 
     def wait():
         clients.wait_line("PROGRESS", timeout=120)
+        facts = process_facts(trainer()[0])
         time.sleep(seconds)
         api(url, "POST", "/api/training/stop", {})
         result = clients.results(timeout=160)
@@ -144,17 +200,23 @@ def run_stack(bench: Bench, url: str, config: dict, seconds: float, worker_pid: 
         progress = sorted((r[4], r[3]) for r in records[0] if r[1] == "progress" and r[4] is not None)
         (s0, t0), (s1, t1) = progress[0], progress[-1]
         seen.update(events_per_client=[len(r) for r in records], progress_events_seen=len(progress))
-        return {"first_step": s0, "last_step": s1, "t0": t0, "t1": t1, "seconds": t1 - t0}
-    result = measure(trainer_of(worker_pid), stack_pids + [clients.proc.pid], wait)
+        return {"first_step": s0, "last_step": s1, "t0": t0, "t1": t1, "seconds": t1 - t0, "trainer": facts}
+    result = measure(trainer, lambda: product_pids(stack_pids + [clients.proc.pid], worker_pid, trainer()), wait)
     state = api(url, "GET", "/api/training/status")["run"]
+    reported = [e["data"].get("torch_threads") for e in api(url, "GET", f"/api/runs/{run_id}/events")["events"]
+                if e["event"] == "log" and "torch_threads" in e["data"]]
+    result["trainer"]["torch_threads"] = reported[0] if reported else None
+    as_run = api(url, "GET", f"/api/runs/{run_id}")["config"]
     return {"kind": "B", "run_id": run_id, "state": state["state"] if state["id"] == run_id else "?", **result,
-            "product_speed": (state.get("progress") or {}).get("speed"), **seen}
+            "config_as_a": as_run == config, "product_speed": (state.get("progress") or {}).get("speed"), **seen}
 
 
 def main(args) -> None:
     started = time.monotonic()
     with Bench() as bench:
-        if args.omp_passive:  # inherited by the quiet trainer and by the worker's trainer alike
+        if args.threads != "auto":  # inherited by the quiet trainer and by the worker's trainer alike
+            bench.env["OTWEB_TRAINER_THREADS"] = args.threads
+        if args.omp_passive:
             bench.env["OMP_WAIT_POLICY"] = "PASSIVE"
         demo = build_demo(bench)
         bench.redis()
@@ -162,65 +224,39 @@ def main(args) -> None:
         web, url = bench.web()
         wait_http(url + "/api/health", proc=web)
         wait_demo(bench, demo)
-        config = short_config(bench.config_dir, args.batch_size)
+        config = short_config(bench.config_dir, bench.workspace, args.batch_size)
         config_path = bench.tmp / "short.json"
         config_path.write_text(json.dumps(config))
         # the worker's own CPU (not its trainer's), gunicorn's master and worker, Redis
         stack_pids = [worker.pid, web.pid, bench.redis_pid, *(p.pid for p in psutil.Process(web.pid).children())]
-        runs, pairs = [], 0
-        # a pair that other users of the host disturbed is run again while the time budget lasts
-        while pairs < args.pairs or (clean_pairs(runs) < args.pairs and pairs < args.pairs + 2
-                                     and time.monotonic() - started < args.budget):
-            runs.append(run_quiet(bench, config_path, args.seconds, stack_pids))
+        runs = []
+        for pair in range(args.pairs):
+            settle(stack_pids, worker.pid)
+            runs.append(run_quiet(bench, config_path, args.seconds, stack_pids, worker.pid))
+            settle(stack_pids, worker.pid)
             runs.append(run_stack(bench, url, config, args.seconds, worker.pid, stack_pids))
-            pairs += 1
-            print(" ".join(f"{r['kind']}: {r['steps_per_s']:.3f} steps/s" for r in runs[-2:]), file=sys.stderr, flush=True)
+            print(f"pair {pair + 1}: " + " ".join(f"{r['kind']}: {r['steps_per_s']:.3f} steps/s" for r in runs[-2:]),
+                  file=sys.stderr, flush=True)
         if worker.poll() is not None:
             raise RuntimeError("the worker died:\n" + bench.log_tail("worker"))
     report(runs, args, time.monotonic() - started)
 
 
-def fmt(value, pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
-
-
-def is_clean(run: dict) -> bool:
-    return run["foreign_cpu_share"] is not None and run["foreign_cpu_share"] < FOREIGN_LIMIT
-
-
-def clean_pairs(runs: list[dict]) -> int:
-    return sum(is_clean(a) and is_clean(b) for a, b in zip(runs[::2], runs[1::2]))
-
-
 def report(runs: list[dict], args, elapsed: float) -> None:
-    pairs = list(zip(runs[::2], runs[1::2]))
-    clean = [(a, b) for a, b in pairs if is_clean(a) and is_clean(b)]
-    used = clean or pairs  # no clean pair: all of them, flagged as disturbed
-    ratios = [b["steps_per_s"] / a["steps_per_s"] for a, b in used]
-    ratio = statistics.mean(b["steps_per_s"] for _, b in used) / statistics.mean(a["steps_per_s"] for a, _ in used)
-    share_b = statistics.mean(b["stack_cpu_share"] or 0 for _, b in pairs)
-    rows = [[f"{i + 1}", "A: trainer, no callbacks" if r["kind"] == "A" else f"B: full stack, {CLIENTS} SSE clients",
-             f"{r['first_step']}→{r['last_step']}", f"{r['seconds']:.2f}", f"{r['steps_per_s']:.3f}",
-             fmt(r["trainer_cpu_s_per_step"], "{:.3f}"), fmt(r["stack_cpu_share"] and 100 * r["stack_cpu_share"], "{:.2f}"),
-             fmt(r["foreign_cpu_share"] and 100 * r["foreign_cpu_share"], "{:.1f}") + ("" if is_clean(r) else " ✗")]
-            for i, r in enumerate(runs)]
-    print(f"\n## {NAME} (batch {args.batch_size}, {args.seconds:g} s of steps a run, sampling NEVER"
+    summary = summarise(runs)
+    print(f"\n## {NAME} ({machine()['time']}; batch {args.batch_size}, {args.pairs} pairs of {args.seconds:g} s "
+          f"of steps, sampling NEVER, OTWEB_TRAINER_THREADS={args.threads}"
           f"{', OMP_WAIT_POLICY=PASSIVE' if args.omp_passive else ''})\n")
-    print(table(["#", "run", "steps", "s", "steps/s", "trainer CPU s/step", "product's other processes, % of machine",
-                 "foreign load, % of machine"], rows))
-    verdict = (f"{len(clean)} of {len(pairs)} pairs undisturbed (foreign load < {100 * FOREIGN_LIMIT:.0f}% in both runs)"
-               if clean else f"NO undisturbed pair (✗: foreign load >= {100 * FOREIGN_LIMIT:.0f}%): inconclusive")
-    print(f"\nsteps/s ratio B/A: **{ratio:.3f}** (goal >= 0.99; means over the pairs used; per pair: "
-          + ", ".join(f"{x:.3f}" for x in ratios) + f"); {verdict}.\n"
-          f"While B trained, the product's other processes (worker, web, Redis, 10 SSE clients) used "
-          f"{100 * share_b:.2f}% of the machine; load average {os.getloadavg()[0]:.1f}; took {elapsed:.0f} s")
-    path = write_results(NAME + ("_omp_passive" if args.omp_passive else ""), {
+    print(runs_table(runs, CLIENTS))
+    print("\n" + "\n".join(verdict_lines(summary)))
+    if not all(r.get("config_as_a", True) for r in runs):
+        print("B's web stored a config other than A's: the arms did not train the same config")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}; took {elapsed:.0f} s")
+    print("\nfor the README: " + readme_line(summary, runs, machine()["time"][:10]))
+    path = write_results(NAME + ("_omp_passive" if args.omp_passive else "") + args.tag, {
         "benchmark": NAME, "machine": machine(), "batch_size": args.batch_size, "seconds_per_run": args.seconds,
-        "omp_passive": args.omp_passive,
-        "clients": CLIENTS, "runs": runs, "ratio_b_over_a": ratio, "pair_ratios_used": ratios,
-        "clean_pairs": len(clean), "pairs": len(pairs), "foreign_limit": FOREIGN_LIMIT,
-        "stack_cpu_share_during_b": share_b, "goal": "ratio_b_over_a >= 0.99", "met": ratio >= 0.99,
-        "conclusive": bool(clean), "loadavg_at_end": os.getloadavg(), "elapsed_s": elapsed})
+        "pairs_asked": args.pairs, "threads_setting": args.threads, "omp_passive": args.omp_passive,
+        "clients": CLIENTS, "summary": summary, "runs": runs, "elapsed_s": elapsed})
     print(f"results: {path}")
 
 
@@ -229,10 +265,12 @@ if __name__ == "__main__":
         quiet_child(*sys.argv[2:6])
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=2, help="A/B pairs (ABAB...)")
+    parser.add_argument("--pairs", type=int, default=8, help="A/B pairs (ABAB...)")
+    parser.add_argument("--seconds", type=float, default=30, help="steps a run takes before it is stopped")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=8, help="steps a run takes before it is stopped")
-    parser.add_argument("--budget", type=float, default=75, help="no extra pair is started after this (s)")
+    parser.add_argument("--threads", default="auto",
+                        help="OTWEB_TRAINER_THREADS for both arms (default auto: the cores but one)")
+    parser.add_argument("--tag", default="", help="appended to the results file's name (e.g. _smoke)")
     parser.add_argument("--omp-passive", action="store_true",
                         help="OMP_WAIT_POLICY=PASSIVE for A and B alike (not the default; ~3x slower here, see README)")
     main(parser.parse_args())

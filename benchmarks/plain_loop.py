@@ -19,7 +19,6 @@ inside the set-up functions), so that torch stays out of the benchmarks' parent 
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +29,10 @@ EXAMPLE_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 
 
 def threads_like_the_product() -> int:
-    return max(1, (os.cpu_count() or 1) - 1)  # webapp.trainer.builtin.device.share_the_cpu
+    """What a trainer process sets (OTWEB_TRAINER_THREADS, else the cores but one)."""
+    from webapp.settings import trainer_threads
+    from webapp.trainer.threads import threads_for, usable_cpus
+    return threads_for(trainer_threads(), usable_cpus())
 
 
 def lora_layers(unet) -> int:

@@ -32,7 +32,7 @@ class Event(str, Enum):
     SAMPLE_DEFAULT = "sample_default"  # sample: path (relative to the run folder), prompt, settings...
     SAMPLE_CUSTOM = "sample_custom"
     SAMPLE_PROGRESS = "sample_progress"  # step, max_step
-    LOG = "log"                      # text, level[, artifact: {kind: save|backup, path, global_step, epoch}]
+    LOG = "log"                      # text, level[, artifact: {kind: save|backup, path, global_step, epoch}][, torch_threads]
     ERROR = "error"                  # message, traceback
     FINISHED = "finished"            # stopped (bool), output (path or None)
     # emitted by the worker, not the trainer: the run's lifecycle

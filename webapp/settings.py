@@ -30,6 +30,21 @@ CONFIG_NAME = "config.json"              # the config as it ran
 LOG_NAME = "trainer.log"                 # the trainer process's stdout and stderr
 
 
+TRAINER_THREADS_ENV = "OTWEB_TRAINER_THREADS"
+
+
+def trainer_threads(env=None) -> int | None:
+    """OTWEB_TRAINER_THREADS: torch's CPU (intra-op) threads in every trainer process, `otweb train`'s
+    and a worker's alike (trainer/threads.py applies it). None for "auto" or unset: the cores but one,
+    shared among a run's ranks. ValueError, naming the variable, for anything else but a number >= 1."""
+    text = str((os.environ if env is None else env).get(TRAINER_THREADS_ENV, "")).strip().lower()
+    if text in ("", "auto"):
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{TRAINER_THREADS_ENV}={text!r}: a whole number of threads (1 or more), or auto")
+    return int(text)
+
+
 def rank_log_name(rank: int) -> str:
     """The log of rank ``rank`` > 0 of a multi-GPU run (rank 0 writes LOG_NAME)."""
     return f"trainer-rank{rank}.log"

@@ -76,6 +76,7 @@ def worker(workspace, redis_url, token, name, labels, check, gpus):
     """Only a worker (one per GPU host): needs only Redis, its token and its own folder."""
     if check:
         sys.exit(_check_worker_host())
+    _check_trainer_threads()
     from webapp.settings import check_worker_name, parse_gpus, parse_labels
     from webapp.worker.loop import Worker
     settings = Settings.from_env(workspace=workspace, redis_url=redis_url, worker_token=token, worker_name=name,
@@ -92,6 +93,15 @@ def worker(workspace, redis_url, token, name, labels, check, gpus):
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
     Worker(settings).serve_forever()
+
+
+def _check_trainer_threads() -> None:
+    """A bad OTWEB_TRAINER_THREADS is refused at the start, not by every run's trainer."""
+    from webapp.settings import trainer_threads
+    try:
+        trainer_threads()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _check_worker_host() -> int:
@@ -142,6 +152,7 @@ def train(config, quiet, workspace, config_dir):
         path = config_path(settings.config_dir, config)
     if not path.exists():
         raise click.BadParameter(f"no config file {config} (nor {path})", param_hint="CONFIG")
+    _check_trainer_threads()
     run_dir = train_in_terminal(path, settings.workspace, quiet=quiet)
     click.echo(f"run folder: {run_dir}")
 

@@ -8,7 +8,12 @@ from webapp.config.builtin.backend_choice import BUILTIN, ONETRAINER, choose_bac
 
 
 def make_backend(config: dict, callbacks, commands, run_dir: Path, base_dir: Path, rendezvous=None):
-    """``rendezvous``: this process's rank of a multi-GPU built-in run (OneTrainer starts its own)."""
+    """``rendezvous``: this process's rank of a multi-GPU built-in run (OneTrainer starts its own).
+    Sets torch's CPU threads first (every path builds its backend here) and says how many, in the
+    run's first event."""
+    from webapp.trainer.threads import apply_trainer_threads
+    threads, why = apply_trainer_threads(rendezvous.world_size if rendezvous is not None else 1)
+    callbacks.log(f"torch CPU threads: {threads} ({why})", "info", torch_threads=threads)
     if PLAYGROUND_MARKER in config:
         from webapp.trainer.playground_backend import PlaygroundBackend
         return PlaygroundBackend(config, callbacks, commands, run_dir=run_dir, base_dir=base_dir)

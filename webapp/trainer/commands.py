@@ -43,7 +43,8 @@ class TrainCommands:
         thread that only forwards commands (the OneTrainer backend's) then passes a stop on as it
         arrives instead of at its next tick."""
         if self._queue is None:  # commands come by direct calls (a terminal's Ctrl-C)
-            time.sleep(wait_s)  # a waiting caller (a loop) must not spin
+            if wait_s > 0:  # a waiting caller (a loop) must not spin; a step's poll must not yield
+                time.sleep(wait_s)  # (sleep(0) is a syscall: 1-2 % of `otweb train`'s loop under load)
             return
         while True:
             try:

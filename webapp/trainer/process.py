@@ -46,16 +46,18 @@ def warm_main(receive, events_queue, commands_queue, parent_pid: int) -> None:
     if job is None:
         os._exit(0)
     config, run_dir, base_dir = job
-    main(config, run_dir, base_dir, events_queue, commands_queue, parent_pid)
+    main(config, run_dir, base_dir, events_queue, commands_queue, parent_pid, watching=True)
 
 
 def main(config: dict, run_dir: str, base_dir: str, events_queue, commands_queue, parent_pid: int,
-         rank: int = 0, world_size: int = 1, init_method: str = "") -> None:
+         rank: int = 0, world_size: int = 1, init_method: str = "", watching: bool = False) -> None:
+    """watching: a warm trainer watches its parent already (a second watcher only wakes as often)."""
     # Ctrl-C in a terminal reaches the whole process group; the worker decides how to stop us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     run_path = Path(run_dir)
     _log_to_file(run_path / (rank_log_name(rank) if rank else LOG_NAME))
-    _exit_with_parent(parent_pid)
+    if not watching:
+        _exit_with_parent(parent_pid)
     callbacks = RankCallbacks(events_queue, rank) if rank else QueueCallbacks(events_queue)
     commands = TrainCommands(commands_queue if rank == 0 else None)
     rendezvous = None

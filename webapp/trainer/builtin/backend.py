@@ -23,16 +23,17 @@ from webapp.trainer.builtin import checkpoint, concepts, decisions, methods, out
 from webapp.trainer.builtin.backups import Backups
 from webapp.trainer.builtin.cache import DiskCache
 from webapp.trainer.builtin.data import TrainingData
-from webapp.trainer.builtin.distributed import Group, Solo, cpu_threads_per_rank, rank_device
+from webapp.trainer.builtin.distributed import Group, Solo, rank_device
 from webapp.trainer.builtin.ema import EMA
 from webapp.trainer.builtin.families import load_model
 from webapp.trainer.builtin.lr_schedule import make_lr_scheduler
-from webapp.trainer.builtin.device import autocast_dtype, cast_frozen_parts, pick_device, share_the_cpu, torch_dtype
+from webapp.trainer.builtin.device import autocast_dtype, cast_frozen_parts, pick_device, torch_dtype
 from webapp.trainer.builtin.optimizers import make_optimizer
 from webapp.trainer.builtin.sampling import Sampler, spec_request
 from webapp.trainer.builtin.schedule import Schedule
 from webapp.trainer.builtin.stepper import Stepper
 from webapp.trainer.builtin.tensorboard import LossBoard
+from webapp.trainer.threads import apply_trainer_threads
 
 NAN_HINT = ("lower the learning_rate, or train in FLOAT_32 (train_dtype) if mixed precision "
             "overflows")
@@ -52,11 +53,12 @@ class BuiltinBackend(Backups):
         self.run_dir, self.base_dir = Path(run_dir), Path(base_dir)
         self.settings = TrainSettings.from_config(config, base_dir)
         self.group = Solo()
+        # as make_backend set them (a test or benchmark that builds this backend directly gets the same)
+        apply_trainer_threads(rendezvous.world_size if rendezvous is not None else 1)
         if rendezvous is not None and rendezvous.world_size > 1:
             self._join_group(rendezvous)
         else:
             self.device, self._device_note = pick_device(self.settings.train_device)
-            share_the_cpu(self.device)
         self.amp_dtype = autocast_dtype(self.device, self.settings.train_dtype)
         self.output_format = self.settings.options.output_model_format
         self.output_path = checkpoint.resolve_output(self.settings.output_model_destination,
@@ -75,8 +77,6 @@ class BuiltinBackend(Backups):
         self._device_note = ""
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        else:
-            torch.set_num_threads(cpu_threads_per_rank(rendezvous.world_size))
         self.group = Group(rendezvous, self.device)
 
     # -- start: model, what trains, data, cache, resume --

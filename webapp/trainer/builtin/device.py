@@ -1,7 +1,5 @@
-"""The device, its threads and precision: where training runs and in which dtypes."""
+"""The device and precision: where training runs and in which dtypes (its CPU threads: trainer/threads.py)."""
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -17,14 +15,6 @@ def pick_device(requested: str) -> tuple[torch.device, str]:
     if requested.startswith("cuda") and not torch.cuda.is_available():
         return torch.device("cpu"), f"train_device {requested!r} is not available here; training on the CPU"
     return torch.device(requested), ""
-
-
-def share_the_cpu(device: torch.device) -> None:
-    """On the CPU, leave one core to the rest of the machine (the web, the worker, Redis). torch's
-    threads spin-wait for each other: with one core taken by anything else, training with every core
-    slowed down ~100x in a benchmark (0.14 vs 25.8 steps/s with one thread fewer)."""
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
 
 
 def autocast_dtype(device: torch.device, train_dtype: str) -> torch.dtype | None:

@@ -15,7 +15,6 @@ has gone. ``Solo`` is the 1-rank stand-in with the same methods, so the backend 
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 
 import torch
@@ -209,7 +208,3 @@ def rank_device(train_device: str, multi_gpu, rank: int) -> str:
         return "cpu"
     return f"cuda:{multi_gpu.device_indexes[rank]}"
 
-
-def cpu_threads_per_rank(world_size: int) -> int:
-    """CPU ranks share the cores (one left to the worker and the web, as a 1-rank run does)."""
-    return max(1, ((os.cpu_count() or 1) - 1) // world_size)
