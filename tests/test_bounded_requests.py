@@ -36,3 +36,44 @@ def test_prompts_are_capped(client):
     assert wrong.status_code == 400 and wrong.json["detail"][0]["field"] == "negative_prompt"
     at_the_cap = client.post("/api/samples/custom", json={"prompt": "x" * MAX_TEXT})
     assert at_the_cap.status_code == 409  # accepted as a sample; nothing is running to make it
+
+
+GEVENT_CHECK = r"""
+from gevent import monkey; monkey.patch_all()
+import sys, json, gevent, time
+from pathlib import Path
+from webapp.web import model_files
+from webapp.web.scans import Scanner
+
+folder = Path(sys.argv[1])
+ticks, done = [], []
+def ticker():
+    while not done:
+        ticks.append(time.monotonic())
+        gevent.sleep(0.005)
+gevent.spawn(ticker)
+gevent.sleep(0.01)
+fingerprint = Scanner().call(model_files.fingerprint_dataset, {"concepts": [{"path": str(folder),
+                             "include_subdirectories": True}]}, folder.parent)
+done.append(1)
+gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+print(json.dumps({"files": fingerprint["files"], "ticks": len(ticks), "longest_gap": max(gaps)}))
+"""
+
+
+def test_a_dataset_fingerprint_runs_off_the_event_loop(tmp_path):
+    """Queuing a run fingerprints its dataset (every file's size and mtime); under gevent that
+    walk runs in a real thread, while the event loop goes on serving (here: a ticker greenlet)."""
+    import subprocess
+    import sys
+    folder = tmp_path / "data"
+    for part in range(20):
+        (folder / f"p{part}").mkdir(parents=True)
+        for n in range(500):
+            (folder / f"p{part}" / f"{n}.png").touch()
+    done = subprocess.run([sys.executable, "-c", GEVENT_CHECK, str(folder)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["files"] == 10_000
+    assert found["ticks"] > 2  # the loop ran during the walk, not only before and after it

@@ -9,6 +9,9 @@ from webapp.config.loading import parse_json
 from webapp.web.errors import ApiError
 
 
+MAX_ID = 2 ** 63 - 1
+
+
 class StrictJSONProvider(DefaultJSONProvider):
     """Request bodies read as configs are: no NaN/Infinity/1e999, no lone surrogates, no junk
     nested 10,000 deep (json's RecursionError is no ValueError, so Flask would answer 500).
@@ -16,6 +19,14 @@ class StrictJSONProvider(DefaultJSONProvider):
 
     def loads(self, s, **kwargs):
         return parse_json(s)
+
+
+def refuse_huge_ids(_endpoint, values) -> None:
+    """A url_value_preprocessor: an ``<int:...>`` beyond what SQLite holds (64 bits) is an unknown
+    id (404), where SQLite's OverflowError answered 500. Not a converter's ``max``: werkzeug then
+    answers 405 for a URL whose other methods match, 404 for the rest."""
+    if any(isinstance(value, int) and value > MAX_ID for value in (values or {}).values()):
+        raise ApiError(404, "not found", "no such id: ids are whole numbers below 2**63")
 
 
 def json_body() -> dict:
@@ -47,7 +58,8 @@ def int_arg(name: str, default: int | None = None, required: bool = False,
         value = int(raw)
     except ValueError:
         raise ApiError(400, "invalid parameter", [{"field": name, "message": "must be a whole number"}]) from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ApiError(400, "invalid parameter", [{"field": name, "message":
-                       f"must be between {minimum} and {maximum}" if maximum else f"must be at least {minimum}"}])
+    # never beyond what SQLite holds (64 bits): a larger one would reach it and answer 500
+    minimum, maximum = -MAX_ID - 1 if minimum is None else minimum, MAX_ID if maximum is None else maximum
+    if not minimum <= value <= maximum:
+        raise ApiError(400, "invalid parameter", [{"field": name, "message": f"must be between {minimum} and {maximum}"}])
     return value
