@@ -244,8 +244,9 @@ def main() -> None:
     from webapp.eventlog import EventSink
     with Bench() as bench:
         make_dataset(bench.workspace, args.files)
+        (bench.workspace / "models" / "stand-in").mkdir(parents=True)  # a run on it can be queued (no worker)
         (bench.config_dir / "huge.json").write_text(json.dumps(
-            {"concepts": [{"path": "datasets/huge", "include_subdirectories": True}]}))
+            {"base_model_name": "models/stand-in", "concepts": [{"path": "datasets/huge", "include_subdirectories": True}]}))
         tokens = accounts(bench)
         # gevent's monitor thread reports every stretch the event loop stays blocked longer than this
         bench.env.update(GEVENT_MONITOR_THREAD_ENABLE="1", GEVENT_MAX_BLOCKING_TIME=str(BLOCKED_S))

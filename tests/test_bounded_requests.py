@@ -23,7 +23,7 @@ def test_a_concept_list_file_is_counted_before_defaults_are_laid(client, workspa
     (workspace / "many.json").write_text(json.dumps([{}] * (MAX_ITEMS + 1)))
     answer = client.post("/api/config/validate", json={"concept_file_name": "many.json"})
     warned = {w["field"]: w["message"] for w in answer.json.get("warnings", [])}
-    assert f"holds {MAX_ITEMS + 1:,} entries" in warned["concept_file_name"]
+    assert f"has {MAX_ITEMS + 1:,} entries; at most {MAX_ITEMS:,}" in warned["concept_file_name"]
 
 
 def test_prompts_are_capped(client):

@@ -19,6 +19,7 @@ from webapp.config.migrate import migrate, migrate_concept
 from webapp.config.model import CONCEPT, MAX_ITEMS, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
 
 MAX_DEPTH = 32                  # a TrainConfig nests 4 deep; anything far deeper is junk
+MAX_KEYS = 10 * MAX_ITEMS       # keys in one object: a TrainConfig has about 200 (unknown ones are kept)
 MAX_FILE_BYTES = 4 * 1024 * 1024
 LIST_FILES = (("concepts", "concept_file_name", CONCEPT), ("samples", "sample_definition_file_name", SAMPLE))
 
@@ -62,27 +63,33 @@ def _bad_text(text: str) -> bool:
     return False
 
 
-def check_counts(raw: dict) -> None:
-    """Refuse a list longer than the model allows before anything else is done with it: laying
-    defaults over 349,000 ``{}`` concepts took the web 15 s before the model's own check said no."""
-    for key, value in raw.items():
-        if isinstance(value, list) and len(value) > MAX_ITEMS:
-            raise ConfigFormatError(f"has {len(value):,} entries; at most {MAX_ITEMS:,} (nothing else was checked)", key)
+def _too_many(item, where: str) -> None:
+    """A list longer than the model allows (or an object with more keys than any config has) is
+    refused before anything else is done with it: walking 349,000 ``{}`` concepts, then laying
+    defaults over each, took the web 15 s before the model's own check said no."""
+    limit = MAX_ITEMS if isinstance(item, list) else MAX_KEYS
+    if len(item) > limit:
+        raise ConfigFormatError(f"has {len(item):,} entries; at most {limit:,} (nothing else was checked)", where)
 
 
 def check_depth(value) -> None:
-    """Refuse junk nested deeper than MAX_DEPTH and text that cannot be stored (lone surrogates)."""
-    stack = [(value, 1)]
+    """Refuse junk nested deeper than MAX_DEPTH, lists and objects with more entries than a config
+    can hold (``_too_many``, named by their top-level key), and text that cannot be stored (lone
+    surrogates)."""
+    stack = [(value, 1, "")]
     while stack:
-        item, depth = stack.pop()
+        item, depth, where = stack.pop()
         if depth > MAX_DEPTH:
             raise ConfigFormatError(f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(item, str) and _bad_text(item):
             raise ConfigFormatError("the text holds an unpaired surrogate (not valid Unicode)")
+        if isinstance(item, (dict, list)):
+            _too_many(item, where)
         if isinstance(item, dict):
-            stack.extend((key, depth + 1) for key in item)
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children)
+            stack.extend((key, depth + 1, where) for key in item)
+            stack.extend((child, depth + 1, where or str(key)) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1, where) for child in item)
 
 
 def overlay(spec: ObjectSpec, base: dict, user: dict) -> dict:
@@ -106,7 +113,6 @@ def normalise(raw) -> tuple[dict, list[str]]:
     """A whole, current-version config from a full or partial one, and the migration notes."""
     if not isinstance(raw, dict):
         raise ConfigFormatError("a config is a JSON object")
-    check_counts(raw)
     check_depth(raw)
     migrated, notes = migrate(raw)
     return overlay(TRAIN_CONFIG, TRAIN_CONFIG.defaults, migrated), notes
@@ -137,8 +143,6 @@ def read_list_file(path_text, base_dir: Path, roots=None) -> tuple[list | None, 
         return None, f"{path_text}: {exc}"
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         return None, f"{path_text} does not hold a list of objects"
-    if len(items) > MAX_ITEMS:  # before defaults are laid over each
-        return None, f"{path_text} holds {len(items):,} entries; at most {MAX_ITEMS:,}"
     return items, None
 
 

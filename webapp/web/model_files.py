@@ -124,12 +124,13 @@ def fingerprint_dataset(config: dict, base_dir: Path) -> dict:
 def _scan(folder: Path, recursive: bool) -> dict:
     """Through the folder as opened (confined.walk: a swap for a link lists nothing outside); a
     file's stat does not follow a link."""
-    listing = []
+    listing, top = [], None
     for root, names, _links, _cut in confined.walk(folder, None, recursive):
+        top = root if top is None else top  # the folder's real path: the first one walked
+        prefix = root[len(top) + 1:] + os.sep if root != top else ""  # not os.path.relpath: it costs more than the stat
         for name in names:
-            path = os.path.join(root, name)
-            stat = os.stat(path, follow_symlinks=False)
-            listing.append((os.path.relpath(path, os.path.realpath(folder)), stat.st_size, stat.st_mtime_ns))
+            stat = os.stat(os.path.join(root, name), follow_symlinks=False)
+            listing.append((prefix + name, stat.st_size, stat.st_mtime_ns))
             if len(listing) >= MAX_DATASET_FILES:
                 break
         if len(listing) >= MAX_DATASET_FILES:
