@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from webapp.config.model import MAX_TEXT
 from webapp.web.api_input import MAX_ID
+from webapp.web.model_views import MAX_NOTE, MAX_TAG
+
+ACCOUNT_NAME = 64  # user and token names (store/accounts.py refuses longer ones)
 
 STR, INT, NUM, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
 ANY = {}
@@ -164,20 +167,22 @@ OPERATIONS = {
                               media="application/octet-stream", ok={"type": "string", "format": "binary"}, errors=[410],
                               headers=["X-Checksum-SHA256"]),
     "models_api.change_tags": op("Tag a version (operator); pick marks it as its model's current pick", "models",
-                                 body=obj(tag=STR, pick=BOOL, remove=BOOL), ok=obj(id=INT, tags=array(STR), picked=BOOL)),
-    "models_api.set_note": op("A note on a version (operator)", "models", body=obj(("note",), note=STR), ok=obj(id=INT, note=STR)),
+                                 body=obj(tag=text(MAX_TAG), pick=BOOL, remove=BOOL), ok=obj(id=INT, tags=array(STR), picked=BOOL)),
+    "models_api.set_note": op("A note on a version (operator)", "models", body=obj(("note",), note=text(MAX_NOTE)),
+                              ok=obj(id=INT, note=STR)),
     "models_api.delete_model": op("Delete a version and its file (admin)", "models", ok=obj(deleted=INT, file_removed=BOOL)),
     # system, accounts, this document
     "system.api_info": op("Machine, libraries, GPUs", "system", ok=obj()),
     "system.api_resources": op("CPU, RAM, disk and GPU use", "system", ok=obj()),
     "system.api_processes": op("The product's processes", "system", ok=obj()),
     "auth.token_login": op("Trade a password for an API token", "auth", status=201,
-                           body=obj(("username", "password"), username=STR, password=STR, name=STR),
+                           body=obj(("username", "password"), username=text(ACCOUNT_NAME), password=STR, name=text(ACCOUNT_NAME)),
                            ok=obj(id=INT, token=STR, role=STR), errors=[401],
                            description="Public; rate-limited per address and per account. A new password revokes the tokens made here."),
     "auth.whoami": op("Who am I", "auth", ok=obj(name=STR, role=STR, via=STR)),
     "auth.users_list": op("Accounts (admin)", "auth", ok=obj(users=array(obj()))),
-    "auth.users_add": op("Add an account (admin)", "auth", status=201, body=obj(("name", "password"), name=STR, password=STR, role=STR),
+    "auth.users_add": op("Add an account (admin)", "auth", status=201,
+                         body=obj(("name", "password"), name=text(ACCOUNT_NAME), password=STR, role=STR),
                          ok=obj(id=INT), errors=[409]),
     "auth.user_delete": op("Remove an account (admin)", "auth", status=204, ok=None),
     "openapi.document": op("This document (OpenAPI 3.1)", "system", ok=obj()),
