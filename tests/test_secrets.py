@@ -75,3 +75,23 @@ def test_login_attempts_are_limited_per_account_across_addresses(auth_app):
     assert form.status_code == 429  # the form counts against the same account, whatever its case
     other = client.post("/api/auth/token", json={"username": "otto", "password": PASSWORD})
     assert other.status_code == 201  # another account is not held up
+
+
+def test_a_viewer_sees_log_events_with_server_paths_shortened(auth_app):
+    """The dashboard's live log and the events API carry the trainer's log lines: a viewer gets
+    them with each server path shortened, an admin whole."""
+    conn = store.connect(auth_app.config["DATABASE"])
+    run_id = store.create_run(conn, "logged", {"model_type": "STABLE_DIFFUSION_15"})
+    store.append_event(conn, run_id, {"event": "log", "data": {"level": "warning",
+                       "text": "skipped /srv/otweb/secret/place/cat.png: the file is empty"}})
+    conn.commit()
+    conn.close()
+    viewer, admin = auth_app.test_client(), auth_app.test_client()
+    login(viewer, "vera")
+    login(admin, "ada")
+    events = viewer.get(f"/api/runs/{run_id}/events").json["events"]
+    assert [e["data"]["text"] for e in events if e["event"] == "log"] == ["skipped …/cat.png: the file is empty"]
+    page = viewer.get("/").text
+    assert "skipped …/cat.png" in page and "/srv/otweb" not in page
+    assert "/srv/otweb/secret/place/cat.png" in admin.get("/").text
+    assert "/srv/otweb/secret/place/cat.png" in str(admin.get(f"/api/runs/{run_id}/events").json)

@@ -10,6 +10,7 @@ from webapp.web.errors import ApiError
 
 
 MAX_ID = 2 ** 63 - 1
+MAX_BODY_ITEMS = 20_000  # entries in one list of a JSON body (or an answer a test client reads: 20,000 loss points)
 
 
 class StrictJSONProvider(DefaultJSONProvider):
@@ -18,7 +19,9 @@ class StrictJSONProvider(DefaultJSONProvider):
     Each refusal is a ValueError, which request.get_json turns into a 400."""
 
     def loads(self, s, **kwargs):
-        return parse_json(s)
+        # a config in it is counted where it is read (normalise); the body's own lists are bounded
+        # too, so that a megabyte of {} is refused before it is walked
+        return parse_json(s, max_items=MAX_BODY_ITEMS)
 
 
 def refuse_huge_ids(_endpoint, values) -> None:
