@@ -7,7 +7,8 @@ in the same run:
     this process through the event log (latency = received - emitted).
   B (noise): the same probe and watcher while 10 sessions open the config editor on a concept of
     FILES files (recursive) over and over, each following the editor's "scanning…" placeholder as
-    htmx does, and one client opens 100 live streams at once.
+    htmx does, one client opens 100 live streams at once, and one sends issue 27's hostile requests
+    (1 MB of ``{}`` concepts to validate, a run queued on the huge folder, a 1 MB prompt) once a second.
 Reported: dashboard p50/p99 and SSE delivery p50/p99 in each phase and B/A; how many of the 100
 streams were accepted (the per-user cap) and refused with 429; how long the scan took; and, for
 scale, how long the same scan blocks when done inline (what each editor view cost before).
@@ -134,6 +135,38 @@ def greedy(host, port, token) -> tuple[list, dict]:
     return socks, statuses
 
 
+def send(host, port, method: str, path: str, token: str, body: bytes) -> tuple[int, float]:
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    started = time.monotonic()
+    try:
+        conn.request(method, path, body=body, headers={"Authorization": f"Bearer {token}",
+                                                       "Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def hostile_requests(host, port, tokens, stop: threading.Event, out: dict) -> None:
+    """Issue 27's requests that each did unbounded work before an answer, over and over: a viewer's
+    1 MB of ``{}`` concepts to validate (15 s of the loop before), an operator queuing a run on the
+    huge folder (its dataset fingerprint: 0.8-1.2 s of the loop before), a 1 MB sample prompt."""
+    empty = b'{"concepts": [' + b",".join([b"{}"] * 349_000) + b"]}"
+    queue = json.dumps({"config_name": "huge"}).encode()
+    prompt = json.dumps({"prompt": "x" * 1_000_000}).encode()
+    requests = (("validate 1 MB of {}", "POST", "/api/config/validate", "probe", empty),
+                ("queue on the huge folder", "POST", "/api/queue", "editor", queue),
+                ("1 MB prompt", "POST", "/api/samples/custom", "editor", prompt))
+    while not stop.is_set():
+        for name, method, path, who, body in requests:
+            status, took = send(host, port, method, path, tokens[who], body)
+            seen = out.setdefault(name, {"statuses": {}, "max_s": 0.0})
+            seen["statuses"][status] = seen["statuses"].get(status, 0) + 1
+            seen["max_s"] = max(seen["max_s"], took)
+        stop.wait(THINK_S)
+
+
 def phase(bench, url, tokens, sink, run_id, seconds, noisy: bool) -> dict:
     host, port = url.split("//")[1].split(":")
     port = int(port)
@@ -143,11 +176,12 @@ def phase(bench, url, tokens, sink, run_id, seconds, noisy: bool) -> dict:
     ready.wait(10)
     time.sleep(0.5)
     editors, socks, greedy_statuses = {"views": 0, "statuses": {}, "figures_s": []}, [], {}
-    threads = []
+    threads, hostile = [], {}
     if noisy:
         socks, greedy_statuses = greedy(host, port, tokens["greedy"])
         threads = [threading.Thread(target=editor_session, args=(host, port, tokens["editor"], stop, editors),
                                     daemon=True) for _ in range(EDITORS)]
+        threads.append(threading.Thread(target=hostile_requests, args=(host, port, tokens, stop, hostile), daemon=True))
         for thread in threads:
             thread.start()
     probing = threading.Thread(target=probe, args=(host, port, tokens["probe"], seconds, pages))
@@ -171,7 +205,7 @@ def phase(bench, url, tokens, sink, run_id, seconds, noisy: bool) -> dict:
             "sse_p50": pct(deliveries, 50), "sse_p99": pct(deliveries, 99), "sse_received": len(deliveries),
             "sse_expected": int(seconds * EVENTS_PER_S), "editor_views": editors["views"],
             "editor_statuses": editors["statuses"], "figures_s_max": max(editors["figures_s"], default=None),
-            "greedy_streams": greedy_statuses}
+            "greedy_streams": greedy_statuses, "hostile_requests": hostile}
 
 
 def blocking_reports(log: str) -> dict:
@@ -210,8 +244,9 @@ def main() -> None:
     from webapp.eventlog import EventSink
     with Bench() as bench:
         make_dataset(bench.workspace, args.files)
+        (bench.workspace / "models" / "stand-in").mkdir(parents=True)  # a run on it can be queued (no worker)
         (bench.config_dir / "huge.json").write_text(json.dumps(
-            {"concepts": [{"path": "datasets/huge", "include_subdirectories": True}]}))
+            {"base_model_name": "models/stand-in", "concepts": [{"path": "datasets/huge", "include_subdirectories": True}]}))
         tokens = accounts(bench)
         # gevent's monitor thread reports every stretch the event loop stays blocked longer than this
         bench.env.update(GEVENT_MONITOR_THREAD_ENABLE="1", GEVENT_MAX_BLOCKING_TIME=str(BLOCKED_S))
@@ -243,6 +278,8 @@ def main() -> None:
           f"{quiet['page_p99_after_1s'] * 1e3:.1f} -> {noisy['page_p99_after_1s'] * 1e3:.1f} ms), SSE p99 {ratio['sse_p99']:.2f}x; "
           f"one inline scan of {inline.images} images: {inline_s * 1e3:.0f} ms; event loop blocked "
           f"> {BLOCKED_S * 1e3:.0f} ms: {blocked['reports']} times, {blocked['in_file_io']} of them in a dataset scan")
+    for name, seen in noisy["hostile_requests"].items():
+        print(f"hostile: {name}: {seen['statuses']}, slowest answer {seen['max_s'] * 1e3:.0f} ms")
     print(write_results(NAME, result))
 
 

@@ -18,6 +18,13 @@ from webapp.trainer.commands import TrainCommands
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def data_root(tmp_path, monkeypatch):
+    """The datasets here live in tmp_path: a read root, as an admin would name it (the trainer
+    checks each folder and file against the read roots where it opens them)."""
+    monkeypatch.setenv("OTWEB_DATA_ROOTS", str(tmp_path))
+
+
 def bad_files(folder):
     """One file of each kind a real dataset turns up; returns the names that must be skipped."""
     folder.mkdir(parents=True, exist_ok=True)

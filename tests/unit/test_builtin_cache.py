@@ -13,6 +13,13 @@ from webapp.trainer.callbacks import TrainCallbacks
 from webapp.trainer.commands import TrainCommands
 
 
+@pytest.fixture(autouse=True)
+def data_root(tmp_path, monkeypatch):
+    """The datasets here live in tmp_path: a read root, as an admin would name it (the trainer
+    checks each folder and file against the read roots where it opens them)."""
+    monkeypatch.setenv("OTWEB_DATA_ROOTS", str(tmp_path))
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     from webapp.trainer.demo import build_demo

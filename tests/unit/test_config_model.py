@@ -190,7 +190,7 @@ def test_unreadable_list_files_warn_and_change_nothing(tmp_path):
     assert report.valid
     warned = {w["field"]: w["message"] for w in report.warnings}
     assert "not valid JSON" in warned["concept_file_name"]
-    assert "must name a .json file" in warned["sample_definition_file_name"]
+    assert "cannot read samples.txt" in warned["sample_definition_file_name"]  # any name is read (issue 27)
     assert pack(report.config, tmp_path)[0]["concepts"] is None
     outside = validate({"sample_definition_file_name": "/etc/passwd"}, tmp_path)  # outside the roots: an error
     assert [e["field"] for e in outside.errors] == ["sample_definition_file_name"]

@@ -47,7 +47,7 @@ def test_every_json_route_is_documented_with_its_errors_and_auth(app, client):
         "$ref": "#/components/schemas/TrainConfig"}
     assert "learning_rate" in document["components"]["schemas"]["TrainConfig"]["properties"]
     download = document["paths"]["/api/models/{version_id}/download"]["get"]
-    assert download["parameters"][0] == {"name": "version_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    assert download["parameters"][0] == {"name": "version_id", "in": "path", "required": True, "schema": {"type": "integer", "maximum": 2 ** 63 - 1}}
     assert "410" in download["responses"]
 
 

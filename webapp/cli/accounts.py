@@ -79,7 +79,8 @@ def user_list(workspace):
 def user_passwd(name, password, workspace):
     with _db(workspace) as conn:
         accounts.set_password(conn, name, password)
-    click.echo(f"password of {name} changed; their other sessions end")
+    click.echo(f"password of {name} changed; their sessions and the tokens traded for their password end "
+               "(tokens made by `otweb token create` stay)")
 
 
 @user.command("role")

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webapp.config import paths
+from webapp.config import confined, paths
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_SCAN = 50_000      # files looked at in one folder tree: a page must not hang on a huge share
@@ -33,22 +33,18 @@ class FolderStats:
 
 
 def image_files(folder: Path, recursive: bool, max_depth: int | None = None,
-                seconds: float | None = None, captions: set | None = None) -> tuple[list[str], bool]:
+                seconds: float | None = None, captions: set | None = None, roots=None) -> tuple[list[str], bool]:
     """The folder's images (paths as text, sorted), and whether the scan stopped early: at MAX_SCAN
     files, below ``max_depth`` levels, or after ``seconds``. ``captions``: filled with the .txt files
     seen, so that counting captions needs no second look at the disk per image. Plain strings, not
     Path objects: building 50,000 of those was most of a scan's CPU, which it shares (the GIL) with
-    the web's event loop."""
+    the web's event loop. Listed through ``confined.walk``: the folder as opened is checked against
+    ``roots`` (confined.Refused otherwise) and symlinked files are left out."""
     found, scanned, cut = [], 0, False
     deadline = time.monotonic() + seconds if seconds else None
-    top = str(folder).rstrip(os.sep).count(os.sep)
-    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
-    for root, dirs, names in walker:
-        dirs.sort()
-        if max_depth is not None and root.rstrip(os.sep).count(os.sep) - top >= max_depth and dirs:
-            dirs.clear()
-            cut = True
-        for name in sorted(names):
+    for root, names, _links, cut_here in confined.walk(folder, roots, recursive, max_depth):
+        cut = cut or cut_here
+        for name in names:
             scanned += 1
             if scanned > MAX_SCAN or (deadline and scanned % 256 == 0 and time.monotonic() > deadline):
                 return sorted(found), True
@@ -79,7 +75,9 @@ def folder_stats(concept: dict, base_dir: Path, roots=None) -> FolderStats:
     captions: set = set()
     try:
         images, stats.truncated = image_files(folder, concept.get("include_subdirectories") is True,
-                                              MAX_DEPTH, MAX_SCAN_S, captions)
+                                              MAX_DEPTH, MAX_SCAN_S, captions, roots)
+    except confined.Refused:  # swapped for a link to an outside folder since it was resolved
+        return FolderStats(typed, outside=True)
     except OSError:
         return stats
     stats.exists, stats.images = True, len(images)

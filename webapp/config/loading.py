@@ -14,11 +14,13 @@ import json
 import math
 from pathlib import Path
 
-from webapp.config import paths
+from webapp.config import confined, paths
 from webapp.config.migrate import migrate, migrate_concept
-from webapp.config.train_config import CONCEPT, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
+from webapp.config.train_config import CONCEPT, MAX_ITEMS, SAMPLE, TRAIN_CONFIG, ObjectSpec, json_copy
 
 MAX_DEPTH = 32                  # a TrainConfig nests 4 deep; anything far deeper is junk
+MAX_VALUES = 200_000            # values (and keys) in one JSON text: 1,000 concepts of a config hold about 60,000
+KEYS_PER_ITEM = 10              # keys in one object per list entry allowed: 10,000 (a TrainConfig has about 200)
 MAX_FILE_BYTES = 4 * 1024 * 1024
 LIST_FILES = (("concepts", "concept_file_name", CONCEPT), ("samples", "sample_definition_file_name", SAMPLE))
 
@@ -42,14 +44,16 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json(text: str | bytes):
+def parse_json(text: str | bytes, max_items: int | None = MAX_ITEMS):
+    """``max_items``: the longest list (and a tenth of the most keys) it may hold: a config's by
+    default (``_too_many``); more for a JSON body that is no config (a chart's 20,000 points)."""
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise ConfigFormatError("the JSON is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigFormatError(f"not valid JSON: {exc}") from None
-    check_depth(value)
+    check_depth(value, max_items)
     return value
 
 
@@ -62,19 +66,36 @@ def _bad_text(text: str) -> bool:
     return False
 
 
-def check_depth(value) -> None:
-    """Refuse junk nested deeper than MAX_DEPTH and text that cannot be stored (lone surrogates)."""
-    stack = [(value, 1)]
+def _too_many(item, where: str, max_items: int) -> None:
+    """A list longer than the model allows (or an object with more keys than any config has) is
+    refused before anything else is done with it: walking 349,000 ``{}`` concepts, then laying
+    defaults over each, took the web 15 s before the model's own check said no."""
+    limit = max_items if isinstance(item, list) else max_items * KEYS_PER_ITEM
+    if len(item) > limit:
+        raise ConfigFormatError(f"has {len(item):,} entries; at most {limit:,} (nothing else was checked)", where)
+
+
+def check_depth(value, max_items: int | None = MAX_ITEMS) -> None:
+    """Refuse junk nested deeper than MAX_DEPTH, lists and objects with more entries than a config
+    can hold (``_too_many``, named by their top-level key), and text that cannot be stored (lone
+    surrogates)."""
+    stack, seen = [(value, 1, "")], 0
     while stack:
-        item, depth = stack.pop()
+        item, depth, where = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:  # the walk itself is work: bounded whatever the lists' lengths
+            raise ConfigFormatError(f"holds more than {MAX_VALUES:,} values")
         if depth > MAX_DEPTH:
             raise ConfigFormatError(f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(item, str) and _bad_text(item):
             raise ConfigFormatError("the text holds an unpaired surrogate (not valid Unicode)")
+        if max_items is not None and isinstance(item, (dict, list)):
+            _too_many(item, where, max_items)
         if isinstance(item, dict):
-            stack.extend((key, depth + 1) for key in item)
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children)
+            stack.extend((key, depth + 1, where) for key in item)
+            stack.extend((child, depth + 1, where or str(key)) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1, where) for child in item)
 
 
 def overlay(spec: ObjectSpec, base: dict, user: dict) -> dict:
@@ -110,16 +131,18 @@ def resolve(path_text: str, base_dir: Path) -> Path:
 
 def read_list_file(path_text, base_dir: Path, roots=None) -> tuple[list | None, str | None]:
     """The list of objects in a concepts or samples file, or None and why not. Only inside the
-    read roots (default: the workspace and OTWEB_DATA_ROOTS)."""
-    if not isinstance(path_text, str) or "\x00" in path_text or not path_text.endswith(".json"):
-        return None, "must name a .json file"
+    read roots (default: the workspace and OTWEB_DATA_ROOTS). Any file name: OneTrainer and the
+    built-in trainer read a list whatever its name, so whatever its name it is inlined and its
+    items checked like inline ones (a ``list.txt`` naming an outside folder is refused)."""
+    if not isinstance(path_text, str) or "\x00" in path_text:
+        return None, "must name a file"
     path = paths.readable(path_text, base_dir, roots if roots is not None else paths.read_roots(base_dir))
     if path is None:
         return None, f"{path_text} {paths.OUTSIDE_READ}"
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             return None, f"{path_text} is larger than {MAX_FILE_BYTES // 2**20} MiB"
-        items = parse_json(path.read_bytes())
+        items = parse_json(confined.read_bytes(path, roots if roots is not None else paths.read_roots(base_dir)))
     except OSError as exc:
         return None, f"cannot read {path_text}: {exc.strerror or exc}"
     except ConfigFormatError as exc:

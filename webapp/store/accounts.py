@@ -70,7 +70,15 @@ class AuthError(ValueError):
 def connect(database: str | Path) -> sqlite3.Connection:
     conn = db.connect(database)
     conn.executescript(SCHEMA)
+    _add_password_column(conn)
     return conn
+
+
+def _add_password_column(conn) -> None:
+    """api_tokens.from_password (1: traded for a password by POST /api/auth/token, and so ended by
+    a new password), added to workspaces made before it."""
+    if "from_password" not in {row["name"] for row in conn.execute("PRAGMA table_info(api_tokens)")}:
+        conn.execute("ALTER TABLE api_tokens ADD COLUMN from_password INTEGER NOT NULL DEFAULT 0")
 
 
 def role_rank(role: str | None) -> int:
@@ -125,6 +133,17 @@ def set_password(conn, name: str, password: str) -> None:
                     (generate_password_hash(password), name)).rowcount == 0:
         raise AuthError(f"no user {name!r}")
     conn.execute("DELETE FROM login_sessions WHERE user_id = (SELECT id FROM users WHERE name = ?)", (name,))
+    # whoever knew the old password may have traded it for a token: those end too (an admin's
+    # `otweb token create --user` tokens stay: no password made them)
+    conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE from_password = 1 AND revoked_at IS NULL "
+                 "AND user_id = (SELECT id FROM users WHERE name = ?)", (time.time(), name))
+
+
+def create_password_token(conn, name: str, user: str) -> tuple[int, str]:
+    """A token traded for ``user``'s password (POST /api/auth/token): ended by a new password."""
+    token_id, token = create_token(conn, name, user=user)
+    conn.execute("UPDATE api_tokens SET from_password = 1 WHERE id = ?", (token_id,))
+    return token_id, token
 
 
 # login sessions: the cookie names one, so that logging out (or a new password) ends it on the

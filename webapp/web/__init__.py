@@ -49,6 +49,7 @@ def register(app: Flask) -> None:
         fleet_pages.bp,         # /fleet, /api/workers
     )
     app.json = api_input.StrictJSONProvider(app)
+    app.url_value_preprocessor(api_input.refuse_huge_ids)
     extensions.init_app(app)
     caps.init_app(app)  # streams, queued runs, submissions, body size
     auth.init_app(app)  # accounts, the authorization policy, CSRF, headers, rate limits

@@ -9,13 +9,27 @@ from webapp.config.loading import parse_json
 from webapp.web.errors import ApiError
 
 
+MAX_ID = 2 ** 63 - 1
+MAX_BODY_ITEMS = 20_000  # entries in one list of a JSON body (or an answer a test client reads: 20,000 loss points)
+
+
 class StrictJSONProvider(DefaultJSONProvider):
     """Request bodies read as configs are: no NaN/Infinity/1e999, no lone surrogates, no junk
     nested 10,000 deep (json's RecursionError is no ValueError, so Flask would answer 500).
     Each refusal is a ValueError, which request.get_json turns into a 400."""
 
     def loads(self, s, **kwargs):
-        return parse_json(s)
+        # a config in it is counted where it is read (normalise); the body's own lists are bounded
+        # too, so that a megabyte of {} is refused before it is walked
+        return parse_json(s, max_items=MAX_BODY_ITEMS)
+
+
+def refuse_huge_ids(_endpoint, values) -> None:
+    """A url_value_preprocessor: an ``<int:...>`` beyond what SQLite holds (64 bits) is an unknown
+    id (404), where SQLite's OverflowError answered 500. Not a converter's ``max``: werkzeug then
+    answers 405 for a URL whose other methods match, 404 for the rest."""
+    if any(isinstance(value, int) and value > MAX_ID for value in (values or {}).values()):
+        raise ApiError(404, "not found", "no such id: ids are whole numbers below 2**63")
 
 
 def json_body() -> dict:
@@ -47,7 +61,8 @@ def int_arg(name: str, default: int | None = None, required: bool = False,
         value = int(raw)
     except ValueError:
         raise ApiError(400, "invalid parameter", [{"field": name, "message": "must be a whole number"}]) from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ApiError(400, "invalid parameter", [{"field": name, "message":
-                       f"must be between {minimum} and {maximum}" if maximum else f"must be at least {minimum}"}])
+    # never beyond what SQLite holds (64 bits): a larger one would reach it and answer 500
+    minimum, maximum = -MAX_ID - 1 if minimum is None else minimum, MAX_ID if maximum is None else maximum
+    if not minimum <= value <= maximum:
+        raise ApiError(400, "invalid parameter", [{"field": name, "message": f"must be between {minimum} and {maximum}"}])
     return value

@@ -34,8 +34,8 @@ def init_app(app) -> None:
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):
         response = _answer(exc.code or 500, exc.name, exc.description)
-        if exc.code == 429:  # Flask-Limiter's: keep its Retry-After and X-RateLimit headers
-            response.headers.update({k: v for k, v in (exc.get_headers() or []) if k != "Content-Type"})
+        # the exception's own headers: Allow on a 405, Retry-After and X-RateLimit on Flask-Limiter's 429
+        response.headers.update({k: v for k, v in (exc.get_headers() or []) if k != "Content-Type"})
         return response
 
     @app.errorhandler(Exception)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from webapp.web import labels
+from webapp.web.auth.identity import viewer_text
 from webapp.web.extensions import get_db
 from webapp.web.runs.stages import run_stages
 
@@ -45,3 +46,4 @@ def init_app(app) -> None:
     app.add_template_filter(clock)
     app.add_template_filter(datetime_filter, "datetime")
     app.add_template_filter(filesize_filter, "filesize")
+    app.add_template_filter(viewer_text)  # a log line: server paths shortened for all but an admin

@@ -6,10 +6,12 @@ one is what a run needs, with clear per-field errors for what the trainer cannot
 """
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webapp.config import paths
+from webapp.config.loading import read_list_file
 from webapp.config.builtin.multi_gpu import MultiGpu, read_multi_gpu
 from webapp.config.builtin.options import MODEL_FAMILIES, TrainOptions, read_options
 from webapp.config.builtin.optimizer_names import SUPPORTED_LR_SCHEDULERS
@@ -273,12 +275,12 @@ class _Reader:
     def _list_or_file(self, inline_key: str, file_key: str) -> list:
         items = self.config.get(inline_key)
         if items is None and self.config.get(file_key):
-            try:
-                items = json.loads(Path(self.resolve(self.config[file_key])).read_text())
-            except (OSError, ValueError) as exc:
-                # the OS's message names the resolved server path: say what is wrong without it
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a JSON list"
-                self.fail(file_key, f"cannot read {self.config[file_key]}: {reason}")
+            # as the web reads it: only inside the read roots, opened through confined, counted
+            # before anything is done with its entries; the message names no server path
+            roots = paths.read_roots(self.base_dir, os.environ.get("OTWEB_CONFIG_DIR"))
+            items, problem = read_list_file(self.config[file_key], self.base_dir, roots)
+            if problem:
+                self.fail(file_key, problem)
                 return []
         if items is None:
             return []

@@ -11,12 +11,14 @@ global batch; rank 0 alone writes samples, backups, outputs and events.
 from __future__ import annotations
 
 import contextlib
+import os
 import math
 import time
 from pathlib import Path
 
 import torch
 
+from webapp.config import paths
 from webapp.config.builtin.train_settings import TrainSettings
 from webapp.protocol import Event
 from webapp.trainer.builtin import checkpoint, concepts, decisions, methods, outputs
@@ -159,8 +161,10 @@ class BuiltinBackend(Backups):
         settings = self.settings
         should_stop = self._stop_requested if self.group.is_main else (lambda: False)
         skipped: list = []
+        # the worker checked the paths; every folder and file is checked again as it is opened
+        roots = paths.read_roots(self.base_dir, os.environ.get("OTWEB_CONFIG_DIR"))
         items = concepts.find_items(settings.concepts, min(settings.resolutions),
-                                    self.callbacks.log, should_stop, skipped)
+                                    self.callbacks.log, should_stop, skipped, roots)
         if skipped:  # the count travels with the event, for the run page
             self.callbacks.log(f"skipped {len(skipped)} of {len(skipped) + len(items or [])} dataset files that "
                                "cannot be used (each named above)", "warning", skipped_files=len(skipped))

@@ -10,21 +10,25 @@ Everything random takes a ``random.Random``, so a seeded caller gets the same ca
 """
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
+from webapp.config import confined
 
-def read_text_lines(path: Path) -> list[str]:
+
+def read_text_lines(path: Path, roots=None) -> list[str]:
     """The file's non-empty lines; ValueError (naming the file) when it is not UTF-8: a caption
-    read with replacement characters would train on garbage without anyone knowing."""
+    read with replacement characters would train on garbage without anyone knowing. Opened
+    through ``confined`` (checked against ``roots`` as opened; never through a link)."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = confined.read_bytes(path, roots).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{Path(path).name} is not UTF-8 text (byte {exc.start})") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def read_caption(image_path: Path, concept, concept_lines: list[str] | None = None) -> list[str]:
+def read_caption(image_path: Path, concept, concept_lines: list[str] | None = None, roots=None) -> list[str]:
     """The caption candidates of one image (one element unless prompt_source is "concept")."""
     source = concept.prompt_source
     if source == "filename":
@@ -32,8 +36,8 @@ def read_caption(image_path: Path, concept, concept_lines: list[str] | None = No
     if source == "concept":
         return list(concept_lines or [""])
     caption_path = image_path.with_suffix(".txt")
-    if caption_path.is_file():
-        lines = read_text_lines(caption_path)
+    if os.path.lexists(caption_path):
+        lines = read_text_lines(caption_path, roots)
         return lines[:1] or [""]
     return [""]
 

@@ -11,12 +11,15 @@ cycling through it in a fresh random order.
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
+
+from webapp.config import confined
 
 from webapp.trainer.builtin.captions import read_caption, read_text_lines
 
@@ -33,54 +36,66 @@ class Item:
     height: int
     mtime_ns: int
     file_size: int
+    roots: tuple | None = None      # the read roots every open of the image is checked against
 
     @property
     def caption(self) -> str:
         return self.captions[0]
 
 
-def image_files(folder: Path, recursive: bool) -> list[Path]:
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def image_files(folder: Path, recursive: bool, roots=None, log: Callable[..., None] | None = None) -> list[Path]:
+    """The folder's images, listed through the folder as opened (``confined.walk``: checked
+    against ``roots`` when it is opened, so a folder swapped for a link after the worker's check
+    is never listed). A symlinked image is left out with a warning."""
+    found = []
+    for where, names, links, _cut in confined.walk(folder, roots, recursive):
+        found += [Path(where, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+        for name in (name for name in links if Path(name).suffix.lower() in IMAGE_SUFFIXES and log):
+            log(f"skipped {Path(where, name)}: {confined.SYMLINKED}", "warning")
+    return sorted(found)
 
 
-def probe(path: Path, min_side: int) -> tuple[int, int]:
+def probe(path: Path, min_side: int, roots=None) -> tuple[int, int]:
     """The image's size; OSError/ValueError when unreadable, truncated or tiny. The pixels are
     decoded once here (JPEGs at a fraction of their size), so that a broken file is skipped
     before training rather than failing the run at the step that first reads it."""
-    if path.stat().st_size == 0:
-        raise ValueError("the file is empty")
-    with Image.open(path) as image:
-        width, height = image.size
-        image.draft("RGB", (min(width, 64), min(height, 64)))
-        image.load()
+    with confined.open_file(path, roots) as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_size == 0:
+            raise ValueError("the file is empty")
+        with Image.open(handle) as image:
+            width, height = image.size
+            image.draft("RGB", (min(width, 64), min(height, 64)))
+            image.load()
     if min(width, height) * MAX_UPSCALE < min_side:
         raise ValueError(f"{width}x{height} px is too small for resolution {min_side}")
-    return width, height
+    return width, height, info
 
 
 def find_items(concepts: list, min_resolution: int, log: Callable[..., None],
-               should_stop: Callable[[], bool] = lambda: False, skipped: list | None = None) -> list[Item] | None:
+               should_stop: Callable[[], bool] = lambda: False, skipped: list | None = None,
+               roots=None) -> list[Item] | None:
     """Items of every concept, in a stable order; None when ``should_stop()`` turns true. A file
-    that cannot be used is logged (one warning each) and added to ``skipped``."""
+    that cannot be used is logged (one warning each) and added to ``skipped``. ``roots``: the
+    folders this run may read; each folder and file is checked against them as it is opened
+    (confined.Refused for a concept folder outside them)."""
     items, skipped = [], skipped if skipped is not None else []
     for index, concept in enumerate(concepts):
         folder = Path(concept.path)
         if not folder.is_dir():
             raise FileNotFoundError(f"concept folder not found: {folder}")
-        lines = read_text_lines(Path(concept.prompt_path)) if concept.prompt_source == "concept" else None
-        for count, path in enumerate(image_files(folder, concept.include_subdirectories)):
+        lines = read_text_lines(Path(concept.prompt_path), roots) if concept.prompt_source == "concept" else None
+        for count, path in enumerate(image_files(folder, concept.include_subdirectories, roots, log)):
             if count % 32 == 31 and should_stop():
                 return None
             try:
-                width, height = probe(path, min_resolution)
-                captions = read_caption(path, concept, lines)
+                width, height, stat = probe(path, min_resolution, roots)
+                captions = read_caption(path, concept, lines, roots)
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 log(f"skipped {path}: {exc}", "warning")
                 skipped.append(path)
                 continue
-            stat = path.stat()
-            items.append(Item(path, index, captions, width, height, stat.st_mtime_ns, stat.st_size))
+            items.append(Item(path, index, captions, width, height, stat.st_mtime_ns, stat.st_size, roots))
     return items
 
 

@@ -96,7 +96,8 @@ class TrainingData:
     @torch.no_grad()
     def encode_latent(self, sample: Sample, augment: Augment) -> torch.Tensor:
         vae = self.parts.vae
-        pixels = load_pixels(self.items[sample.item].image_path, sample.bucket, augment)
+        item = self.items[sample.item]
+        pixels = load_pixels(item.image_path, sample.bucket, augment, item.roots)
         latent = vae.encode(pixels[None].to(self.device, vae.dtype)).latent_dist.mean
         return latent[0].float() * vae.config.scaling_factor
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from webapp.config import confined
+
 JITTER = 0.1  # crop jitter zooms in by up to 10 % and moves the crop anywhere in the overflow
 
 
@@ -57,10 +59,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_pixels(path: Path, size: tuple[int, int], augment: Augment) -> torch.Tensor:
-    """3 x height x width in [-1, 1]; OSError/ValueError for an image that cannot be read."""
+def load_pixels(path: Path, size: tuple[int, int], augment: Augment, roots=None) -> torch.Tensor:
+    """3 x height x width in [-1, 1]; OSError/ValueError for an image that cannot be read (or
+    that is, as opened now, outside ``roots``, a link or hard-linked: confined.open_file)."""
     width, height = size
-    with Image.open(path) as opened:
+    with confined.open_file(path, roots) as handle, Image.open(handle) as opened:
         opened.draft("RGB", (width, height))  # JPEG: decode big files at a fraction of their size
         image = to_rgb(ImageOps.exif_transpose(opened))
     scale = max(width / image.width, height / image.height) * augment.zoom

@@ -10,6 +10,7 @@ from flask import current_app, g, has_request_context, request
 from flask_login import LoginManager, current_user
 
 from webapp.web.extensions import get_db
+from webapp.web.runs.log import shorten_paths
 from webapp.store import accounts
 
 login_manager = LoginManager()
@@ -150,8 +151,17 @@ def short_error(text, reference=None) -> str:
     return f"{first} (details for an admin: run {reference})" if reference is not None else first
 
 
+def viewer_text(text) -> str:
+    """A log line as the one asking may see it: whole for an admin, its server paths shortened
+    (``…/model.safetensors``) for anyone else, and for a fragment rendered once for every stream."""
+    return str(text or "") if can("admin") else shorten_paths(str(text or ""))
+
+
 def redacted_data(data, run_id):
-    """An event's data as a non-admin gets it: no traceback, an error's first line."""
+    """An event's data as a non-admin gets it: no traceback, an error's first line, a log line's
+    server paths shortened."""
+    if isinstance(data, dict) and isinstance(data.get("text"), str):
+        data = {**data, "text": shorten_paths(data["text"])}
     if not isinstance(data, dict) or not ({"traceback", "reason"} & set(data)):
         return data
     data = {key: value for key, value in data.items() if key != "traceback"}

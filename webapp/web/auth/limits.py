@@ -1,5 +1,5 @@
 """Rate limits (Flask-Limiter, counted in Redis so every web process shares them): login and
-token endpoints per client address, and every state-changing request."""
+token endpoints per client address and per account, and every state-changing request."""
 from __future__ import annotations
 
 from flask import request
@@ -33,3 +33,17 @@ def init_app(app) -> None:
 def login_limit():
     from flask import current_app
     return current_app.config.get("RATE_LIMIT_LOGIN", "10 per minute")
+
+
+def account_login_limit():
+    """Login attempts per account name, whatever the address: without it, three addresses
+    (127.0.0.1, .2, .3 on one host) guessed 30 passwords a minute on one account."""
+    from flask import current_app
+    return current_app.config.get("RATE_LIMIT_LOGIN_ACCOUNT", "10 per minute")
+
+
+def account_key() -> str:
+    """The account a login or token request names (form or JSON), folded to lower case."""
+    body = request.get_json(silent=True) if request.is_json else None
+    name = body.get("username") if isinstance(body, dict) else request.form.get("username")
+    return "account:" + (name[:128].casefold() if isinstance(name, str) else "")

@@ -9,7 +9,7 @@ from flask_login import current_user, login_user, logout_user
 from webapp.web.auth import csrf
 from webapp.store import accounts
 from webapp.web.auth.identity import LoginUser, current_principal
-from webapp.web.auth.limits import limiter, login_limit
+from webapp.web.auth.limits import account_key, account_login_limit, limiter, login_limit
 from webapp.web.extensions import get_db
 from webapp.web.errors import ApiError
 
@@ -30,6 +30,7 @@ def safe_next(raw) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(login_limit, methods=["POST"])
+@limiter.shared_limit(account_login_limit, "login-account", key_func=account_key, methods=["POST"])
 def login():
     next_path = safe_next(request.values.get("next"))
     if current_app.config["AUTH"] != "on":
@@ -57,6 +58,7 @@ def logout():
 
 @bp.post("/api/auth/token")
 @limiter.limit(login_limit)
+@limiter.shared_limit(account_login_limit, "login-account", key_func=account_key)
 def token_login():
     """{"username", "password", "name"} → {"token"}: a token with the user's role, shown once."""
     body = request.get_json(silent=True)
@@ -69,7 +71,7 @@ def token_login():
     if not isinstance(name, str):
         raise ApiError(400, "invalid name", "name must be a string")
     try:
-        token_id, token = accounts.create_token(get_db(), name, user=user["name"])
+        token_id, token = accounts.create_password_token(get_db(), name, user["name"])
     except accounts.AuthError as exc:
         raise ApiError(400, "invalid token request", str(exc)) from None
     return jsonify(id=token_id, token=token, role=user["role"]), 201

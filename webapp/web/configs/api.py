@@ -18,6 +18,9 @@ from webapp.web.extensions import get_db
 from webapp.web.errors import ApiError
 
 bp = Blueprint("config_api", __name__, url_prefix="/api/config")
+LOAD_KEYS = {"name", "read_only", "version", "errors", "warnings", "notes", "backend"}  # load's answer
+SHAPE = ('send the config object itself, or {"config": {...}} as GET /api/config/load answers it '
+         '(not both: "config" is no key of a config)')
 
 
 @bp.before_request
@@ -30,9 +33,20 @@ def config_body():
     if not data.strip():
         raise ApiError(400, "missing body", [{"field": "", "message": "send the config as a JSON object"}])
     try:
-        return parse_json(data)
+        return unwrapped(parse_json(data))
     except ConfigFormatError as exc:
         raise ApiError(400, "malformed JSON", exc.errors) from None
+
+
+def unwrapped(body):
+    """One shape for a config across the API: the config itself, or ``{"config": {...}}`` as
+    ``load`` answers it and ``/api/training/start`` takes it (load's other keys are ignored).
+    Saved as it came, the wrapper was OneTrainer's defaults plus an unknown key holding the config."""
+    if not isinstance(body, dict) or "config" not in body:
+        return body
+    if isinstance(body["config"], dict) and set(body) - {"config"} <= LOAD_KEYS:
+        return body["config"]
+    raise ApiError(400, "invalid config", [{"field": "config", "message": SHAPE}])
 
 
 def checked_config(raw) -> tuple[dict, dict]:

@@ -6,10 +6,12 @@ page (or the form) with each message next to its field, and a 4xx status.
 """
 from __future__ import annotations
 
+import os
 import time
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, send_file, url_for
 
+from webapp.config import confined
 from webapp.config.backend_support import offered_choices
 from webapp.config.checks import Report, errors_by_field, validate
 from webapp.config.editor import EditorView, input_id
@@ -284,4 +286,10 @@ def thumbnail(name: str, index: int, number: int):
     files = stats.first_images if stats is not None else []
     if number >= len(files):
         raise ApiError(404, "no such thumbnail", f"concept {index} of {name!r} has no image {number}")
-    return send_file(files[number], conditional=True, max_age=300)
+    try:  # checked where it is opened: a symlinked or hard-linked file, or one swapped since the scan
+        handle = confined.open_file(files[number], read_roots())
+    except OSError:
+        raise ApiError(404, "no such thumbnail", f"concept {index} of {name!r} has no image {number}") from None
+    info = os.fstat(handle.fileno())
+    return send_file(handle, download_name=os.path.basename(files[number]), conditional=True, max_age=300,
+                     etag=f"{info.st_mtime_ns:x}-{info.st_size:x}", last_modified=info.st_mtime)

@@ -1,4 +1,4 @@
-"""Dataset scans for the editor, off the request path.
+"""Dataset scans for the editor (and a queued run's dataset fingerprint), off the request path.
 
 Counting a concept's images walks its folder: on a big or slow share that is seconds of blocking
 file I/O, and under gevent one blocked request stalls every page and live stream of the process.
@@ -88,6 +88,15 @@ class Scanner:
         finally:
             with self._lock:
                 self._pending.pop(key, None)
+
+    def call(self, function, *args):
+        """``function(*args)`` in one of gevent's real threads, waited for without blocking the
+        event loop (its greenlet sleeps meanwhile); without gevent, here (a server thread blocks
+        only itself)."""
+        pool = _gevent_pool()
+        if pool is None:
+            return function(*args)
+        return pool.spawn(function, *args).get()
 
     def _submit(self, function, *args):
         pool = _gevent_pool()

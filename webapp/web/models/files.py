@@ -13,10 +13,12 @@ from pathlib import Path
 from flask import Response, current_app, send_file
 
 from webapp import store
+from webapp.config import confined
 from webapp.config.datasets import concept_folder
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
 from webapp.web.runs.files import zip_stream
+from webapp.web.configs.scans import scanner
 
 CHUNK = 1 << 20
 MAX_DATASET_FILES = 200_000  # a fingerprint must not hang a start on a huge share
@@ -120,15 +122,19 @@ def fingerprint_dataset(config: dict, base_dir: Path) -> dict:
 
 
 def _scan(folder: Path, recursive: bool) -> dict:
-    listing = []
-    walker = os.walk(folder) if recursive else [(str(folder), [], [e.name for e in os.scandir(folder) if e.is_file()])]
-    for root, dirs, names in walker:
-        dirs.sort()
-        for name in sorted(names):
-            stat = os.stat(os.path.join(root, name))
-            listing.append((os.path.relpath(os.path.join(root, name), folder), stat.st_size, stat.st_mtime_ns))
+    """Through the folder as opened (confined.walk: a swap for a link lists nothing outside); a
+    file's stat does not follow a link."""
+    listing, top = [], None
+    for root, names, _links, _cut in confined.walk(folder, None, recursive):
+        top = root if top is None else top  # the folder's real path: the first one walked
+        prefix = root[len(top) + 1:] + os.sep if root != top else ""  # not os.path.relpath: it costs more than the stat
+        for name in names:
+            stat = os.stat(os.path.join(root, name), follow_symlinks=False)
+            listing.append((prefix + name, stat.st_size, stat.st_mtime_ns))
             if len(listing) >= MAX_DATASET_FILES:
                 break
+        if len(listing) >= MAX_DATASET_FILES:
+            break
     digest = hashlib.sha256("".join(f"{p}\0{s}\0{m}\n" for p, s, m in listing).encode())
     return {"files": len(listing), "bytes": sum(s for _, s, _ in listing), "sha256": digest.hexdigest(),
             "readable": True, "truncated": len(listing) >= MAX_DATASET_FILES}
@@ -137,8 +143,8 @@ def _scan(folder: Path, recursive: bool) -> dict:
 def record_dataset(run_id: int, config: dict) -> None:
     """When a run is queued: the dataset as it is then. A folder the control plane cannot read
     (a dataset only on a worker's disk) is recorded as unreadable, never an error for the start."""
-    try:
-        fingerprint = fingerprint_dataset(config, current_app.config["WORKSPACE"])
+    try:  # in a real thread: a 100,000-file folder blocked the event loop (every page) for a second
+        fingerprint = scanner(current_app).call(fingerprint_dataset, config, current_app.config["WORKSPACE"])
     except OSError as exc:
         fingerprint = {"concepts": [], "files": 0, "bytes": 0, "sha256": None, "error": type(exc).__name__}
     store.model_versions.set_dataset_fingerprint(get_db(), run_id, fingerprint)

@@ -10,6 +10,7 @@ from flask import url_for
 from webapp import store
 from webapp.web.models import files as model_files
 from webapp.config.diff import differing
+from webapp.web.api_input import MAX_ID
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
 
@@ -27,7 +28,7 @@ def get_version(version_id: int) -> dict:
 
 def filters_from(args) -> tuple[dict, str]:
     filters = {key: args.get(key, "").strip() for key in FILTER_ARGS if args.get(key, "").strip()}
-    if "run" in filters and not filters["run"].isdigit():
+    if "run" in filters and not (filters["run"].isascii() and filters["run"].isdigit() and int(filters["run"]) <= MAX_ID):
         raise ApiError(400, "invalid field", [{"field": "run", "message": "a run id is a whole number"}])
     if args.get("picked") in ("1", "true"):
         filters["picked"] = True

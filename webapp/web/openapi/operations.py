@@ -4,6 +4,12 @@ path parameters, methods); a route without an entry here fails tests/unit/test_o
 document cannot drift from the routes."""
 from __future__ import annotations
 
+from webapp.config.train_config import MAX_TEXT
+from webapp.web.api_input import MAX_ID
+from webapp.web.models.views import MAX_NOTE, MAX_TAG
+
+ACCOUNT_NAME = 64  # user and token names (store/accounts.py refuses longer ones)
+
 STR, INT, NUM, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
 ANY = {}
 
@@ -27,28 +33,45 @@ def nullable(schema: dict) -> dict:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+def between(low: int, high: int) -> dict:
+    """An integer query parameter with its limits: the API answers 400 past them."""
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def text(limit: int) -> dict:
+    return {"type": "string", "maxLength": limit}
+
+
 def q(name: str, schema: dict, description: str, required: bool = False) -> dict:
     return {"name": name, "in": "query", "schema": schema, "description": description, "required": required}
 
 
 def op(summary: str, tag: str, *, ok=None, status: int = 200, body: dict | None = None, query=(),
-       errors=(), media: str = "application/json", description: str = "", headers=()) -> dict:
+       errors=(), media: str = "application/json", description: str = "", headers=(), also=()) -> dict:
+    """``also``: other success statuses ({201: "created"}: PUT of a new config)."""
     return {"summary": summary, "tag": tag, "ok": ok if ok is not None else obj(), "status": status, "body": body,
             "query": list(query), "errors": list(errors), "media": media, "description": description,
-            "headers": list(headers)}
+            "headers": list(headers), "also": dict(also)}
+
+
+ID = between(1, MAX_ID)
+QUEUE_ERRORS = [409, 429, 503, 507]  # a start: state, caps per user, the queue or Redis, disk space
 
 
 COMMAND = obj(run_id=INT, command=STR, accepted=BOOL)
 RUN_BODY = obj(config_name=STR, config=ref("TrainConfig"), run_id=INT)
-SAMPLE_REQUEST = obj(prompt=STR, negative_prompt=STR, seed=INT, random_seed=BOOL, steps=INT, cfg_scale=NUM,
+SAMPLE_REQUEST = obj(prompt=text(MAX_TEXT), negative_prompt=text(MAX_TEXT), seed=INT, random_seed=BOOL, steps=INT, cfg_scale=NUM,
                      width=INT, height=INT, noise_scheduler=STR, playground=BOOL, lora_scale=NUM, run_id=INT)
+CONFIG_BODY = {"anyOf": [ref("TrainConfig"), obj(("config",), config=ref("TrainConfig"))]}
+CONFIG_SHAPE = ('The config itself, or `{"config": {...}}` as `GET /api/config/load` answers it (its other keys are '
+                'ignored); a body with `config` beside a config\'s own keys is refused (400).')
 QUEUE_ITEM = obj(config_name=STR, config=ref("TrainConfig"), count=INT, overrides=obj())
 VERSIONS_QUERY = [q("model", STR, "a model: the config name"), q("tag", STR, "versions with this tag"),
                   q("base_model", STR, "base_model_name as the run had it"), q("method", STR, "LORA, FINE_TUNE, EMBEDDING"),
-                  q("kind", {"enum": ["output", "save", "backup"]}, "what saved it"), q("run", INT, "a run id"),
+                  q("kind", {"enum": ["output", "save", "backup"]}, "what saved it"), q("run", ID, "a run id"),
                   q("picked", {"enum": ["1", "true"]}, "only each model's current pick"),
                   q("order", {"enum": ["newest", "loss", "step"]}, "newest first (default), lowest smoothed loss, highest step"),
-                  q("limit", INT, "at most this many (1-500, default 100)")]
+                  q("limit", between(1, 500), "at most this many (default 100)")]
 
 OPERATIONS = {
     # training
@@ -57,37 +80,40 @@ OPERATIONS = {
                      errors=[503], description="Public. 503 with the same body when degraded."),
     "api.training_status": op("The current run and the queue length", "training", ok=obj(run=nullable(ref("Run")), queued=INT)),
     "api.training_start": op("Start a run from a library config or an inline one", "training", status=202,
-                             body=obj(config_name=STR, config=ref("TrainConfig")), ok=obj(run_id=INT, state=STR)),
-    "api.training_stop": op("Stop the running run (it saves first)", "training", status=202, body=obj(run_id=INT), ok=COMMAND, errors=[409]),
-    "api.training_save": op("Save the model now", "training", status=202, body=obj(run_id=INT), ok=COMMAND, errors=[409]),
-    "api.training_backup": op("Write a backup now", "training", status=202, body=obj(run_id=INT), ok=COMMAND, errors=[409]),
-    "api.training_sample_default": op("Sample the config's prompts now", "training", status=202, body=obj(run_id=INT), ok=COMMAND, errors=[409]),
+                             body=obj(config_name=STR, config=ref("TrainConfig")), ok=obj(run_id=INT, state=STR),
+                             errors=QUEUE_ERRORS),
+    "api.training_stop": op("Stop the running run (it saves first)", "training", status=202, body=obj(run_id=ID), ok=COMMAND, errors=[409, 503]),
+    "api.training_save": op("Save the model now", "training", status=202, body=obj(run_id=ID), ok=COMMAND, errors=[409, 503]),
+    "api.training_backup": op("Write a backup now", "training", status=202, body=obj(run_id=ID), ok=COMMAND, errors=[409, 503]),
+    "api.training_sample_default": op("Sample the config's prompts now", "training", status=202, body=obj(run_id=ID), ok=COMMAND, errors=[409, 503]),
     "api.training_progress": op("Step, epoch, loss, smoothed loss, it/s, ETA of the current run", "training",
                                 ok=obj(run_id=INT, state=STR, status=STR, progress=nullable(obj())), errors=[404]),
     "api.run_resume": op("Resume an ended run from its newest backup", "runs", status=202,
-                         ok=obj(run_id=INT, state=STR, resumed=BOOL), errors=[409]),
+                         ok=obj(run_id=INT, state=STR, resumed=BOOL), errors=QUEUE_ERRORS),
     # events
     "events.json_events": op("The live event stream (SSE, JSON data, id = sequence number)", "events",
                              media="text/event-stream", ok={"type": "string"},
-                             query=[q("after", INT, "replay events after this sequence number (or send Last-Event-ID)"),
-                                    q("run", INT, "only this run's events")],
+                             query=[q("after", between(0, MAX_ID), "replay events after this sequence number (or send Last-Event-ID)"),
+                                    q("run", ID, "only this run's events")], errors=[429, 503],
                              description="Each frame: `id: <seq>`, `event: <name>`, `data: {seq, run_id, event, data, time}`."),
     "events.stats": op("SSE broker statistics of this web process", "events", ok=obj()),
     # runs and the queue
     "runs_api.list_runs": op("Run history", "runs", ok=obj(runs=array(ref("Run")), limit=INT, offset=INT),
                              query=[q("state", STR, "a run state"), q("config", STR, "config name contains"),
                                     q("model_type", STR, "model type"), q("method", STR, "training method"),
-                                    q("started_by", STR, "who started it"), q("limit", INT, "1-500"), q("offset", INT, "skip")]),
+                                    q("started_by", STR, "who started it"), q("limit", between(1, 500), "at most this many (default 50)"),
+                                    q("offset", between(0, 10**9), "skip this many")]),
     "runs_api.get_run": op("One run and its config as it ran", "runs", ok=obj(run=ref("Run"), config=ref("TrainConfig"))),
     "runs_api.delete_run": op("Delete an ended run and its files (admin)", "runs", ok=obj(run_id=INT, deleted=BOOL), errors=[409]),
     "runs_api.run_events": op("A run's recorded events", "runs", ok=obj(run_id=INT, events=array(ref("Event")), last_seq=INT),
-                              query=[q("after", INT, "after this sequence number"), q("limit", INT, "1-5000")]),
+                              query=[q("after", between(0, 2**62), "after this sequence number"),
+                                     q("limit", between(1, 5000), "at most this many (default 1000)")]),
     "runs_api.run_loss": op("A run's downsampled loss curve and its markers", "runs",
                             ok=obj(run_id=INT, max_points=INT, total=INT, points=array(obj()), markers=array(obj())),
-                            query=[q("max_points", INT, "2-20000")]),
+                            query=[q("max_points", between(2, 20_000), "at most this many points (default 1000)")]),
     "runs_api.get_queue": op("The queue", "queue", ok=obj(queue=array(ref("Run")), paused=BOOL)),
     "runs_api.add_to_queue": op("Queue configs", "queue", status=202, body=obj(items=array(QUEUE_ITEM)),
-                                ok=obj(run_ids=array(INT))),
+                                ok=obj(run_ids=array(INT)), errors=QUEUE_ERRORS),
     "runs_api.cancel_queued": op("Take a run out of the queue", "queue", ok=obj(), errors=[409]),
     "runs_api.reorder": op("Reorder the queue", "queue", body=obj(order=array(INT)), ok=obj()),
     "runs_api.pause": op("Pause or resume the queue", "queue", body=obj(paused=BOOL), ok=obj(paused=BOOL)),
@@ -101,27 +127,32 @@ OPERATIONS = {
     "config_api.list_configs": op("The config library", "configs", ok=obj(configs=array(obj()))),
     "config_api.load": op("One config (ETag = its version)", "configs", query=[q("packed", STR, "concepts and samples inline")],
                           ok=obj(name=STR, read_only=BOOL, version=STR, config=ref("TrainConfig")), headers=["ETag"]),
-    "config_api.validate_config": op("Validate a config", "configs", body=ref("TrainConfig"),
+    "config_api.validate_config": op("Validate a config", "configs", body=CONFIG_BODY, errors=[413],
+                                     description=CONFIG_SHAPE,
                                      ok=obj(valid=BOOL, errors=array(ref("FieldError")), warnings=ANY, notes=ANY)),
     "config_api.schema": op("The config's JSON schema", "configs", ok=ANY),
     "config_api.defaults": op("OneTrainer's config defaults", "configs", ok=ref("TrainConfig")),
-    "config_api.save": op("Save a config (send If-Match with the loaded version)", "configs", body=ref("TrainConfig"),
-                          ok=obj(name=STR, version=STR, warnings=ANY, notes=ANY), errors=[409]),
-    "config_api.delete": op("Delete a config", "configs", ok=obj(), errors=[409]),
+    "config_api.save": op("Save a config (send If-Match with the loaded version)", "configs", body=CONFIG_BODY,
+                          ok=obj(name=STR, version=STR, warnings=ANY, notes=ANY), errors=[409, 413],
+                          also={201: "created: no config had this name"}, description=CONFIG_SHAPE),
+    "config_api.delete": op("Delete a config", "configs", status=204, ok=None, errors=[409]),
     # samples and the playground
     "samples_api.samples_default": op("Sample the config's prompts now", "samples", status=202, body=obj(run_id=INT, playground=BOOL),
                                       ok=COMMAND, errors=[409]),
     "samples_api.samples_custom": op("A custom sample", "samples", status=202, body=SAMPLE_REQUEST,
                                      ok=obj(run_id=INT, command=STR, sample=obj(), accepted=BOOL), errors=[409]),
     "samples_api.samples_list": op("A run's samples", "samples", ok=obj(run_id=INT, samples=array(ref("Sample"))),
-                                   query=[q("run", INT, "the run", required=True), q("prompt", STR, "prompt contains"),
-                                          q("kind", {"enum": ["default", "custom"]}, "scheduled or custom"), q("limit", INT, "1-5000")]),
+                                   query=[q("run", ID, "the run", required=True), q("prompt", STR, "prompt contains"),
+                                          q("kind", {"enum": ["default", "custom"]}, "scheduled or custom"),
+                                          q("limit", between(1, 5000), "at most this many (default 500)")],
+                                   errors=[404]),
     "samples_api.samples_latest": op("The newest samples", "samples", ok=obj(samples=array(ref("Sample"))),
-                                     query=[q("count", INT, "how many")]),
+                                     query=[q("count", between(1, 200), "how many (default 12)")]),
     "samples_api.sample_metadata": op("A sample's metadata", "samples", ok=ref("Sample")),
     "samples_api.sample_image": op("A sample's image (ETag, cached)", "samples", media="image/png", ok={"type": "string", "format": "binary"}),
-    "samples_api.sample_thumbnail": op("A sample's thumbnail", "samples", media="image/webp", ok={"type": "string", "format": "binary"},
-                                       query=[q("size", INT, "128 or 256")]),
+    "samples_api.sample_thumbnail": op("A sample's thumbnail (PNG, at most size pixels a side)", "samples", media="image/png",
+                                       ok={"type": "string", "format": "binary"},
+                                       query=[q("size", {"type": "integer", "enum": [128, 256]}, "pixels a side (default 128)")]),
     "playground.state": op("The playground session and the LoRA files it can open", "playground",
                            ok=obj(session=nullable(obj()), sources=array(obj(key=STR, run_id=INT, label=STR, config_name=STR)))),
     "playground.api_open": op("Open a playground session", "playground", status=202, body=obj(("source",), source=STR, idle_s=INT),
@@ -137,8 +168,9 @@ OPERATIONS = {
                               media="application/octet-stream", ok={"type": "string", "format": "binary"}, errors=[410],
                               headers=["X-Checksum-SHA256"]),
     "models_api.change_tags": op("Tag a version (operator); pick marks it as its model's current pick", "models",
-                                 body=obj(tag=STR, pick=BOOL, remove=BOOL), ok=obj(id=INT, tags=array(STR), picked=BOOL)),
-    "models_api.set_note": op("A note on a version (operator)", "models", body=obj(("note",), note=STR), ok=obj(id=INT, note=STR)),
+                                 body=obj(tag=text(MAX_TAG), pick=BOOL, remove=BOOL), ok=obj(id=INT, tags=array(STR), picked=BOOL)),
+    "models_api.set_note": op("A note on a version (operator)", "models", body=obj(("note",), note=text(MAX_NOTE)),
+                              ok=obj(id=INT, note=STR)),
     "models_api.delete_model": op("Delete a version and its file (admin)", "models", ok=obj(deleted=INT, file_removed=BOOL)),
     # system, accounts, this document
     "system.api_info": op("Machine, libraries, GPUs", "system", ok=obj()),
@@ -147,13 +179,15 @@ OPERATIONS = {
     "system.api_record": op("The record: entries set aside as malformed, and why it cannot be written", "system",
                             ok=obj(blocked=ANY, dead_letters=ANY)),
     "auth.token_login": op("Trade a password for an API token", "auth", status=201,
-                           body=obj(("username", "password"), username=STR, password=STR, name=STR),
-                           ok=obj(id=INT, token=STR, role=STR), description="Public (rate-limited)."),
+                           body=obj(("username", "password"), username=text(ACCOUNT_NAME), password=STR, name=text(ACCOUNT_NAME)),
+                           ok=obj(id=INT, token=STR, role=STR), errors=[401],
+                           description="Public; rate-limited per address and per account. A new password revokes the tokens made here."),
     "auth.whoami": op("Who am I", "auth", ok=obj(name=STR, role=STR, via=STR)),
     "auth.users_list": op("Accounts (admin)", "auth", ok=obj(users=array(obj()))),
-    "auth.users_add": op("Add an account (admin)", "auth", status=201, body=obj(("name", "password"), name=STR, password=STR, role=STR),
+    "auth.users_add": op("Add an account (admin)", "auth", status=201,
+                         body=obj(("name", "password"), name=text(ACCOUNT_NAME), password=STR, role=STR),
                          ok=obj(id=INT), errors=[409]),
-    "auth.user_delete": op("Remove an account (admin)", "auth", ok=obj()),
+    "auth.user_delete": op("Remove an account (admin)", "auth", status=204, ok=None),
     "openapi.document": op("This document (OpenAPI 3.1)", "system", ok=obj()),
 }
 # routes under /api that answer HTML, not JSON: the docs page

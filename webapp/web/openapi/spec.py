@@ -10,14 +10,17 @@ from apispec import APISpec
 from flask import current_app, request
 
 from webapp.config import train_config
+from webapp.web.api_input import MAX_ID
 from webapp.web.openapi.operations import NOT_JSON, OPERATIONS, STR, array, obj, ref
 from webapp.web.openapi.schemas import SCHEMAS
 
 CONVERTER = re.compile(r"<(?:(?P<conv>[a-z]+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
-PARAM_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
+PARAM_TYPES = {"int": {"type": "integer", "maximum": MAX_ID}, "float": {"type": "number"}}  # a larger id: 404
 ERRORS = {400: "bad input: detail names the fields ([{field, message}])", 401: "not logged in: send a session cookie or Authorization: Bearer <token>",
           403: "your role may not do this", 404: "unknown id or name", 409: "the state does not allow it now",
-          410: "the file is gone", 429: "rate limit: see Retry-After", 503: "degraded"}
+          410: "the file is gone", 413: "the request body is larger than 1 MiB",
+          429: "a limit per user or address: see Retry-After", 503: "degraded, or a server-wide cap: try again soon",
+          507: "not enough disk space for it"}
 DESCRIPTION = """The JSON API of OneTrainer Web, for scripts.
 
 Authenticate with `Authorization: Bearer <token>` (`otweb token create`, or `POST /api/auth/token`) or
@@ -98,9 +101,11 @@ def _operation(endpoint: str, method: str, entry: dict, params: list[dict]) -> d
     ok = {"description": "OK", "content": {entry["media"]: {"schema": entry["ok"]}}}
     if entry["headers"]:
         ok["headers"] = {name: {"schema": STR} for name in entry["headers"]}
-    operation["responses"][str(entry["status"])] = ok
+    operation["responses"][str(entry["status"])] = ok if entry["status"] != 204 else {"description": "No Content"}
+    for status, description in entry["also"].items():
+        operation["responses"][str(status)] = {**ok, "description": description}
     codes = set(entry["errors"])
-    codes |= {400} if entry["body"] is not None or entry["query"] else set()
+    codes |= {400, 413} if entry["body"] is not None else {400} if entry["query"] else set()
     codes |= {404} if params else set()
     codes |= {429} if method not in ("GET",) else set()
     if endpoint == "api.health":

@@ -1,6 +1,8 @@
 """The run page's log: the tail of the trainer's stdout/stderr as a person reads it. Progress bars
 (tqdm redraws a line with carriage returns and ANSI codes) become their last state, one line per
-bar; warnings are marked so the page can hide them; the first error is marked to jump to."""
+bar; warnings are marked so the page can hide them; the first error is marked to jump to.
+For anyone but an admin the log is ``folded``: a traceback shows only its last line (the error),
+and a server path only its last part (``…/model.safetensors``): the README's promise to viewers."""
 from __future__ import annotations
 
 import re
@@ -14,6 +16,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 PROGRESS = re.compile(r"^(?P<label>[^|\n]{0,80}?):?\s*\d{1,3}%\|")  # "Caching: 45%|####   | 9/20 [..]"
 ERROR = re.compile(r"Traceback \(most recent call last\)|\b(?:[A-Z]\w*Error|Exception|CRITICAL|FATAL)\b")
+TRACEBACK = "Traceback (most recent call last)"
+SERVER_PATH = re.compile(r"(?:^|(?<=[\s'\"(=\[]))/(?:[^\s'\"()\[\]<>,:]+/)+(?P<last>[^\s'\"()\[\]<>,:]*)")
 WARNING = re.compile(r"\w+Warning\b|\bwarn(?:ings?)?\b", re.IGNORECASE)  # "... to silence this warning."
 
 
@@ -38,8 +42,28 @@ def clean(line: str) -> str:
     return CONTROL.sub("", line.replace("\t", "    ")).rstrip()
 
 
-def log_lines(run_id: int, query: str = "") -> list[str]:
-    """The cleaned tail, optionally only the lines containing query."""
+def shorten_paths(line: str) -> str:
+    """Each absolute path as its last part: where the server keeps things is not a viewer's to read."""
+    return SERVER_PATH.sub(lambda match: "…/" + match.group("last"), line)
+
+
+def folded(lines: list[str]) -> list[str]:
+    """Tracebacks as their last line (the exception), paths shortened."""
+    kept, inside = [], False
+    for line in lines:
+        if TRACEBACK in line:
+            inside = True
+            continue
+        if inside and line.startswith(" "):
+            continue  # a frame ("  File ...") or its source line
+        inside = False
+        kept.append(shorten_paths(line))
+    return kept
+
+
+def log_lines(run_id: int, query: str = "", fold: bool = False) -> list[str]:
+    """The cleaned tail (``fold``: for a viewer, see ``folded``), optionally only the lines
+    containing query."""
     lines, bar = [], None
     for raw in read_tail(run_id):
         line = clean(raw)
@@ -52,16 +76,18 @@ def log_lines(run_id: int, query: str = "") -> list[str]:
             continue
         bar = label
         lines.append(line)
+    if fold:
+        lines = folded(lines)
     if query:
         lines = [line for line in lines if query.lower() in line.lower()]
     return lines[-LOG_LINES:]
 
 
-def log_view(run_id: int, query: str = "") -> dict:
+def log_view(run_id: int, query: str = "", fold: bool = False) -> dict:
     """Lines with their level, the index of the first error, the number of warning lines."""
     rows, first_error, warnings = [], None, 0
     previous = ""
-    for index, line in enumerate(log_lines(run_id, query)):
+    for index, line in enumerate(log_lines(run_id, query, fold)):
         indented = line.startswith("  ")  # a traceback's frame, or the source line a warning quotes
         if ERROR.search(line) or (indented and previous == "error"):
             level = "error"

@@ -13,6 +13,7 @@ from webapp.web.runs import banner as run_banner
 from webapp.web.runs import compare as run_compare
 from webapp.web.runs import views as run_views
 from webapp.web.errors import ApiError, flash
+from webapp.web.auth.identity import can
 from webapp.web.extensions import get_db
 from webapp.web.runs.actions import cancel, clone_config, delete, enqueue
 from webapp.web.runs.charts import cached_chart
@@ -57,7 +58,7 @@ def page(run_id: int):
         "runs/run.html", run=run, last_seq=store.last_seq(conn),
         config_text=json.dumps(config_as_run(store.get_run(conn, run_id)), indent=2),
         timeline=store.timeline(conn, run_id), samples=store.list_samples(conn, run_id, limit=60),
-        chart_html=cached_chart(run_id), log=log_view(run_id), query="",
+        chart_html=cached_chart(run_id), log=log_view(run_id, fold=not can("admin")), query="",
         files=run_files(run_dir(run_id), run["output_path"]), kept=store.kept_files(conn, run_id))
 
 
@@ -77,7 +78,7 @@ def chart(run_id: int):
 def log(run_id: int):
     get_run_view(run_id)
     query = request.args.get("q", "").strip()
-    return render_template("runs/_log.html", log=log_view(run_id, query), query=query)
+    return render_template("runs/_log.html", log=log_view(run_id, query, fold=not can("admin")), query=query)
 
 
 @bp.get("/runs/<int:run_id>/files")

@@ -5,10 +5,12 @@ the dashboard's "sample now", the gallery, the samples API and the playground al
 from __future__ import annotations
 
 from webapp.config.builtin.train_settings import SAMPLE_SCHEDULERS
+from webapp.config.train_config import MAX_TEXT
 from webapp import store
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
 
+MAX_PROMPT = MAX_TEXT  # characters in a prompt or a negative prompt, as in a config's samples
 CUSTOM_SAMPLE_FIELDS = {  # name: (type, minimum, maximum)
     "seed": (int, -1, 2**32 - 1),
     "steps": (int, 1, 500),
@@ -23,8 +25,15 @@ def parse_custom_sample(values) -> dict:
     prompt = values.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ApiError(400, "invalid sample", [{"field": "prompt", "message": "is required"}])
-    sample = {"prompt": prompt.strip(), "negative_prompt": str(values.get("negative_prompt") or "")}
-    errors = []
+    negative = values.get("negative_prompt")
+    negative = "" if negative is None else negative
+    # a prompt travels in an event to every open page and into the gallery: capped like a config's
+    errors = [{"field": name, "message": f"must be text of at most {MAX_PROMPT:,} characters"}
+              for name, text in (("prompt", prompt), ("negative_prompt", negative))
+              if not isinstance(text, str) or len(text) > MAX_PROMPT]
+    if errors:
+        raise ApiError(400, "invalid sample", errors)
+    sample = {"prompt": prompt.strip(), "negative_prompt": negative}
     for name, (kind, low, high) in CUSTOM_SAMPLE_FIELDS.items():
         raw = values.get(name)
         if raw in (None, ""):

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request, stream_with_context
 from webapp.protocol import dumps
 from webapp.web import caps, sse
 from webapp.web.auth.identity import can, redacted_data
+from webapp.web.api_input import MAX_ID
 from webapp.web.errors import ApiError
 
 bp = Blueprint("events", __name__)
@@ -80,6 +81,6 @@ def stream_position() -> tuple[int | None, int | None]:
         run_id = None if raw_run in (None, "") else int(raw_run)
     except ValueError:
         raise ApiError(400, "invalid stream position", "Last-Event-ID, after and run must be whole numbers")
-    if (after is not None and after < 0) or (run_id is not None and run_id < 1):
-        raise ApiError(400, "invalid stream position", "after must be 0 or more, run 1 or more")
+    if (after is not None and not 0 <= after <= MAX_ID) or (run_id is not None and not 1 <= run_id <= MAX_ID):
+        raise ApiError(400, "invalid stream position", f"after must be 0 to {MAX_ID}, run 1 to {MAX_ID}")
     return after, run_id
