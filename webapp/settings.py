@@ -8,8 +8,40 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EVENTS_CHANNEL = "otweb:events"          # Redis pub/sub: every numbered event, as JSON
-# a worker whose heartbeat is older is gone: its run is marked interrupted within this
-HEARTBEAT_TTL_S = float(os.environ.get("OTWEB_HEARTBEAT_TTL_S") or 15)
+
+
+def env_text(name: str, default: str = "", env=None) -> str:
+    """One setting as the environment gives it, read when asked, not at import: a test or `otweb
+    serve` sets it for the process it starts. Every module reads its settings here."""
+    return str((os.environ if env is None else env).get(name) or default).strip()
+
+
+def env_flag(name: str, default: bool, env=None) -> bool:
+    text = env_text(name, "", env).lower()
+    return default if not text else text not in ("0", "false", "no", "off")
+
+
+# a worker whose heartbeat is older is gone: its run is marked interrupted within this. Read once
+# per process: the web and its workers must agree, and both get it at their start
+HEARTBEAT_TTL_S = float(env_text("OTWEB_HEARTBEAT_TTL_S", "15"))
+DATA_ROOTS_ENV = "OTWEB_DATA_ROOTS"      # folders a config may read besides the workspace and configs
+CONFIG_DIR_ENV = "OTWEB_CONFIG_DIR"
+ONETRAINER_DIR_ENV = "ONETRAINER_DIR"    # an installed OneTrainer checkout (its backend)
+
+
+def upload_max_bytes(env=None) -> int:
+    """OTWEB_UPLOAD_MAX_MB: a run folder's file larger than this stays on its worker's host."""
+    return int(float(env_text("OTWEB_UPLOAD_MAX_MB", "4096", env)) * 1e6)
+
+
+def warm_trainer_enabled(env=None) -> bool:
+    """OTWEB_WARM_TRAINER (default on): a worker keeps a trainer process with torch imported ready."""
+    return env_flag("OTWEB_WARM_TRAINER", True, env)
+
+
+def restart_cause(env=None) -> str | None:
+    """OTWEB_RESTART_CAUSE: set by `otweb serve` on a worker it starts again (why the last one ended)."""
+    return env_text("OTWEB_RESTART_CAUSE", "", env) or None
 
 # the fleet: what a worker and the control plane share, all in Redis (see DESIGN "One event").
 # Everything a worker reads or writes is under its own prefix (worker_prefix), the only keys its
@@ -37,7 +69,7 @@ def trainer_threads(env=None) -> int | None:
     """OTWEB_TRAINER_THREADS: torch's CPU (intra-op) threads in every trainer process, `otweb train`'s
     and a worker's alike (trainer/threads.py applies it). None for "auto" or unset: the cores but one,
     shared among a run's ranks. ValueError, naming the variable, for anything else but a number >= 1."""
-    text = str((os.environ if env is None else env).get(TRAINER_THREADS_ENV, "")).strip().lower()
+    text = env_text(TRAINER_THREADS_ENV, "", env).lower()
     if text in ("", "auto"):
         return None
     if not text.isdigit() or int(text) < 1:

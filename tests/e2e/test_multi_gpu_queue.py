@@ -20,7 +20,7 @@ def test_gpus_on_the_queue_and_a_run_too_big_for_the_worker_waits(demo_workspace
         fits = stack.start({**short_run(demo_config, epochs=1), **ranks, "device_indexes": "0,1"})
         queued = {r["id"]: r for r in stack.api("GET", "/api/queue").json()["queue"]}
         assert queued[too_big]["gpus"] == 3
-        assert "waiting for a worker with 3 GPUs: the largest has 2" in queued[too_big]["waiting_reason"]
+        assert "for a worker with 3 GPUs: the largest has 2" in queued[too_big]["waiting_reason"]
         panel = stack.api("GET", "/queue/panel").text
         assert "3 GPUs" in panel and "the largest has 2" in panel
 

@@ -201,3 +201,13 @@ def test_wsgi_serves_the_app(tmp_path, redis_url):
            "OTWEB_CONFIG_DIR": str(tmp_path / "configs"), "REDIS_URL": redis_url}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     assert out.stdout.strip() == "Flask True", out.stderr
+
+
+def test_settings_are_read_only_in_settings():
+    """Every setting comes from the environment through webapp/settings.py (read when asked): no other
+    module reads os.environ or os.getenv (passing the environment on to a child process is fine)."""
+    import re
+    reads = re.compile(r"os\.environ\.get\(|os\.getenv\(|os\.environ\[")
+    found = [f"{path.relative_to(ROOT)}:{number}" for path in PACKAGE.rglob("*.py") if path.name != "settings.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1) if reads.search(line)]
+    assert found == []

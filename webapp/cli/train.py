@@ -12,6 +12,7 @@ from pathlib import Path
 from webapp.trainer.callbacks import TrainCallbacks
 from webapp.trainer.commands import TrainCommands
 from webapp.protocol import Event
+from webapp.settings import CONFIG_NAME
 
 
 class TerminalCallbacks(TrainCallbacks):
@@ -45,7 +46,7 @@ def train_in_terminal(config_path: Path, workspace: Path, quiet: bool = False) -
     config = json.loads(Path(config_path).read_text())
     run_dir = workspace / "runs" / f"cli-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (run_dir / CONFIG_NAME).write_text(json.dumps(config, indent=2))
     callbacks = TrainCallbacks() if quiet else TerminalCallbacks()
     commands = TrainCommands()
 

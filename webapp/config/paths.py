@@ -18,7 +18,9 @@ import os
 import unicodedata
 from pathlib import Path
 
-ENV_ROOTS = "OTWEB_DATA_ROOTS"
+from webapp.settings import DATA_ROOTS_ENV, env_text
+
+ENV_ROOTS = DATA_ROOTS_ENV
 CACHE_FOLDER = "workspace-cache"          # the workspace's cache folder (OneTrainer's default cache_dir)
 RUN_PLACEHOLDER = ("runs", "0")           # validation happens before a run has a folder: judge by a stand-in
 OUTSIDE_READ = "is outside the folders this server may read (an admin adds them to OTWEB_DATA_ROOTS)"
@@ -47,7 +49,7 @@ def split_roots(raw: str | None) -> list[Path]:
 
 def read_roots(workspace: Path, config_dir: Path | None = None, extra=None) -> tuple[Path, ...]:
     """The folders a config may read from. ``extra`` defaults to OTWEB_DATA_ROOTS."""
-    extra = split_roots(os.environ.get(ENV_ROOTS)) if extra is None else extra
+    extra = split_roots(env_text(ENV_ROOTS)) if extra is None else extra
     extra = split_roots(extra) if isinstance(extra, str) else extra
     roots = [Path(workspace), *([Path(config_dir)] if config_dir else []), *extra]
     return tuple(dict.fromkeys(Path(os.path.realpath(root)) for root in roots))

@@ -20,6 +20,7 @@ import redis
 from webapp import store
 from webapp.eventlog import EventSink
 from webapp.protocol import Event, Reason, RunState, make_event
+from webapp.control.placement import eligible, waiting_reason
 from webapp.control.heartbeats import lapse_reason, read_beats, redis_just_started
 from webapp.settings import HEARTBEAT_TTL_S, assign_key, drain_key, taken_key
 from webapp.control.backup_carry import newest_uploaded_backup, push_backup
@@ -143,36 +144,3 @@ class Dispatcher:
             return
         self.announced[run["id"]] = reason
         self.sink.emit(run["id"], make_event(Event.STATUS, text=f"waiting: {reason}", waiting=True))
-
-
-def eligible(name: str, beat: dict, target: dict) -> bool:
-    if target.get("worker") and target["worker"] != name:
-        return False
-    if target.get("gpus", 1) > len(beat.get("devices") or [0]):
-        return False  # a multi-GPU run needs a worker that owns that many devices
-    return set(target.get("labels") or ()) <= set(beat.get("labels") or ())
-
-
-def waiting_reason(target: dict, beats: dict, busy: set, token_ok) -> str:
-    if target.get("worker"):
-        name = target["worker"]
-        why = ("its backups are there; " if target.get("resume") else "")
-        if name not in beats:
-            return f"for worker {name} ({why}it is not connected)"
-        if beats[name].get("draining"):
-            return f"for worker {name} ({why}it is draining)"
-        return f"for worker {name} ({why}it is busy)"
-    labels = sorted(target.get("labels") or ())
-    able = [n for n, beat in beats.items() if eligible(n, beat, target)]
-    gpus = target.get("gpus", 1)
-    if gpus > 1 and beats and not able:
-        largest = max(beats, key=lambda n: len(beats[n].get("devices") or [0]))
-        return (f"for a worker with {gpus} GPUs: the largest has {len(beats[largest].get('devices') or [0])} "
-                f"({largest})")
-    if labels and not able:
-        return f"no connected worker has the label{'s' if len(labels) > 1 else ''} {', '.join(labels)}"
-    if not beats:
-        return "no worker is connected"
-    if not any(token_ok(n) for n in able):
-        return "no connected worker has a valid worker token (otweb token create --worker NAME)"
-    return f"every worker that can take it is busy ({len(able)} of {len(beats)})"

@@ -9,7 +9,6 @@ import functools
 import hashlib
 import ipaddress
 import logging
-import os
 import secrets
 import sqlite3
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from webapp.settings import check_worker_name
+from webapp.settings import check_worker_name, env_text
 
 from . import db
 
@@ -298,8 +297,6 @@ def revoke_token(conn, token_id: int) -> None:
 
 # -- whether accounts are on: read by the web at start and by `otweb serve/web` before binding ----
 
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-
 
 def resolve_mode(explicit, admin_token, database: Path) -> str:
     explicit = str(explicit or "auto").strip().lower()
@@ -331,7 +328,7 @@ def refuse_open_bind(host: str, database: Path) -> str | None:
     """The message that stops `otweb serve/web` on a non-loopback address with accounts off."""
     if is_loopback(host):
         return None
-    mode = resolve_mode(os.environ.get("OTWEB_AUTH"), os.environ.get("OTWEB_ADMIN_TOKEN"), database)
+    mode = resolve_mode(env_text("OTWEB_AUTH") or None, env_text("OTWEB_ADMIN_TOKEN") or None, database)
     if mode == "on":
         return None
     return (f"refusing to listen on {host} without accounts: anyone on the network could train, read "

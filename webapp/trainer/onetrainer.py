@@ -22,6 +22,7 @@ from webapp.config import paths
 from webapp.protocol import Event
 from webapp.trainer import onetrainer_hooks
 from webapp.trainer.sample_files import save_sample_image
+from webapp.settings import CONFIG_DIR_ENV, env_text
 
 FORWARD_EVERY_S = 0.2
 WORKSPACE_FOLDER = "onetrainer"  # OneTrainer's workspace_dir, inside the run folder
@@ -123,7 +124,7 @@ def onetrainer_config_dict(config: dict, run_dir: Path, base_dir: Path) -> dict:
     its backups; a relative output lands in the run folder, as with the built-in trainer."""
     run_dir, base_dir = Path(run_dir), Path(base_dir)
     # the third check (web, worker, here): OneTrainer would write wherever the config says
-    paths.require_confined(config, base_dir, paths.read_roots(base_dir, os.environ.get("OTWEB_CONFIG_DIR")), run_dir)
+    paths.require_confined(config, base_dir, paths.read_roots(base_dir, env_text(CONFIG_DIR_ENV) or None), run_dir)
     result = dict(config)
 
     def absolute(value, base: Path):

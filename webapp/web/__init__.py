@@ -20,14 +20,14 @@ def register(app: Flask) -> None:
     from webapp.web.auth import routes as auth_routes
     from webapp.web.configs import api as configs_api, pages as configs_pages
     from webapp.web.dashboard import api as dashboard_api, pages as dashboard_pages
-    from webapp.web.fleet import pages as fleet_pages
+    from webapp.web.fleet import api as fleet_api, pages as fleet_pages
     from webapp.web.models import api as models_api, pages as models_pages
     from webapp.web.openapi import routes as openapi_routes
     from webapp.web.playground import pages as playground_pages
     from webapp.web.runs import api as runs_api, banner as run_banner, downloads, pages as runs_pages
     from webapp.web.samples import api as samples_api, pages as samples_pages
     from webapp.web.sse import fragments, routes as sse_routes
-    from webapp.web.system import pages as system_pages
+    from webapp.web.system import api as system_api, pages as system_pages
 
     blueprints = (
         dashboard_pages.bp,     # /                    the current run, start, commands, the queue
@@ -39,14 +39,16 @@ def register(app: Flask) -> None:
         runs_pages.bp,          # /runs                history, run pages, the queue panel
         runs_api.bp,            # /api/runs, /api/queue
         downloads.bp,           # /runs/<id>/files
-        system_pages.bp,        # /system, /api/system
+        system_pages.bp,        # /system
+        system_api.bp,          # /api/system
         samples_pages.bp,       # /runs/<id>/samples, /samples
         samples_api.bp,         # /api/samples
         playground_pages.bp,    # /playground, /api/playground
         models_pages.bp,        # /models              model versions, their lineage, compare
         models_api.bp,          # /api/models
         openapi_routes.bp,      # /api/openapi.json, /api/docs
-        fleet_pages.bp,         # /fleet, /api/workers
+        fleet_pages.bp,         # /fleet
+        fleet_api.bp,           # /api/workers
     )
     app.json = api_input.StrictJSONProvider(app)
     app.url_value_preprocessor(api_input.refuse_huge_ids)

@@ -18,7 +18,7 @@ import redis
 
 from webapp.config import paths
 from webapp.protocol import Event, RunState, dumps, make_event
-from webapp.settings import (HEARTBEAT_TTL_S, WORKERS_KEY, Settings, assign_key, commands_key, drain_key,
+from webapp.settings import (CONFIG_NAME, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, restart_cause, upload_max_bytes, assign_key, commands_key, drain_key,
                              heartbeat_key, joined_key, taken_key, worker_stream, worker_user)
 from webapp.worker.backup_receive import CarryError, receive_backup
 from webapp.worker.heartbeat import GpuProbe, beat
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 1.0
 SHUTDOWN_GRACE_S = 20.0
 TAKE_TIMEOUT_S = 1
-UPLOAD_MAX_MB = float(os.environ.get("OTWEB_UPLOAD_MAX_MB") or 4096)
 
 
 def redis_client(url: str, name: str | None = None, token: str | None = None) -> redis.Redis:
@@ -98,8 +97,8 @@ class Worker:
         received = self._receive_backup(assignment, run_dir)
         if received is None:
             return RunState.FAILED
-        _write_atomic(run_dir / "config.json", json.dumps(config, indent=2))
-        uploads = FolderSync(self.sink, run_id, run_dir, int(UPLOAD_MAX_MB * 1e6))
+        _write_atomic(run_dir / CONFIG_NAME, json.dumps(config, indent=2))
+        uploads = FolderSync(self.sink, run_id, run_dir, upload_max_bytes())
         uploads.already_there(received)  # the web sent them: no need to send them back
         uploads.start()
         warm, self.warm = self.warm, None
@@ -204,7 +203,7 @@ class Worker:
 
     def _recover(self) -> None:
         """A run this worker had taken when it died is not running any more: say so."""
-        cause = os.environ.get("OTWEB_RESTART_CAUSE")  # set by `otweb serve` when it restarts us
+        cause = restart_cause()  # set by `otweb serve` when it restarts us
         reason = (f"worker {self.name} stopped while this run was training" + (f" ({cause})" if cause else "")
                   + "; resume it to continue from its newest backup")
         while not self.stopping.is_set():

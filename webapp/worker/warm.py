@@ -8,9 +8,9 @@ a later run. Off with OTWEB_WARM_TRAINER=0 (it holds a few hundred MB of RAM whi
 from __future__ import annotations
 
 import multiprocessing
-import os
 
 from webapp.trainer import process as trainer_process
+from webapp.settings import warm_trainer_enabled
 
 
 class WarmTrainer:
@@ -25,7 +25,7 @@ class WarmTrainer:
 
     @staticmethod
     def enabled() -> bool:
-        return os.environ.get("OTWEB_WARM_TRAINER", "1").strip().lower() not in ("0", "false", "no", "off")
+        return warm_trainer_enabled()
 
     def alive(self) -> bool:
         return self.process.is_alive()

@@ -9,15 +9,15 @@ own environment (in ``otweb serve`` the worker shares it), the trainer process f
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from webapp.config.builtin.multi_gpu import requested_gpus
 from webapp.config.builtin.train_settings import SUPPORTED_METHODS, SUPPORTED_MODEL_TYPES
+from webapp.settings import ONETRAINER_DIR_ENV, env_text
 
 BUILTIN, ONETRAINER = "builtin", "onetrainer"
 BACKENDS = (BUILTIN, ONETRAINER)
-ENV_VAR = "ONETRAINER_DIR"
+ENV_VAR = ONETRAINER_DIR_ENV
 INSTALL_HINT = ("install OneTrainer (git clone https://github.com/Nerogar/OneTrainer and its install "
                 "script) on the worker's host and set ONETRAINER_DIR to the checkout")
 # OneTrainer's own defaults, for a partial config that leaves them out
@@ -37,8 +37,7 @@ class BackendChoice:
 
 
 def onetrainer_dir(environ=None) -> str | None:
-    value = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
-    return value or None
+    return env_text(ENV_VAR, "", environ) or None
 
 
 def builtin_gaps(config: dict) -> list[str]:

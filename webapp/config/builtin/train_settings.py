@@ -6,7 +6,6 @@ one is what a run needs, with clear per-field errors for what the trainer cannot
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from webapp.config.loading import read_list_file
 from webapp.config.builtin.multi_gpu import MultiGpu, read_multi_gpu
 from webapp.config.builtin.options import MODEL_FAMILIES, TrainOptions, read_options
 from webapp.config.builtin.optimizer_names import SUPPORTED_LR_SCHEDULERS
+from webapp.settings import CONFIG_DIR_ENV, env_text
 
 TIME_UNITS = ("EPOCH", "STEP", "SECOND", "MINUTE", "HOUR", "NEVER", "ALWAYS")
 SUPPORTED_MODEL_TYPES = tuple(MODEL_FAMILIES)
@@ -277,7 +277,7 @@ class _Reader:
         if items is None and self.config.get(file_key):
             # as the web reads it: only inside the read roots, opened through confined, counted
             # before anything is done with its entries; the message names no server path
-            roots = paths.read_roots(self.base_dir, os.environ.get("OTWEB_CONFIG_DIR"))
+            roots = paths.read_roots(self.base_dir, env_text(CONFIG_DIR_ENV) or None)
             items, problem = read_list_file(self.config[file_key], self.base_dir, roots)
             if problem:
                 self.fail(file_key, problem)

@@ -11,7 +11,6 @@ global batch; rank 0 alone writes samples, backups, outputs and events.
 from __future__ import annotations
 
 import contextlib
-import os
 import math
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from webapp.trainer.builtin.schedule import Schedule
 from webapp.trainer.builtin.stepper import Stepper
 from webapp.trainer.builtin.tensorboard import LossBoard
 from webapp.trainer.threads import apply_trainer_threads
+from webapp.settings import CONFIG_DIR_ENV, env_text
 
 NAN_HINT = ("lower the learning_rate, or train in FLOAT_32 (train_dtype) if mixed precision "
             "overflows")
@@ -162,7 +162,7 @@ class BuiltinBackend(Backups):
         should_stop = self._stop_requested if self.group.is_main else (lambda: False)
         skipped: list = []
         # the worker checked the paths; every folder and file is checked again as it is opened
-        roots = paths.read_roots(self.base_dir, os.environ.get("OTWEB_CONFIG_DIR"))
+        roots = paths.read_roots(self.base_dir, env_text(CONFIG_DIR_ENV) or None)
         items = concepts.find_items(settings.concepts, min(settings.resolutions),
                                     self.callbacks.log, should_stop, skipped, roots)
         if skipped:  # the count travels with the event, for the run page

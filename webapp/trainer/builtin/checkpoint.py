@@ -18,11 +18,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from webapp.protocol import BACKUP_COMPLETE_FILE
+from webapp.settings import CONFIG_NAME
 
 TRAINED_FILE = "trained.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 PROGRESS_FILE = BACKUP_COMPLETE_FILE  # written last: its presence marks the folder complete
-CONFIG_FILE = "config.json"
+CONFIG_FILE = CONFIG_NAME  # beside a backup's weights, as in the run folder
 
 
 def unique_folder(parent: Path, name: str) -> Path:

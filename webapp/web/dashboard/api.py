@@ -69,12 +69,6 @@ for _command, _path in ((Command.STOP, "stop"), (Command.BACKUP, "backup"),
     bp.add_url_rule(f"/training/{_path}", view_func=_command_route(_command), methods=["POST"])
 
 
-@bp.post("/runs/<int:run_id>/resume")
-def run_resume(run_id: int):
-    run_actions.resume_run(run_id)
-    return jsonify(run_id=run_id, state="queued", resumed=True), 202
-
-
 @bp.get("/training/progress")
 def training_progress():
     run = run_views.current_run()

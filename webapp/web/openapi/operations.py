@@ -56,10 +56,7 @@ def op(summary: str, tag: str, *, ok=None, status: int = 200, body: dict | None 
 
 ID = between(1, MAX_ID)
 QUEUE_ERRORS = [409, 429, 503, 507]  # a start: state, caps per user, the queue or Redis, disk space
-
-
 COMMAND = obj(run_id=INT, command=STR, accepted=BOOL)
-RUN_BODY = obj(config_name=STR, config=ref("TrainConfig"), run_id=INT)
 SAMPLE_REQUEST = obj(prompt=text(MAX_TEXT), negative_prompt=text(MAX_TEXT), seed=INT, random_seed=BOOL, steps=INT, cfg_scale=NUM,
                      width=INT, height=INT, noise_scheduler=STR, playground=BOOL, lora_scale=NUM, run_id=INT)
 CONFIG_BODY = {"anyOf": [ref("TrainConfig"), obj(("config",), config=ref("TrainConfig"))]}
@@ -88,7 +85,7 @@ OPERATIONS = {
     "api.training_sample_default": op("Sample the config's prompts now", "training", status=202, body=obj(run_id=ID), ok=COMMAND, errors=[409, 503]),
     "api.training_progress": op("Step, epoch, loss, smoothed loss, it/s, ETA of the current run", "training",
                                 ok=obj(run_id=INT, state=STR, status=STR, progress=nullable(obj())), errors=[404]),
-    "api.run_resume": op("Resume an ended run from its newest backup", "runs", status=202,
+    "runs_api.run_resume": op("Resume an ended run from its newest backup", "runs", status=202,
                          ok=obj(run_id=INT, state=STR, resumed=BOOL), errors=QUEUE_ERRORS),
     # events
     "events.json_events": op("The live event stream (SSE, JSON data, id = sequence number)", "events",
@@ -117,11 +114,11 @@ OPERATIONS = {
     "runs_api.cancel_queued": op("Take a run out of the queue", "queue", ok=obj(), errors=[409]),
     "runs_api.reorder": op("Reorder the queue", "queue", body=obj(order=array(INT)), ok=obj()),
     "runs_api.pause": op("Pause or resume the queue", "queue", body=obj(paused=BOOL), ok=obj(paused=BOOL)),
-    "fleet.api_workers": op("The fleet: each worker (GPUs, load, labels, run, last seen) and the totals", "fleet",
+    "fleet_api.api_workers": op("The fleet: each worker (GPUs, load, labels, run, last seen) and the totals", "fleet",
                             ok=obj(workers=array(obj()), totals=obj())),
-    "fleet.drain": op("Drain a worker (finish its run, take no more) or take runs again (admin)", "fleet",
+    "fleet_api.drain": op("Drain a worker (finish its run, take no more) or take runs again (admin)", "fleet",
                       body=obj(drain=BOOL), ok=obj(name=STR, draining=BOOL)),
-    "fleet.remove": op("Remove a gone worker from the fleet (admin)", "fleet", ok=obj(name=STR, removed=BOOL)),
+    "fleet_api.remove": op("Remove a gone worker from the fleet (admin)", "fleet", ok=obj(name=STR, removed=BOOL)),
     # configs
     "config_api.current": op("The running run's config", "configs", ok=obj(run_id=INT, config_name=STR, config=ref("TrainConfig")), errors=[404]),
     "config_api.list_configs": op("The config library", "configs", ok=obj(configs=array(obj()))),
@@ -173,10 +170,10 @@ OPERATIONS = {
                               ok=obj(id=INT, note=STR)),
     "models_api.delete_model": op("Delete a version and its file (admin)", "models", ok=obj(deleted=INT, file_removed=BOOL)),
     # system, accounts, this document
-    "system.api_info": op("Machine, libraries, GPUs", "system", ok=obj()),
-    "system.api_resources": op("CPU, RAM, disk and GPU use", "system", ok=obj()),
-    "system.api_processes": op("The product's processes", "system", ok=obj()),
-    "system.api_record": op("The record: entries set aside as malformed, and why it cannot be written", "system",
+    "system_api.api_info": op("Machine, libraries, GPUs", "system", ok=obj()),
+    "system_api.api_resources": op("CPU, RAM, disk and GPU use", "system", ok=obj()),
+    "system_api.api_processes": op("The product's processes", "system", ok=obj()),
+    "system_api.api_record": op("The record: entries set aside as malformed, and why it cannot be written", "system",
                             ok=obj(blocked=ANY, dead_letters=ANY)),
     "auth.token_login": op("Trade a password for an API token", "auth", status=201,
                            body=obj(("username", "password"), username=text(ACCOUNT_NAME), password=STR, name=text(ACCOUNT_NAME)),

@@ -116,3 +116,9 @@ def pause():
     store.set_queue_paused(get_db(), paused)
     run_actions.nudge_dispatcher()
     return jsonify(paused=paused)
+
+
+@bp.post("/runs/<int:run_id>/resume")
+def run_resume(run_id: int):
+    run_actions.resume_run(run_id)
+    return jsonify(run_id=run_id, state="queued", resumed=True), 202

@@ -10,12 +10,13 @@ import redis
 from webapp import store
 from webapp.protocol import RunState
 from webapp.control import heartbeats, record_state
-from webapp.settings import HEARTBEAT_TTL_S
+from webapp.settings import CONFIG_NAME, HEARTBEAT_TTL_S
 from webapp.web.charts import loss_sparkline
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db, get_redis
 from webapp.web.runs.files import run_dir
-from webapp.web.fleet.workers import live_workers, run_usage, waiting_reason
+from webapp.control.placement import why_waiting
+from webapp.web.fleet.workers import live_workers, run_usage
 
 RESUMABLE_STATES = (RunState.FAILED.value, RunState.STOPPED.value, RunState.INTERRUPTED.value)
 
@@ -56,7 +57,7 @@ def current_run() -> dict | None:
 
 def config_as_run(run: dict) -> dict:
     """The config the trainer got (run folder), else the one queued."""
-    path = run_dir(run["id"]) / "config.json"
+    path = run_dir(run["id"]) / CONFIG_NAME
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -112,10 +113,17 @@ def add_gpus(view: dict, config: dict, workers: list[dict] | None = None) -> dic
     view["global_batch"] = batch * gpus if batch else None
     if view["state"] in (RunState.QUEUED.value, RunState.RUNNING.value):
         workers = live_workers() if workers is None else workers
-        view["waiting_reason"] = (waiting_reason(gpus, workers)
+        view["waiting_reason"] = (_why_waiting(view, gpus, workers)
                                   if view["state"] == RunState.QUEUED.value else None)
         view["ranks"] = run_usage(view["id"], workers) if view["state"] == RunState.RUNNING.value else []
     return view
+
+
+def _why_waiting(view: dict, gpus: int, workers: list[dict]) -> str | None:
+    """The dispatcher's own reason (control/placement.py), from the same heartbeats."""
+    beats = {worker["name"]: worker["beat"] for worker in workers}
+    busy = {worker["name"] for worker in workers if worker["run_id"]}
+    return why_waiting({**store.assignments.target_of(view), "gpus": gpus}, beats, busy)
 
 
 SPARK_POINTS = 24
