@@ -126,7 +126,11 @@ def test_two_ranks_at_batch_b_match_one_rank_at_batch_2b(lab, two_ranks):
     single, double = load_file(run_dir / "models" / "demo_lora.safetensors"), two_ranks.output()
     assert single.keys() == double.keys() and len(single) > 0
     worst = max((single[k].float() - double[k].float()).abs().max().item() for k in single)
-    assert worst < 1e-5
+    # two ranks sum their half-batches' gradients in another order than one rank sums the whole
+    # batch: float32 rounding, carried through 12 AdamW steps, leaves ~1e-5 (1.09e-5 with the
+    # libraries installed on 2026-12-07; under 1e-5 before). A wrong gradient (a rank's half lost or
+    # counted twice) moves the weights by about the learning rate, 1e-2
+    assert worst < 5e-5
     moved = max(v.float().abs().max().item() for k, v in single.items() if "lora_B" in k or "lora_up" in k)
     assert moved > 0  # the weights trained: the comparison compares something
 
