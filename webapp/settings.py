@@ -23,6 +23,12 @@ CONFIG_NAME = "config.json"              # the config as it ran
 LOG_NAME = "trainer.log"                 # the trainer process's stdout and stderr
 
 
+def upload_max_bytes() -> int:
+    """OTWEB_UPLOAD_MAX_MB: the largest file a worker uploads (a larger one stays on its host), and
+    the most the web accepts of one file."""
+    return int(float(os.environ.get("OTWEB_UPLOAD_MAX_MB") or 4096) * 1e6)
+
+
 def rank_log_name(rank: int) -> str:
     """The log of rank ``rank`` > 0 of a multi-GPU run (rank 0 writes LOG_NAME)."""
     return f"trainer-rank{rank}.log"

@@ -16,10 +16,11 @@ from pathlib import Path
 import redis
 
 from webapp import store
-from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, UploadError,
-                             confined, decode_entry, encode_event, join_events, write_chunk)
+from webapp.control.sample_check import check_sample
+from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, ChunkWriter,
+                             UploadError, confined, decode_entry, encode_event, join_events)
 from webapp.protocol import Event, Reason, make_event
-from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP
+from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP, upload_max_bytes
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -40,6 +41,7 @@ class Recorder:
         self._assignments: dict[str, dict] = {}
         self._lapsed: dict[int, bool] = {}  # per batch: run -> interrupted by a lapsed heartbeat
         self.nudged = False  # the last batch held a nudge: the queue changed (run_actions.nudge_dispatcher)
+        self.chunks = ChunkWriter(upload_max_bytes())
 
     def stats(self) -> dict:
         return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4)}
@@ -146,13 +148,26 @@ class Recorder:
             return []
         try:
             if kind == ENTRY_FILE:
-                write_chunk(Path(self.run_dir(run_id)), entry)
+                self._file_chunk(run_id, entry)
             elif kind == ENTRY_REMOVE:
                 remove_file(Path(self.run_dir(run_id)), entry["path"])
+                store.uploads.forget(self.conn, run_id, entry["path"])
         except (UploadError, OSError) as exc:
             log.warning("run %s: %s", run_id, exc)
             return [_wire(appender.append(run_id, make_event(Event.LOG, level="warning", text=str(exc))))]
         return []
+
+    def _file_chunk(self, run_id: int, entry: dict) -> None:
+        """A whole file's size and sha256 are recorded as its last chunk lands (hashed as the chunks
+        came); a sample image is checked first (its header only) and refused if larger than the run allows."""
+        folder = Path(self.run_dir(run_id))
+        done = self.chunks.write(folder, entry)
+        if done is None:
+            return
+        if done["path"].startswith("samples/"):
+            run = store.get_run(self.conn, run_id)
+            check_sample(confined(folder, done["path"]), done["path"], store.run_config(run) if run else {})
+        store.uploads.record(self.conn, run_id, done["path"], done["size"], done["sha256"])
 
     def _event(self, run_id: int, entry: dict, appender) -> list[str]:
         name, data = entry.get("event"), entry.get("data") or {}

@@ -4,11 +4,11 @@ numbered events, every loss value, samples' metadata, accounts.
 Plain functions over a ``sqlite3.Connection``, one module per concern: ``db`` (connection,
 transactions), ``schema``, ``runs`` (rows, queue, history), ``events`` (the numbered log),
 ``metrics`` (losses and the chart's downsampling, summarised by ``buckets``), ``samples``,
-``models`` (model versions and their lineage) and ``accounts``. The common calls are re-exported here, so a caller writes ``store.get_run(conn, id)``;
+``models`` (model versions and their lineage), ``uploads`` (the files workers sent, with their sha256) and ``accounts``. The common calls are re-exported here, so a caller writes ``store.get_run(conn, id)``;
 the gallery's and the accounts' own calls are reached as ``store.samples.grid(...)`` and
 ``store.accounts.add_user(...)``.
 """
-from . import accounts, buckets, db, events, fleet, metrics, models, runs, samples, schema  # noqa: F401
+from . import accounts, buckets, db, events, fleet, metrics, models, runs, samples, schema, uploads  # noqa: F401
 from .db import connect, setting, transaction  # noqa: F401
 from .events import append_event, chart_version, events_since, first_events, kept_files, last_seq, recent_events  # noqa: F401
 from .metrics import append_metrics, loss_buckets, recent_losses  # noqa: F401

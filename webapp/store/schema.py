@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import buckets, fleet, models
+from . import buckets, fleet, models, uploads
 from .db import setting
 
 SCHEMA = """
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def init_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA + buckets.BUCKETS_SCHEMA + models.SCHEMA)
+    conn.executescript(SCHEMA + buckets.BUCKETS_SCHEMA + models.SCHEMA + uploads.SCHEMA)
     # columns added after a workspace was first made
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
     for name, kind in (("resume_requested", "INTEGER NOT NULL DEFAULT 0"), ("queue_position", "REAL"),

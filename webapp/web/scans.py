@@ -90,7 +90,7 @@ class Scanner:
                 self._pending.pop(key, None)
 
     def _submit(self, function, *args):
-        pool = _gevent_pool()
+        pool = gevent_pool()
         if pool is not None:
             return pool.spawn(function, *args)
         if self._executor is None:
@@ -98,7 +98,7 @@ class Scanner:
         return self._executor.submit(function, *args)
 
 
-def _gevent_pool():
+def gevent_pool():
     """gevent's pool of real threads when gevent patched this process (gunicorn -k gevent)."""
     try:
         from gevent import get_hub
