@@ -34,9 +34,19 @@ def thumbnail(run_dir: Path, image: Path, sample_id: int, size: int) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     pool = gevent_pool()
-    if pool is not None:  # this request's greenlet waits; the others go on
-        return pool.apply(_make, (image, path, size))
-    return _make(image, path, size)
+    # this request's greenlet waits; the others go on. A refusal comes back as a value (raised in a
+    # pool thread, gevent would print it as a crash)
+    made = pool.apply(_made, (image, path, size)) if pool is not None else _made(image, path, size)
+    if isinstance(made, ImageRefused):
+        raise made
+    return made
+
+
+def _made(image: Path, path: Path, size: int) -> Path | ImageRefused:
+    try:
+        return _make(image, path, size)
+    except ImageRefused as exc:
+        return exc
 
 
 def _make(image: Path, path: Path, size: int) -> Path:
