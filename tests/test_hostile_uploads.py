@@ -135,6 +135,7 @@ def test_a_png_bomb_sample_is_refused_on_arrival_with_a_warning(app, redis_url, 
     folder = app.config["SETTINGS"].run_dir(run_id)
     assert not (folder / "samples" / "default" / "1-0.png").exists()
     assert (folder / "samples" / "default" / "1-1.png").exists()
+    assert [s["path"] for s in store.list_samples(conn, run_id)] == ["samples/default/1-1.png"]  # none without its image
     assert any("1-0.png" in w and "larger than this run's samples can be" in w and "169000000 pixels" in w
                for w in _warnings(conn, run_id)), _warnings(conn, run_id)
 

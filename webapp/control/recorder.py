@@ -19,7 +19,7 @@ from webapp import store
 from webapp.control.sample_check import check_sample
 from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, NUDGE_FIELD, ChunkWriter,
                              UploadError, confined, decode_entry, encode_event, join_events)
-from webapp.protocol import Event, Reason, make_event
+from webapp.protocol import SAMPLE_EVENTS, Event, Reason, make_event
 from webapp.settings import EVENT_STREAM, EVENTS_CHANNEL, RECORDER_GROUP, upload_max_bytes
 
 log = logging.getLogger(__name__)
@@ -195,12 +195,20 @@ class Recorder:
             check_sample(confined(folder, done["path"]), done["path"], store.run_config(run) if run else {})
         store.uploads.record(self.conn, run_id, done["path"], done["size"], done["sha256"])
 
+    def _arrived(self, run_id: int, relative) -> bool:
+        try:
+            return isinstance(relative, str) and confined(Path(self.run_dir(run_id)), relative).is_file()
+        except UploadError:
+            return False
+
     def _event(self, run_id: int, entry: dict, appender) -> list[str]:
         name, data = entry.get("event"), entry.get("data") or {}
         if name == Event.RUN:
             self._lapsed.pop(run_id, None)  # its state changes: ask the record again
             if self._stale(run_id, entry["src"]):
                 return []  # a state from an assignment the run has left (it was resumed elsewhere since)
+        if name in SAMPLE_EVENTS and not self._arrived(run_id, data.get("path")):
+            return []  # its image was refused on arrival (the run's log says why): no sample without it
         if name == Event.FINISHED and data.get("output") and not os.path.isabs(data["output"]):
             data = {**data, "output": str(confined(Path(self.run_dir(run_id)), data["output"]))}
         event = {"event": name, "data": data, "time": entry.get("time") or time.time()}
