@@ -144,8 +144,10 @@ class UploadError(ValueError):
 
 
 def confined(folder: Path, relative: str) -> Path:
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:  # refused without touching the disk
+        raise UploadError(f"refused a file outside the run folder: {relative!r}")
     path = (folder / relative).resolve()
-    if Path(relative).is_absolute() or folder.resolve() not in path.parents:
+    if folder.resolve() not in path.parents:
         raise UploadError(f"refused a file outside the run folder: {relative!r}")
     return path
 
