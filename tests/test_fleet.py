@@ -251,24 +251,25 @@ def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url
     assert "for worker gone" in store.get_run(conn2, second)["status_text"]
 
 
-def test_a_planted_pickle_backup_never_leaves_its_host(app, redis_url, tmp_path):
+def test_a_planted_pickle_backup_never_leaves_its_host(app, client, redis_url, tmp_path):
     """Issue 26 §1: a hostile worker uploads a backup whose optimizer.pt is a pickle that would run
     code where it is loaded, and goes silent; the resume is not sent to another worker (the run
     waits for the host that wrote it, and says why), and nothing on the web loads it."""
     import pickle
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    redis_client = redis.Redis.from_url(redis_url, decode_responses=True)
     settings = app.config["SETTINGS"]
     conn, run_id, source = _run(app, worker="hostile")
     marker = tmp_path / "pwned"
     planted = pickle.dumps(_Planted(marker))
     worker_folder = tmp_path / "hostile-host" / "run"
     _backup(worker_folder, "2026-01-01_00-01-00-step12", 12, b"w" * 100, optimizer_pt=planted)
-    _upload(app, conn, client, run_id, source, worker_folder)
+    _upload(app, conn, redis_client, run_id, source, worker_folder)
     backup = settings.run_dir(run_id) / "backups" / "2026-01-01_00-01-00-step12"
     assert (backup / "optimizer.pt").read_bytes() == planted  # it came up, as any upload does
-    assert _resume_with_other_worker(conn, client, settings, run_id) is None
+    assert _resume_with_other_worker(conn, redis_client, settings, run_id) is None
     status = store.get_run(conn, run_id)["status_text"]
     assert "for worker hostile" in status and "holds optimizer.pt" in status and "only on the host" in status
+    assert "loaded only on the host that wrote it" in client.get(f"/runs/{run_id}").text  # the run page says so
     assert not marker.exists()
 
 
