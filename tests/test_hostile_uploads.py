@@ -10,6 +10,7 @@ import hashlib
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -160,28 +161,48 @@ def test_a_bomb_on_disk_gets_no_thumbnail_and_is_not_decoded(app, client, bomb):
     assert not list((folder / "samples").rglob(".thumbs/*.png"))
 
 
-def test_thumbnails_are_made_off_the_event_loop(tmp_path, redis_url, bomb):
-    """Under gunicorn's gevent worker, with gevent's monitor thread on: many large (allowed) samples'
-    thumbnails and a bomb's requested at once while a probe asks for a page; the probe is answered,
-    every thumbnail is made, and the monitor reports no event-loop block while they are made."""
+def _workspace(tmp_path):
     workspace, configs = tmp_path / "workspace", tmp_path / "configs"
     workspace.mkdir()
     configs.mkdir()
     conn = store.connect(workspace / "otweb.sqlite3")
     store.init_schema(conn)
     run_id = store.create_run(conn, "demo", {"resolution": "512"})
+    # ended: the dispatcher has nothing to announce (its commits are not what is measured here)
+    store.append_event(conn, run_id, make_event("run", state="completed"))
+    return workspace, configs, conn, run_id
+
+
+@contextmanager
+def _monitored_web(workspace, configs, redis_url, warm_path: str):
+    """gunicorn's gevent worker with gevent's monitor thread on; yields (url, reports()) where
+    reports() is what the monitor wrote since the first answer of ``warm_path``."""
+    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(configs), "REDIS_URL": redis_url,
+           "GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"}
+    with serve_web(env) as url:
+        log = next(workspace.glob("gunicorn-*.log"))
+        assert requests.get(f"{url}{warm_path}", timeout=30).status_code == 200  # warmed up
+        before = log.stat().st_size
+
+        def reports() -> str:
+            with open(log, "rb") as fh:
+                fh.seek(before)
+                return fh.read().decode("utf-8", "replace")
+        yield url, reports
+
+
+def test_thumbnails_are_made_off_the_event_loop(tmp_path, redis_url, bomb):
+    """Under gunicorn's gevent worker, with gevent's monitor thread on: many large (allowed) samples'
+    thumbnails and a bomb's requested at once while a probe asks for a page; the probe is answered,
+    every thumbnail is made, and the monitor reports no event-loop block while they are made."""
+    workspace, configs, conn, run_id = _workspace(tmp_path)
     folder = workspace / "runs" / str(run_id)
     big = tmp_path / "big.png"
     Image.new("RGB", (4096, 4096), "teal").save(big)  # small on disk, ~50 MB decoded
     ids = [_sample(conn, run_id, folder, f"big{i}.png", big.read_bytes()) for i in range(6)]
     bomb_id = _sample(conn, run_id, folder, "bomb.png", bomb)
     conn.close()
-    env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(configs), "REDIS_URL": redis_url,
-           "GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"}
-    with serve_web(env) as url:
-        log = next(workspace.glob("gunicorn-*.log"))
-        assert requests.get(f"{url}/api/samples/list?run={run_id}", timeout=30).status_code == 200  # warmed up
-        before = log.stat().st_size
+    with _monitored_web(workspace, configs, redis_url, f"/api/samples/list?run={run_id}") as (url, reports):
         with ThreadPoolExecutor(8) as pool:
             thumbs = [pool.submit(requests.get, f"{url}/api/samples/{i}/thumbnail?size=256", timeout=120)
                       for i in ids + [bomb_id]]
@@ -189,10 +210,29 @@ def test_thumbnails_are_made_off_the_event_loop(tmp_path, redis_url, bomb):
             answers = [t.result() for t in thumbs]
         assert probe.status_code == 200
         assert [a.status_code for a in answers] == [200] * len(ids) + [422]
-        with open(log, "rb") as fh:
-            fh.seek(before)
-            reports = fh.read().decode("utf-8", "replace")
-    assert not event_loop_blocks(reports), reports[:3000]
+        log = reports()
+    assert not event_loop_blocks(log), event_loop_blocks(log)[0][:3000]
+
+
+def test_a_large_model_file_is_summed_off_the_event_loop(tmp_path, redis_url):
+    """A model version's sha256, missing from the record (not yet summed), is computed once in a pool
+    thread: a large save (a worker can upload up to OTWEB_UPLOAD_MAX_MB) does not hold the loop."""
+    workspace, configs, conn, run_id = _workspace(tmp_path)
+    save = workspace / "runs" / str(run_id) / "saves" / "big-step4.safetensors"
+    save.parent.mkdir(parents=True)
+    with open(save, "wb") as fh:
+        for _ in range(200):
+            fh.write(os.urandom(1 << 20))
+    store.append_event(conn, run_id, make_event("log", text="saved", artifact={
+        "kind": "save", "path": "saves/big-step4.safetensors", "global_step": 4, "epoch": 0}))
+    conn.close()
+    with _monitored_web(workspace, configs, redis_url, "/api/models") as (url, reports):
+        (version,) = requests.get(f"{url}/api/models", timeout=30).json()["versions"]
+        detail = requests.get(f"{url}/api/models/{version['id']}", timeout=120).json()["version"]
+        log = reports()
+    with open(save, "rb") as fh:
+        assert detail["sha256"] == hashlib.file_digest(fh, "sha256").hexdigest()
+    assert not event_loop_blocks(log), event_loop_blocks(log)[0][:3000]
 
 
 def event_loop_blocks(log: str) -> list[str]:

@@ -18,6 +18,10 @@ from webapp.web.scans import gevent_pool
 SIZES = (128, 256)
 FOLDER = Path("samples") / ".thumbs"
 Image.MAX_IMAGE_PIXELS = SAMPLE_MAX_SIDE * SAMPLE_MAX_SIDE  # Pillow refuses past twice this
+# Pillow imports its format plugins on first use; an import in a pool thread of a gevent-patched
+# process can deadlock on the import lock (seen: thumbnails hung in Image.save's preinit), so
+# they are all imported here, once, on the main thread
+Image.init()
 
 
 class ImageRefused(ValueError):
