@@ -1,6 +1,6 @@
 """Noisy neighbour: what one busy or greedy user costs everyone else (issue #16, point 2).
 
-One gunicorn gevent worker (the product's command line), accounts on. Two phases of SECONDS each,
+One gunicorn gevent worker (the product's command line), accounts on. Three phases of SECONDS each,
 in the same run:
   A (baseline): a probe requests the dashboard at RATE/s (open loop: latency from each request's
     due time), and a watcher's SSE stream receives a log event every 1/EVENTS_PER_S s, emitted by
@@ -10,8 +10,14 @@ in the same run:
     htmx does, one client opens 100 live streams at once, and one sends issue 27's hostile requests
     (1 MB of ``{}`` concepts to validate, a run queued on the huge folder, a 1 MB prompt) once a second.
 Reported: dashboard p50/p99 and SSE delivery p50/p99 in each phase and B/A; how many of the 100
+  C (hostile worker, issue 26 §4): the same probe and watcher while a worker holding one valid
+    assignment sends a 13000x13000 PNG bomb sample, chunks at offset 5e9 and a file past
+    OTWEB_UPLOAD_MAX_MB every second, and 1,000 malformed or junk entries a second
+    (hostile_worker.py); the web's recorder reads them all.
+Reported: dashboard p50/p99 and SSE delivery p50/p99 in each phase, B/A and C/A; how many of the 100
 streams were accepted (the per-user cap) and refused with 429; how long the scan took; and, for
-scale, how long the same scan blocks when done inline (what each editor view cost before).
+scale, how long the same scan blocks when done inline (what each editor view cost before); gevent's
+monitor thread's reports of the event loop blocked over 50 ms (goal 0), in phase C on its own.
 
     .venv/bin/python benchmarks/bench_noisy_neighbour.py [--seconds 10] [--files 50000]
 """
@@ -28,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Bench, machine, pct, table, wait_http, write_results  # noqa: E402
+from hostile_worker import WORKER, HostileWorker, plant  # noqa: E402
 
 NAME = "bench_noisy_neighbour"
 RATE, EVENTS_PER_S, EDITORS, GREEDY_STREAMS = 20, 10, 10, 100
@@ -167,7 +174,7 @@ def hostile_requests(host, port, tokens, stop: threading.Event, out: dict) -> No
         stop.wait(THINK_S)
 
 
-def phase(bench, url, tokens, sink, run_id, seconds, noisy: bool) -> dict:
+def phase(bench, url, tokens, sink, run_id, seconds, noisy: bool, hostile=None) -> dict:
     host, port = url.split("//")[1].split(":")
     port = int(port)
     pages, deliveries, stop, ready = [], [], threading.Event(), threading.Event()
@@ -176,18 +183,21 @@ def phase(bench, url, tokens, sink, run_id, seconds, noisy: bool) -> dict:
     ready.wait(10)
     time.sleep(0.5)
     editors, socks, greedy_statuses = {"views": 0, "statuses": {}, "figures_s": []}, [], {}
-    threads, hostile = [], {}
+    threads, hostile_seen = [], {}
     if noisy:
         socks, greedy_statuses = greedy(host, port, tokens["greedy"])
         threads = [threading.Thread(target=editor_session, args=(host, port, tokens["editor"], stop, editors),
                                     daemon=True) for _ in range(EDITORS)]
-        threads.append(threading.Thread(target=hostile_requests, args=(host, port, tokens, stop, hostile), daemon=True))
+        threads.append(threading.Thread(target=hostile_requests, args=(host, port, tokens, stop, hostile_seen), daemon=True))
         for thread in threads:
             thread.start()
+    if hostile is not None:
+        hostile.start()
     probing = threading.Thread(target=probe, args=(host, port, tokens["probe"], seconds, pages))
     probing.start()
     emitter(sink, run_id, seconds)
     probing.join()
+    sent = hostile.stop() if hostile is not None else None
     time.sleep(1.0)
     stop.set()
     for thread in threads + [watch]:
@@ -205,14 +215,41 @@ def phase(bench, url, tokens, sink, run_id, seconds, noisy: bool) -> dict:
             "sse_p50": pct(deliveries, 50), "sse_p99": pct(deliveries, 99), "sse_received": len(deliveries),
             "sse_expected": int(seconds * EVENTS_PER_S), "editor_views": editors["views"],
             "editor_statuses": editors["statuses"], "figures_s_max": max(editors["figures_s"], default=None),
-            "greedy_streams": greedy_statuses, "hostile_requests": hostile}
+            "greedy_streams": greedy_statuses, "hostile_requests": hostile_seen, "hostile_sent": sent}
+
+
+
+def hostile_phase(bench, url, tokens, sink, conn, seconds, log_path: Path) -> dict:
+    """C: the probe and the watcher while a hostile worker (hostile_worker.py) sends bombs, sparse and
+    oversized files, malformed entries and 1,000 junk entries a second into its own run; with the
+    event-loop blocks gevent's monitor reported during this phase alone, what the web refused, the
+    disk its run folder takes, and the stream's backlog at the end (whether the recorder kept up)."""
+    from redis import Redis
+
+    from webapp import store
+    from webapp.settings import worker_stream
+    run_id = store.create_run(conn, "hostile", {"resolution": "512"})
+    worker = HostileWorker(bench.env["REDIS_URL"], run_id, plant(conn, run_id, redis_url=bench.env["REDIS_URL"]))
+    at = log_path.stat().st_size
+    result = phase(bench, url, tokens, sink, run_id, seconds, noisy=False, hostile=worker)
+    with open(log_path, "rb") as fh:
+        fh.seek(at)
+        result["loop_blocked_over_50ms"] = blocking_reports(fh.read().decode("utf-8", "replace"))
+    warnings = conn.execute("SELECT count(*) FROM events WHERE run_id = ? AND name = 'log' AND "
+                            "json_extract(data, '$.text') LIKE 'refused%'", (run_id,)).fetchone()[0]
+    folder = bench.workspace / "runs" / str(run_id)
+    result.update(refused_warnings=warnings, run_folder_disk_bytes=sum(
+        p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0,
+        stream_backlog_at_end=Redis.from_url(bench.env["REDIS_URL"]).xlen(worker_stream(WORKER)))
+    return result
 
 
 def blocking_reports(log: str) -> dict:
     """gevent's monitor reports about the event loop: how many, how many in a dataset scan's file
     I/O, and where in our code (the innermost frame of webapp/ or templates/) the loop was each time.
-    Reports whose "blocked stack" is the monitor thread itself are about the hub of a pool thread
-    (a scan doing its blocking work where it should), not the event loop: they are counted apart."""
+    Reports whose "blocked stack" is the monitor thread itself or a pool thread are about the hub of a
+    pool thread (a scan or a thumbnail doing its blocking work where it should), not the event loop:
+    they are counted apart."""
     reports = log.split("appears to be blocked")[1:]
     where: dict[str, int] = {}
     scans = pool_threads = 0
@@ -220,7 +257,7 @@ def blocking_reports(log: str) -> dict:
         # only the blocked thread's stack: the report goes on to dump every thread (the scans' too)
         blocked = text.split("Blocked Stack", 1)[-1].split("\nInfo:", 1)[0]
         frames = [line.strip() for line in blocked.split("\n") if line.strip().startswith("File ")]
-        if frames and "gevent/_monitor.py" in frames[-1]:
+        if frames and ("gevent/_monitor.py" in frames[-1] or any("gevent/threadpool.py" in f for f in frames)):
             pool_threads += 1
             continue
         ours = [line for line in frames if "/webapp/" in line or "/templates/" in line]
@@ -261,25 +298,32 @@ def main() -> None:
         inline_s = time.monotonic() - started
         quiet = phase(bench, url, tokens, sink, run_id, args.seconds, noisy=False)
         noisy = phase(bench, url, tokens, sink, run_id, args.seconds, noisy=True)
-        conn.close()
         port = url.rsplit(":", 1)[1]
         blocked = blocking_reports((bench.tmp / f"web-{port}.log").read_text(errors="replace"))
+        hostile = hostile_phase(bench, url, tokens, sink, conn, args.seconds, bench.tmp / f"web-{port}.log")
+        conn.close()
     ratio = {key: (noisy[key] / quiet[key]) if quiet[key] else None
              for key in ("page_p99", "page_p99_after_1s", "sse_p99")}
+    hostile_ratio = {key: (hostile[key] / quiet[key]) if quiet[key] else None for key in ("page_p99", "sse_p99")}
     result = {"machine": machine(), "files": args.files, "seconds": args.seconds, "inline_scan_s": inline_s,
               "inline_scan_images": inline.images, "quiet": quiet, "noisy": noisy, "ratio": ratio,
-              "loop_blocked_over_50ms": blocked}
+              "loop_blocked_over_50ms": blocked, "hostile": hostile, "hostile_ratio": hostile_ratio}
     print(table(["phase", "page p50", "page p99", "SSE p50", "SSE p99", "SSE got", "editor views", "100 streams"],
                 [[name, f"{r['page_p50'] * 1e3:.1f} ms", f"{r['page_p99'] * 1e3:.1f} ms",
                   f"{(r['sse_p50'] or 0) * 1e3:.1f} ms", f"{(r['sse_p99'] or 0) * 1e3:.1f} ms",
                   f"{r['sse_received']}/{r['sse_expected']}", r["editor_views"], r["greedy_streams"]]
-                 for name, r in (("quiet", quiet), ("noisy", noisy))]))
+                 for name, r in (("quiet", quiet), ("noisy", noisy), ("hostile worker", hostile))]))
     print(f"B/A: page p99 {ratio['page_p99']:.2f}x ({ratio['page_p99_after_1s']:.2f}x after the first second: "
           f"{quiet['page_p99_after_1s'] * 1e3:.1f} -> {noisy['page_p99_after_1s'] * 1e3:.1f} ms), SSE p99 {ratio['sse_p99']:.2f}x; "
           f"one inline scan of {inline.images} images: {inline_s * 1e3:.0f} ms; event loop blocked "
           f"> {BLOCKED_S * 1e3:.0f} ms: {blocked['reports']} times, {blocked['in_file_io']} of them in a dataset scan")
     for name, seen in noisy["hostile_requests"].items():
         print(f"hostile: {name}: {seen['statuses']}, slowest answer {seen['max_s'] * 1e3:.0f} ms")
+    print(f"C/A (hostile worker, sent {hostile['hostile_sent']}): page p99 {hostile_ratio['page_p99']:.2f}x, "
+          f"SSE p99 {hostile_ratio['sse_p99']:.2f}x; event loop blocked > {BLOCKED_S * 1e3:.0f} ms: "
+          f"{hostile['loop_blocked_over_50ms']['reports']} times {hostile['loop_blocked_over_50ms']['where']}; "
+          f"refused with a warning: {hostile['refused_warnings']}; its run folder on disk: "
+          f"{hostile['run_folder_disk_bytes'] / 1e6:.1f} MB; stream backlog at the end: {hostile['stream_backlog_at_end']}")
     print(write_results(NAME, result))
 
 

@@ -104,14 +104,16 @@ def decode_entry(fields: dict) -> dict:
     return check_entry(entry)
 
 
-def file_chunks(path, relative: str, mode: str = "whole", offset: int = 0):
+def file_chunks(path, relative: str, mode: str = "whole", offset: int = 0, digest: str | None = None):
     """The bodies of ENTRY_FILE entries for ``path`` from ``offset``: base64 data and its offset.
-    mode "whole": the file's size and sha256 ride on every chunk; the recorder writes a temporary
-    file, checks the sum at the last chunk and renames it into place (a partial upload never
-    shows). mode "append" (the trainer's log, as it grows): each chunk is written at its offset."""
+    mode "whole": the file's size and sha256 (``digest`` when known already) ride on every chunk; the
+    receiver hashes the chunks as they come, writes a temporary file, checks the sum at the last
+    chunk and renames it into place (a partial upload never shows). mode "append" (the trainer's
+    log, as it grows): each chunk is written at its offset."""
     path = Path(path)
     size = path.stat().st_size
-    digest = sha256_of(path, size) if mode == "whole" else None
+    if mode == "whole" and digest is None:
+        digest = sha256_of(path, size)
     with open(path, "rb") as fh:
         fh.seek(offset)
         first = True
@@ -128,14 +130,8 @@ def file_chunks(path, relative: str, mode: str = "whole", offset: int = 0):
 
 
 def sha256_of(path, limit: int | None = None) -> str:
-    digest, left = hashlib.sha256(), limit
-    with open(path, "rb") as fh:
-        while left is None or left > 0:
-            block = fh.read(1 << 20 if left is None else min(1 << 20, left))
-            if not block:
-                break
-            digest.update(block)
-            left = None if left is None else left - len(block)
+    digest = hashlib.sha256()
+    _hash_file(digest, path, math.inf if limit is None else limit)
     return digest.hexdigest()
 
 
@@ -146,33 +142,100 @@ class UploadError(ValueError):
 
 
 def confined(folder: Path, relative: str) -> Path:
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:  # refused without touching the disk
+        raise UploadError(f"refused a file outside the run folder: {relative!r}")
     path = (folder / relative).resolve()
-    if Path(relative).is_absolute() or folder.resolve() not in path.parents:
+    if folder.resolve() not in path.parents:
         raise UploadError(f"refused a file outside the run folder: {relative!r}")
     return path
 
 
-def write_chunk(folder: Path, entry: dict) -> None:
-    target = confined(folder, entry["path"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = base64.b64decode(entry.get("data") or "")
-    if entry.get("mode") == "append":
-        with open(target, "r+b" if target.exists() else "wb") as fh:
-            fh.seek(entry["offset"])
-            fh.write(data)
-        return
-    partial = target.with_name(f".{target.name}.upload")
-    with open(partial, "r+b" if partial.exists() and entry["offset"] else "wb") as fh:
-        fh.seek(entry["offset"])
-        fh.write(data)
-        if entry.get("last"):
-            fh.truncate(entry["size"])
-    if entry.get("last"):
-        if sha256_of(partial) != entry.get("sha256"):
-            partial.unlink(missing_ok=True)
-            raise UploadError(f"the upload of {entry['path']} did not match its sha256: dropped")
-        os.replace(partial, target)
+class ChunkWriter:
+    """Writes ENTRY_FILE chunks into a folder, refusing what would cost more than the file: each
+    chunk starts where the bytes received so far end (no gap, so no sparse file), no file grows
+    past ``max_bytes``, and a whole file's sha256 is computed as its chunks arrive (the hash state
+    is kept per partial file; after a restart the partial's bytes are hashed once to rebuild it)."""
 
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._hashing: dict[Path, tuple[int, object]] = {}  # partial file -> (bytes hashed, sha256 state)
+
+    def write(self, folder: Path, entry: dict) -> dict | None:
+        """Returns {path, size, sha256} when a whole file is complete and in place; UploadError
+        for a chunk that is refused (the partial file is dropped)."""
+        target = confined(folder, str(entry.get("path")))
+        offset, data = entry.get("offset"), _chunk_data(entry)
+        if not isinstance(offset, int) or offset < 0:
+            raise UploadError(f"refused a chunk of {entry['path']} at offset {offset!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.get("mode") == "append":
+            self._append(target, entry["path"], offset, data)
+            return None
+        return self._whole(target, entry, offset, data)
+
+    def _append(self, target: Path, relative: str, offset: int, data: bytes) -> None:
+        have = target.stat().st_size if target.exists() else 0
+        self._check(relative, offset > have, offset, have, offset + len(data))
+        with open(target, "r+b" if target.exists() else "wb") as fh:
+            fh.seek(offset)  # at or before the end: a chunk sent again overwrites itself
+            fh.write(data)
+
+    def _whole(self, target: Path, entry: dict, offset: int, data: bytes) -> dict | None:
+        size, relative = entry.get("size"), entry["path"]
+        partial = target.with_name(f".{target.name}.upload")
+        have = partial.stat().st_size if offset and partial.exists() else 0
+        if not isinstance(size, int) or offset + len(data) > size:
+            self._drop(partial)
+            raise UploadError(f"refused a chunk of {relative}: it goes past the size the file was announced with")
+        try:
+            self._check(relative, offset != have, offset, have, size)
+        except UploadError:
+            self._drop(partial)
+            raise
+        hashed, digest = self._hashing.get(partial, (None, None))
+        if hashed != offset:  # a new upload, or this process restarted mid-way: hash what is there once
+            digest = hashlib.sha256()
+            if offset:
+                _hash_file(digest, partial, offset)
+        digest.update(data)
+        with open(partial, "r+b" if offset else "wb") as fh:
+            fh.seek(offset)
+            fh.write(data)
+        self._hashing[partial] = (offset + len(data), digest)
+        if not entry.get("last"):
+            return None
+        self._hashing.pop(partial, None)
+        if offset + len(data) != size or digest.hexdigest() != entry.get("sha256"):
+            partial.unlink(missing_ok=True)
+            raise UploadError(f"the upload of {relative} did not match its sha256 and size: dropped")
+        os.replace(partial, target)
+        return {"path": relative, "size": size, "sha256": digest.hexdigest()}
+
+    def _check(self, relative: str, gap: bool, offset: int, have: int, end: int) -> None:
+        if gap:
+            raise UploadError(f"refused a chunk of {relative} at offset {offset}: {have} bytes had "
+                              "arrived (chunks must follow each other)")
+        if end > self.max_bytes:
+            raise UploadError(f"refused {relative}: {end} bytes is more than OTWEB_UPLOAD_MAX_MB allows "
+                              f"({self.max_bytes / 1e6:.0f} MB)")
+
+    def _drop(self, partial: Path) -> None:
+        self._hashing.pop(partial, None)
+        partial.unlink(missing_ok=True)
+
+
+def _chunk_data(entry: dict) -> bytes:
+    try:
+        return base64.b64decode(entry.get("data") or "", validate=True)
+    except (ValueError, TypeError):
+        raise UploadError(f"refused a chunk of {entry.get('path')!r}: its data is not base64") from None
+
+
+def _hash_file(digest, path, limit: float) -> None:
+    with open(path, "rb") as fh:
+        while limit > 0 and (block := fh.read(int(min(1 << 20, limit)))):
+            digest.update(block)
+            limit -= len(block)
 
 
 class EventSink:

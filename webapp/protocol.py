@@ -16,6 +16,15 @@ PLAYGROUND_MARKER = "__playground__"
 # the file that marks a backup folder complete: the trainer writes it last, a worker uploads it last,
 # and the web carries only a backup that has it (a resume on another worker)
 BACKUP_COMPLETE_FILE = "progress.json"
+# a backup the web may send to another host holds only these files: tensors as safetensors, the rest
+# as JSON (the built-in trainer's format); one with anything else (a pickle: optimizer.pt, a OneTrainer
+# backup) resumes only on the host that wrote it, since unpickling it elsewhere could run its code there
+BACKUP_STATE_STEM = "training_state"
+# the largest side a sample may ask for (a custom sample's width and height); a sample image larger
+# than this and than the run's resolution is refused when it arrives (webapp/control/sample_check.py)
+SAMPLE_MAX_SIDE = 4096
+BACKUP_SAFE_FILES = frozenset({BACKUP_COMPLETE_FILE, "config.json", "trained.safetensors",
+                               f"{BACKUP_STATE_STEM}.safetensors", f"{BACKUP_STATE_STEM}.json"})
 # progress leaves the trainer at most this often, each event carrying the loss rows of the steps since
 # the last one (every loss is recorded). Once a second still reads as live in a browser; per step (up
 # to ~50 a second on a small model) every hop after the trainer paid for each event: the worker's

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from webapp.trainer.builtin.resume import ResumeError
+from webapp.trainer.builtin.resume import ResumeError, newest_backup, read_training_state
 from webapp.trainer.commands import TrainCommands
 from webapp.protocol import Event
 
@@ -128,6 +128,50 @@ def test_resume_refuses_a_backup_of_another_lora(demo, tmp_path):
         train(workspace, {**config, "lora_rank": 2 * rank, "continue_last_backup": True}, tmp_path)
 
 
+class _Planted:
+    """A pickle that creates a file when it is loaded: what a hostile host could plant."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_backup_holds_no_pickle_and_reads_back_exactly(demo, tmp_path):
+    """Issue 26 §1: tensors as safetensors, the rest as JSON; the state reads back equal."""
+    from webapp.protocol import BACKUP_SAFE_FILES
+    from webapp.trainer.builtin.safe_state import load_state, save_state
+    import torch
+    workspace, config = demo
+    train(workspace, {**config, "epochs": 1, "backup_after": 3}, tmp_path)
+    backup = newest_backup(tmp_path)
+    assert {p.name for p in backup.iterdir()} <= BACKUP_SAFE_FILES
+    state = read_training_state(backup)
+    assert set(state) >= {"optimizer", "lr_scheduler", "rng"} and isinstance(state["optimizer"]["state"], dict)
+    assert all(isinstance(k, int) for k in state["optimizer"]["state"])  # int keys survive JSON
+    odd = {"t": (1, 2.5, float("inf")), 3: [None, torch.arange(4, dtype=torch.bfloat16)], "$x": "y"}
+    save_state(odd, tmp_path, "odd")
+    back = load_state(tmp_path, "odd")
+    assert back["t"] == odd["t"] and back["$x"] == "y" and torch.equal(back[3][1], odd[3][1])
+
+
+def test_a_planted_pickle_in_a_backup_is_refused_and_never_runs(demo, tmp_path):
+    """Issue 26 §1: a backup whose optimizer.pt is a crafted pickle (the older format, or one a
+    hostile host wrote) is refused with a clear reason; its code never runs."""
+    import pickle
+    workspace, config = demo
+    train(workspace, {**config, "epochs": 1, "backup_after": 3}, tmp_path)
+    backup = newest_backup(tmp_path)
+    for name in ("training_state.json", "training_state.safetensors"):
+        (backup / name).unlink()
+    marker = tmp_path / "pwned"
+    (backup / "optimizer.pt").write_bytes(pickle.dumps({"optimizer": _Planted(marker)}))
+    with pytest.raises(ResumeError, match="refused the backup .*optimizer.pt"):
+        train(workspace, {**config, "epochs": 1, "continue_last_backup": True}, tmp_path)
+    assert not marker.exists()
+
+
 def test_resume_without_a_backup_starts_over(demo, tmp_path):
     workspace, config = demo
     recorder = train(workspace, {**config, "epochs": 1, "continue_last_backup": True,
@@ -146,8 +190,7 @@ def test_rolling_backups_and_save_every(demo, tmp_path):
     assert backups == ["10", "12"]
     saves = sorted(p.name for p in (tmp_path / "saves").iterdir())
     assert len(saves) == 1 and saves[0].startswith("mine-") and saves[0].endswith("-step10.safetensors")
-    state = __import__("torch").load(next((tmp_path / "backups").iterdir()) / "optimizer.pt",
-                                     weights_only=False)
+    state = read_training_state(next((tmp_path / "backups").iterdir()))
     assert set(state) >= {"optimizer", "lr_scheduler", "rng"}
 
 

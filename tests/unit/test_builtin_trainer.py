@@ -118,8 +118,8 @@ def test_backup_command_writes_a_complete_folder(demo_workspace, base_config, tm
                    backup_before_save=False)
     (backup,) = (tmp_path / "backups").iterdir()
     assert backup.name.endswith("-step2")
-    assert {p.name for p in backup.iterdir()} == {"trained.safetensors", "optimizer.pt",
-                                                   "progress.json", "config.json"}
+    assert {p.name for p in backup.iterdir()} == {"trained.safetensors", "training_state.safetensors",
+                                                   "training_state.json", "progress.json", "config.json"}
     progress = json.loads((backup / "progress.json").read_text())
     assert (progress["global_step"], progress["epoch"], progress["epoch_step"]) == (2, 0, 2)
     assert json.loads((backup / "config.json").read_text())["lora_rank"] == 4

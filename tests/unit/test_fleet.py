@@ -9,7 +9,7 @@ import redis
 
 from support.ports import free_port
 from webapp import store
-from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, decode_entry, encode_entry, file_chunks
+from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, decode_entry, encode_entry, file_chunks, sha256_of
 from webapp.protocol import Event, make_event
 from webapp.settings import NUDGE_STREAM, WORKERS_KEY, worker_stream
 from webapp.control.recorder import Recorder
@@ -185,57 +185,129 @@ def test_a_file_too_large_to_upload_is_listed_with_its_host_and_path(app, client
     assert 'data-testid="kept-file"' not in client.get(f"/runs/{run_id}/files").text
 
 
-def _backup(folder, name: str, step: int, weights: bytes) -> None:
+def _backup(folder, name: str, step: int, weights: bytes, **extra: bytes) -> None:
     import json
     backup = folder / "backups" / name
     backup.mkdir(parents=True)
-    (backup / "lora.safetensors").write_bytes(weights)
+    (backup / "trained.safetensors").write_bytes(weights)
+    (backup / "training_state.json").write_text("{}")
+    for file_name, data in extra.items():
+        (backup / file_name.replace("_", ".")).write_bytes(data)
     (backup / "progress.json").write_text(json.dumps({"global_step": step}))
 
 
-def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url, tmp_path):
-    """The run's worker is gone, its newest backup was uploaded: another worker takes the resume and
-    gets that backup, whole and checked, in its own run folder; kept on the gone worker's host, the
-    backup cannot travel and the resume waits for that worker."""
+def _upload(app, conn, client, run_id: int, source: str, folder) -> None:
+    """What a worker's folder holds, uploaded as a worker does: chunks through the stream, recorded."""
+    from webapp.worker.uploads import FolderSync
+    sink = StreamSink(client, folder.parent / f"spool-{run_id}")
+    sink.bind(run_id, source, folder)
+    FolderSync(sink, run_id, folder, max_bytes=10**9).sync()
+    recorder = _recorder(app, conn, client)
+    while recorder.step(block_ms=10):
+        pass
+
+
+def _resume_with_other_worker(conn, client, settings, run_id: int):
     import json
     from webapp.settings import assign_key, heartbeat_key
     from webapp.control.dispatch import Dispatcher
-    from webapp.worker.backup_receive import receive_backup
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    settings = app.config["SETTINGS"]
-    conn, run_id, _ = _run(app, worker="gone")
-    folder = settings.run_dir(run_id)
-    _backup(folder, "2026-01-01_00-00-00-step6", 6, b"old" * 1000)
-    weights = os.urandom(600_000)  # three chunks
-    _backup(folder, "2026-01-01_00-01-00-step12", 12, weights)
     assert store.requeue_for_resume(conn, run_id)
     conn.commit()
     client.sadd(WORKERS_KEY, "other")
     client.set(heartbeat_key("other"), json.dumps({"devices": [0]}), ex=30)
     try:
         Dispatcher(conn, client, run_dir=settings.run_dir).step()
-        payload = json.loads(client.lpop(assign_key("other")))
-        assert payload["resume"] and payload["backup"]["name"] == "2026-01-01_00-01-00-step12"
-        here = tmp_path / "other-host" / "run"
-        placed = receive_backup(client, payload["backup"], here)
-        assert sorted(placed) == ["backups/2026-01-01_00-01-00-step12/lora.safetensors",
-                                  "backups/2026-01-01_00-01-00-step12/progress.json"]
-        assert (here / placed[0]).read_bytes() == weights and not client.exists(payload["backup"]["key"])
-        assert "from backup 2026-01-01_00-01-00-step12" in store.get_run(conn, run_id)["status_text"]
-
-        # the same, but the newest backup's weights were too large to upload: it waits for its worker
-        conn2, second, _ = _run(app, worker="gone")
-        store.append_event(conn2, second, make_event(Event.LOG, text="kept", kept={
-            "name": "backups/b/lora.safetensors", "host": "gone-host", "path": "/x", "size": 1}))
-        _backup(settings.run_dir(second), "b", 6, b"w")
-        assert store.requeue_for_resume(conn2, second)
-        conn2.commit()
-        Dispatcher(conn2, client, run_dir=settings.run_dir).step()
-        assert client.llen(assign_key("other")) == 0
-        assert "for worker gone" in store.get_run(conn2, second)["status_text"]
+        raw = client.lpop(assign_key("other"))
+        return json.loads(raw) if raw else None
     finally:
         client.srem(WORKERS_KEY, "other")
         client.delete(heartbeat_key("other"), assign_key("other"))
+
+
+def test_a_resume_goes_to_another_worker_with_the_uploaded_backup(app, redis_url, tmp_path):
+    """The run's worker is gone, its newest backup was uploaded: another worker takes the resume and
+    gets that backup, whole and checked, in its own run folder; kept on the gone worker's host, the
+    backup cannot travel and the resume waits for that worker."""
+    from webapp.worker.backup_receive import receive_backup
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    settings = app.config["SETTINGS"]
+    conn, run_id, source = _run(app, worker="gone")
+    worker_folder = tmp_path / "gone-host" / "run"
+    _backup(worker_folder, "2026-01-01_00-00-00-step6", 6, b"old" * 1000)
+    weights = os.urandom(600_000)  # three chunks
+    _backup(worker_folder, "2026-01-01_00-01-00-step12", 12, weights)
+    _upload(app, conn, client, run_id, source, worker_folder)
+    payload = _resume_with_other_worker(conn, client, settings, run_id)
+    assert payload["resume"] and payload["backup"]["name"] == "2026-01-01_00-01-00-step12"
+    here = tmp_path / "other-host" / "run"
+    placed = receive_backup(client, payload["backup"], here)
+    assert sorted(placed) == [f"backups/2026-01-01_00-01-00-step12/{name}" for name in
+                              ("progress.json", "trained.safetensors", "training_state.json")]
+    assert placed[-1].endswith("progress.json")  # the completion mark last
+    assert (here / sorted(placed)[1]).read_bytes() == weights and not client.exists(payload["backup"]["key"])
+    assert "from backup 2026-01-01_00-01-00-step12" in store.get_run(conn, run_id)["status_text"]
+
+    # the same, but the newest backup's weights were too large to upload: it waits for its worker
+    conn2, second, _ = _run(app, worker="gone")
+    store.append_event(conn2, second, make_event(Event.LOG, text="kept", kept={
+        "name": "backups/b/trained.safetensors", "host": "gone-host", "path": "/x", "size": 1}))
+    _backup(settings.run_dir(second), "b", 6, b"w")
+    assert _resume_with_other_worker(conn2, client, settings, second) is None
+    assert "for worker gone" in store.get_run(conn2, second)["status_text"]
+
+
+def test_a_planted_pickle_backup_never_leaves_its_host(app, client, redis_url, tmp_path):
+    """Issue 26 §1: a hostile worker uploads a backup whose optimizer.pt is a pickle that would run
+    code where it is loaded, and goes silent; the resume is not sent to another worker (the run
+    waits for the host that wrote it, and says why), and nothing on the web loads it."""
+    import pickle
+    redis_client = redis.Redis.from_url(redis_url, decode_responses=True)
+    settings = app.config["SETTINGS"]
+    conn, run_id, source = _run(app, worker="hostile")
+    marker = tmp_path / "pwned"
+    planted = pickle.dumps(_Planted(marker))
+    worker_folder = tmp_path / "hostile-host" / "run"
+    _backup(worker_folder, "2026-01-01_00-01-00-step12", 12, b"w" * 100, optimizer_pt=planted)
+    _upload(app, conn, redis_client, run_id, source, worker_folder)
+    backup = settings.run_dir(run_id) / "backups" / "2026-01-01_00-01-00-step12"
+    assert (backup / "optimizer.pt").read_bytes() == planted  # it came up, as any upload does
+    assert _resume_with_other_worker(conn, redis_client, settings, run_id) is None
+    status = store.get_run(conn, run_id)["status_text"]
+    assert "for worker hostile" in status and "holds optimizer.pt" in status and "only on the host" in status
+    assert "loaded only on the host that wrote it" in client.get(f"/runs/{run_id}").text  # the run page says so
+    assert not marker.exists()
+
+
+def test_a_carried_backup_altered_after_upload_is_refused_on_arrival(app, redis_url, tmp_path):
+    """Issue 26 §1: the sums recorded at upload go with the assignment; bytes changed on the web's
+    disk since (same size) are refused by the receiving worker before anything is read, and nothing
+    of the backup is left there."""
+    import pytest
+    from webapp.worker.backup_receive import CarryError, receive_backup
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    settings = app.config["SETTINGS"]
+    conn, run_id, source = _run(app, worker="gone")
+    worker_folder = tmp_path / "gone-host" / "run"
+    _backup(worker_folder, "2026-01-01_00-01-00-step12", 12, os.urandom(300_000))
+    _upload(app, conn, client, run_id, source, worker_folder)
+    recorded = store.uploads.of_run(conn, run_id)
+    path = "backups/2026-01-01_00-01-00-step12/trained.safetensors"
+    assert recorded[path]["sha256"] == sha256_of(worker_folder / path)
+    on_web = settings.run_dir(run_id) / path
+    on_web.write_bytes(os.urandom(300_000))  # altered after upload
+    payload = _resume_with_other_worker(conn, client, settings, run_id)
+    here = tmp_path / "other-host" / "run"
+    with pytest.raises(CarryError, match="not the one the web recorded"):
+        receive_backup(client, payload["backup"], here)
+    assert not (here / "backups" / "2026-01-01_00-01-00-step12").exists()
+
+
+class _Planted:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
 
 
 def test_one_batch_records_as_one_by_one_would(app, redis_url):

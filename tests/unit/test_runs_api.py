@@ -165,7 +165,18 @@ def run_folder(app, run_id):
     (folder / "models" / "lora.safetensors").write_bytes(b"o" * 2000)
     (folder / "trainer.log").write_text("loading model\nstep 1 loss 0.5\nWARNING something odd\nstep 2 loss 0.4\n")
     (folder / "config.json").write_text(json.dumps({"as_run": True, "training_method": "LORA"}))
+    record_uploads(app, run_id, folder)
     return folder
+
+
+def record_uploads(app, run_id, folder):
+    """The sums the recorder keeps as a worker's uploads arrive (the files panel shows only these)."""
+    conn = store.connect(app.config["DATABASE"])
+    for path in (p for p in folder.rglob("*") if p.is_file()):
+        store.uploads.record(conn, run_id, path.relative_to(folder).as_posix(), path.stat().st_size,
+                             hashlib.sha256(path.read_bytes()).hexdigest())
+    conn.commit()
+    conn.close()
 
 
 def test_run_page_files_downloads_and_checksums(client, app, db, tiny):
@@ -188,9 +199,9 @@ def test_run_page_files_downloads_and_checksums(client, app, db, tiny):
     with zipfile.ZipFile(io.BytesIO(archive.data)) as zf:
         assert sorted(zf.namelist()) == ["lora.safetensors", "progress.json"]
         assert zf.read("lora.safetensors") == b"w" * 3_000_000
-    digest = client.get(f"/runs/{run_id}/files/backup/2026-01-01_00-00-00-step20/sha256").json["sha256"]
-    assert digest == hashlib.sha256(archive.data).hexdigest()  # the zip is the same each time
-    assert (folder / ".checksums.json").is_file()
+    sums = client.get(f"/runs/{run_id}/files/backup/2026-01-01_00-00-00-step20/sha256").json["files"]
+    assert sums == {"lora.safetensors": hashlib.sha256(b"w" * 3_000_000).hexdigest(),
+                    "progress.json": hashlib.sha256(b'{"global_step": 20}').hexdigest()}
 
     output = client.get(f"/runs/{run_id}/files/output/lora.safetensors")
     assert output.data == b"o" * 2000

@@ -23,7 +23,7 @@ from webapp.protocol import Event, Reason, RunState, make_event
 from webapp.control.placement import eligible, waiting_reason
 from webapp.control.heartbeats import lapse_reason, read_beats, redis_just_started
 from webapp.settings import HEARTBEAT_TTL_S, assign_key, drain_key, taken_key
-from webapp.control.backup_carry import newest_uploaded_backup, push_backup
+from webapp.control.backup_carry import newest_uploaded_backup, not_carried_because, push_backup
 
 LAPSE_CHECK_S = 1.0  # how often heartbeats are read while no run waits in the queue
 
@@ -109,17 +109,21 @@ class Dispatcher:
     def _target(self, run: dict, beats: dict) -> dict:
         target = store.assignments.target_of(run)
         if run.get("resume_requested") and run.get("worker") and not target:
-            backup = None if run["worker"] in beats else self._uploaded_backup(run)
-            if backup is None:
-                target = {"worker": run["worker"], "resume": True}  # its backups are on that host
+            backup, why = (None, None) if run["worker"] in beats else self._uploaded_backup(run)
+            if backup is None:  # its backups are on that host
+                target = {"worker": run["worker"], "resume": True, "only_there": why}
             else:  # its worker is gone, its newest backup is here: any worker, sent the backup
                 target = {"carry": backup}
         return {**target, "gpus": run.get("gpus") or 1}
 
-    def _uploaded_backup(self, run: dict):
+    def _uploaded_backup(self, run: dict) -> tuple[Path | None, str | None]:
+        """The backup to send with a resume elsewhere, or (None, why it stays on its host)."""
         if self.run_dir is None:
-            return None
-        return newest_uploaded_backup(Path(self.run_dir(run["id"])), store.kept_files(self.conn, run["id"]))
+            return None, None
+        folder = Path(self.run_dir(run["id"]))
+        backup = newest_uploaded_backup(folder, store.kept_files(self.conn, run["id"]))
+        why = backup and not_carried_because(folder, backup, store.uploads.of_run(self.conn, run["id"], "backups"))
+        return (None, why) if why else (backup, None)
 
     def _hand_over(self, run: dict, worker: str, carry=None) -> bool:
         assignment_id = uuid.uuid4().hex[:16]
@@ -129,7 +133,8 @@ class Dispatcher:
                    "config": store.run_config(run), "resume": bool(run.get("resume_requested"))}
         try:
             if carry is not None:
-                payload["backup"] = push_backup(self.redis, worker, assignment_id, Path(self.run_dir(run["id"])), carry)
+                payload["backup"] = push_backup(self.redis, worker, assignment_id, Path(self.run_dir(run["id"])), carry,
+                                                store.uploads.of_run(self.conn, run["id"], "backups"))
             self.redis.lpush(assign_key(worker), json.dumps(payload))
         except redis.RedisError:
             store.assignments.unassign(self.conn, run["id"], assignment_id)

@@ -16,7 +16,8 @@ def waiting_reason(target: dict, beats: dict, busy: set, token_ok=lambda name: T
     """Why no worker takes the run now (the dispatcher found none idle and able)."""
     if target.get("worker"):
         name = target["worker"]
-        why = ("its backups are there; " if target.get("resume") else "")
+        why = (f"{target['only_there']}; " if target.get("only_there")
+               else "its backups are there; " if target.get("resume") else "")
         if name not in beats:
             return f"for worker {name} ({why}it is not connected)"
         if beats[name].get("draining"):

@@ -17,11 +17,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from webapp.protocol import BACKUP_COMPLETE_FILE
+from webapp.protocol import BACKUP_COMPLETE_FILE, BACKUP_STATE_STEM
 from webapp.settings import CONFIG_NAME
+from webapp.trainer.builtin.safe_state import save_state
 
 TRAINED_FILE = "trained.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
+STATE_STEM = BACKUP_STATE_STEM  # training_state.safetensors + training_state.json (safe_state.py)
+OPTIMIZER_FILE = "optimizer.pt"  # the pickled training state of backups written before: read on their host only
 PROGRESS_FILE = BACKUP_COMPLETE_FILE  # written last: its presence marks the folder complete
 CONFIG_FILE = CONFIG_NAME  # beside a backup's weights, as in the run folder
 
@@ -64,7 +66,7 @@ def load_trained(groups, path: Path) -> None:
 
 def write_backup(run_dir: Path, groups, training_state: dict, progress: dict, config: dict) -> Path:
     """``run_dir/backups/<timestamp>-step<N>/`` with the trained tensors, the training state (optimizer,
-    LR scheduler and RNG states, in optimizer.pt), the progress and the config; built in a
+    LR scheduler and RNG states: safetensors + JSON, never a pickle), the progress and the config; built in a
     hidden temp folder, then renamed: a crash mid-way leaves the previous backups whole."""
     backups = Path(run_dir) / "backups"
     backups.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ def write_backup(run_dir: Path, groups, training_state: dict, progress: dict, co
     temp = Path(tempfile.mkdtemp(dir=backups, prefix=f".{final.name}."))
     try:
         save_trained(groups, temp / TRAINED_FILE)
-        torch.save(training_state, temp / OPTIMIZER_FILE)
+        save_state(training_state, temp, STATE_STEM)
         (temp / PROGRESS_FILE).write_text(json.dumps(progress, indent=2), encoding="utf-8")
         (temp / CONFIG_FILE).write_text(json.dumps(config, indent=4, default=str), encoding="utf-8")
         os.rename(temp, final)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from webapp.trainer.builtin import checkpoint
+from webapp.trainer.builtin.safe_state import UnsafeStateError, load_state
 
 MUST_MATCH = ("base_model_name", "model_type", "training_method", "lora_rank", "lora_alpha",
               "layer_filter", "layer_filter_preset", "gradient_accumulation_steps")
@@ -41,14 +42,31 @@ def read_progress(backup: Path) -> dict:
 
 
 def read_training_state(backup: Path) -> dict:
-    state = torch.load(backup / checkpoint.OPTIMIZER_FILE, map_location="cpu", weights_only=False)
+    """Never unpickles what could run code: the safe format (safe_state.py), or a backup of the
+    older format (optimizer.pt) through torch's restricted loader, which refuses anything but
+    tensors and plain containers (the web sends only the safe format to another host)."""
+    if (backup / f"{checkpoint.STATE_STEM}.json").is_file():
+        try:
+            return load_state(backup, checkpoint.STATE_STEM)
+        except UnsafeStateError as exc:
+            raise ResumeError(f"the backup {backup.name} cannot be read: {exc}") from exc
+    if not (backup / checkpoint.OPTIMIZER_FILE).is_file():
+        raise ResumeError(f"the backup {backup.name} has no training state: start a new run, or set "
+                          "continue_last_backup to false")
+    try:
+        state = torch.load(backup / checkpoint.OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for what it refuses
+        raise ResumeError(f"refused the backup {backup.name}: its {checkpoint.OPTIMIZER_FILE} holds more than "
+                          f"tensors and plain values, and is not loaded ({str(exc).splitlines()[0][:200]})") from exc
+    if not isinstance(state, dict):
+        raise ResumeError(f"refused the backup {backup.name}: its {checkpoint.OPTIMIZER_FILE} is not a training state")
     if "optimizer" not in state:  # a backup from before the training state had its own keys
         state = {"optimizer": state}
     return state
 
 
 def training_state(optimizer, lr_scheduler, scaler, noise_rng: torch.Generator, ema=None) -> dict:
-    """What optimizer.pt holds: everything but the weights that the next step depends on."""
+    """What the backup's training state holds: everything but the weights that the next step depends on."""
     return {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "ema": ema.state_dict() if ema is not None else None,

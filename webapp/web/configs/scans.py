@@ -93,13 +93,13 @@ class Scanner:
         """``function(*args)`` in one of gevent's real threads, waited for without blocking the
         event loop (its greenlet sleeps meanwhile); without gevent, here (a server thread blocks
         only itself)."""
-        pool = _gevent_pool()
+        pool = gevent_pool()
         if pool is None:
             return function(*args)
         return pool.spawn(function, *args).get()
 
     def _submit(self, function, *args):
-        pool = _gevent_pool()
+        pool = gevent_pool()
         if pool is not None:
             return pool.spawn(function, *args)
         if self._executor is None:
@@ -107,7 +107,7 @@ class Scanner:
         return self._executor.submit(function, *args)
 
 
-def _gevent_pool():
+def gevent_pool():
     """gevent's pool of real threads when gevent patched this process (gunicorn -k gevent)."""
     try:
         from gevent import get_hub

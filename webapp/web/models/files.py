@@ -18,7 +18,7 @@ from webapp.config.datasets import concept_folder
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
 from webapp.web.runs.files import zip_stream
-from webapp.web.configs.scans import scanner
+from webapp.web.configs.scans import gevent_pool, scanner
 
 CHUNK = 1 << 20
 MAX_DATASET_FILES = 200_000  # a fingerprint must not hang a start on a huge share
@@ -56,12 +56,19 @@ def file_facts(version: dict, checksum: bool = False) -> dict:
     size, stamp = _measure(path)
     sha = version.get("sha256") if version.get("file_stamp") == stamp else None
     if sha is None and checksum:
-        digest = hashlib.sha256()
-        for chunk in zip_stream(path) if path.is_dir() else _chunks(path):
-            digest.update(chunk)
-        sha = digest.hexdigest()
+        # once per version and file: a file (GBs, or one a hostile worker made large) is summed in a
+        # real thread (gevent's pool), never on the event loop every page and stream share
+        pool = gevent_pool()
+        sha = pool.apply(_sha256, (path,)) if pool is not None else _sha256(path)
         store.model_versions.set_file_facts(get_db(), version["id"], size, sha, stamp)
     return {"exists": True, "size": size, "sha256": sha}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for chunk in zip_stream(path) if path.is_dir() else _chunks(path):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _chunks(path: Path):

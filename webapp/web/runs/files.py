@@ -1,15 +1,12 @@
-"""What a run folder holds to download (backups, saves, the final output), their sha256 kept in a
-sidecar, and a folder streamed as a zip.
+"""What a run folder holds to download (backups, saves, the final output), their sha256 as recorded
+at upload (``store.uploads``), and a folder streamed as a zip.
 
 A file is found by (run id, kind, name) in a listing of the run folder, never by a path from the
-request. Checksums are computed once and kept in a sidecar (outputs can be GBs), keyed by size and
-mtime so a changed file is summed again.
+request. Checksums are the ones the recorder computed as each file's chunks arrived: a request
+never reads a file to sum it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
 import time
 import zipfile
@@ -23,7 +20,6 @@ from webapp.web.extensions import get_db
 
 KINDS = ("output", "save", "backup")
 CHUNK = 1 << 20
-SIDECAR = ".checksums.json"
 STEP = re.compile(r"step(\d+)")
 
 
@@ -68,27 +64,26 @@ def find_file(run_id: int, kind: str, name: str) -> tuple[dict, dict]:
     raise ApiError(404, "no such file", f"run {run_id} has no {kind} named {name!r}")
 
 
-# -- checksums -----------------------------------------------------------------------------
+# -- checksums: as recorded when each file's upload completed, never computed on a request ------
 
-def cached_sha256(folder: Path, entry: dict) -> str:
-    sidecar = folder / SIDECAR
+def recorded_sha256(run_id: int, folder: Path, entry: dict) -> dict:
+    """{"sha256": ...} for a file, {"files": {name: sha256}} for a backup folder (its zip is made on
+    the fly; each file inside has its own sum). A sum is None where the record has none for the
+    file as it is now (not uploaded by a worker, or changed since): a request never hashes a file,
+    which for a multi-GB output, or one a hostile worker made large, would hold the web."""
+    recorded = store.uploads.of_run(get_db(), run_id)
+    if entry["kind"] == "backup":
+        files = sorted(p for p in entry["path"].rglob("*") if p.is_file())
+        return {"files": {p.relative_to(entry["path"]).as_posix(): _sum(recorded, folder, p) for p in files}}
+    return {"sha256": _sum(recorded, folder, entry["path"])}
+
+
+def _sum(recorded: dict, folder: Path, path: Path) -> str | None:
     try:
-        cache = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    key = f"{entry['kind']}/{entry['name']}"
-    stamp = [entry["size"], entry["mtime"]]
-    if cache.get(key, {}).get("stamp") == stamp:
-        return cache[key]["sha256"]
-    digest = hashlib.sha256()
-    chunks = zip_stream(entry["path"]) if entry["kind"] == "backup" else _file_chunks(entry["path"])
-    for chunk in chunks:
-        digest.update(chunk)
-    cache[key] = {"stamp": stamp, "sha256": digest.hexdigest()}
-    tmp = sidecar.with_name(f"{SIDECAR}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache, indent=1))
-    os.replace(tmp, sidecar)
-    return cache[key]["sha256"]
+        found = recorded.get(path.relative_to(folder).as_posix())
+        return found["sha256"] if found and found["size"] == path.stat().st_size else None
+    except (ValueError, OSError):
+        return None
 
 
 def _file_chunks(path: Path):

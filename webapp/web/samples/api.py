@@ -85,7 +85,10 @@ def sample_thumbnail(sample_id: int):
         raise ApiError(400, "invalid parameter", [{"field": "size", "message":
                        f"must be one of {', '.join(map(str, thumbnails.SIZES))}"}])
     run_dir, path = image_path(sample_or_404(sample_id))
-    return _send(thumbnails.thumbnail(run_dir, path, sample_id, size))
+    try:
+        return _send(thumbnails.thumbnail(run_dir, path, sample_id, size))
+    except thumbnails.ImageRefused as exc:
+        raise ApiError(422, "image refused", str(exc)) from None
 
 
 def describe(sample: dict) -> dict:

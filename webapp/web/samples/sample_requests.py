@@ -7,6 +7,7 @@ from __future__ import annotations
 from webapp.config.builtin.train_settings import SAMPLE_SCHEDULERS
 from webapp.config.train_config import MAX_TEXT
 from webapp import store
+from webapp.protocol import SAMPLE_MAX_SIDE
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
 
@@ -15,8 +16,8 @@ CUSTOM_SAMPLE_FIELDS = {  # name: (type, minimum, maximum)
     "seed": (int, -1, 2**32 - 1),
     "steps": (int, 1, 500),
     "cfg_scale": (float, 0.0, 50.0),
-    "width": (int, 8, 4096),
-    "height": (int, 8, 4096),
+    "width": (int, 8, SAMPLE_MAX_SIDE),
+    "height": (int, 8, SAMPLE_MAX_SIDE),
 }
 
 
