@@ -23,7 +23,7 @@ from webapp import store
 from webapp.control.recorder import Recorder
 from webapp.eventlog import ENTRY_EVENT, ENTRY_FILE, encode_entry, file_chunks
 from webapp.protocol import make_event
-from webapp.settings import WORKERS_KEY, worker_stream
+from webapp.settings import DEAD_LETTER_COUNT, WORKERS_KEY, worker_stream
 
 EVENT_STREAM = worker_stream("w1")  # the stream of the worker the runs are assigned to
 
@@ -74,7 +74,9 @@ def test_a_chunk_at_offset_5e9_is_refused_never_a_sparse_file(app, redis_url):
     assert not [p for p in folder.rglob("*") if p.is_file() and p.stat().st_size > 1000]
     assert _disk_bytes(folder) < 100_000
     warnings = _warnings(conn, run_id)
-    assert len(warnings) == 3 and all("refused" in w for w in warnings), warnings
+    assert len(warnings) == 2 and all("refused" in w for w in warnings), warnings
+    # y.bin's chunk ends past the size it states: malformed by the entries' schema, set aside
+    assert int(client.get(DEAD_LETTER_COUNT) or 0) == 1
 
 
 def test_a_flood_of_refused_chunks_shows_a_few_warnings_not_each(app, redis_url):
@@ -83,7 +85,9 @@ def test_a_flood_of_refused_chunks_shows_a_few_warnings_not_each(app, redis_url)
     from webapp.control.recorder import REFUSALS_PER_S
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     conn, run_id, source = _run(app)
-    bad = {"mode": "whole", "offset": 0, "size": 1, "sha256": "0", "last": True, "data": "QQ=="}
+    # well-formed chunks (a malformed one is set aside before it is written: test_record_faults.py)
+    # whose path escapes the run folder: refused where they are written
+    bad = {"mode": "whole", "offset": 0, "size": 1, "length": 1, "sha256": "0" * 64, "last": True, "data": "QQ=="}
     _send(app, conn, client, run_id, source, [(ENTRY_FILE, {**bad, "path": f"../x{i}"}) for i in range(300)])
     assert len(_warnings(conn, run_id)) == REFUSALS_PER_S
     assert client.xlen(EVENT_STREAM) == 0
