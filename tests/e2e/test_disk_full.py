@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from support.demo import short_run
+from support.disk import fill
 from support.servers import serve_web
 from support.stack import Stack, run_worker
 from webapp import store
@@ -55,17 +56,6 @@ def small_disk(demo_workspace, tmp_path, redis_url, redis_server):
 
 def disk_of(workspace: Path) -> Path:
     return workspace.parent / "disk"
-
-
-def fill(folder: Path) -> None:
-    """Write until the disk says no."""
-    with open(folder / "ballast", "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 2**20)
-                handle.flush()
-        except OSError:
-            pass
 
 
 def test_a_full_disk_fails_the_run_and_keeps_the_last_backup(small_disk, demo_config):

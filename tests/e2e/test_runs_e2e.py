@@ -12,7 +12,7 @@ import pytest
 from support.demo import short_run
 from support.ports import free_port
 from support.servers import serve_web
-from support.stack import Stack, run_worker
+from support.stack import Stack, fresh_queue, run_worker
 from webapp import store
 
 pytestmark = pytest.mark.slow
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 def test_queue_survives_restarts_and_a_killed_worker(demo_workspace, demo_config, redis_url, redis_server):
     redis_server.flushall()
     workspace, config_dir = demo_workspace
+    fresh_queue(workspace)  # the demo workspace is shared: no run an earlier test left queued
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
            "OTWEB_WORKER_NAME": f"test-{free_port()}", "OTWEB_HEARTBEAT_TTL_S": "5"}
     items = [{"config": short_run(demo_config, epochs=1)}, {"config": short_run(demo_config, epochs=60)},

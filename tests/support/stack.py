@@ -69,14 +69,14 @@ def demo_stack(demo_workspace, redis_url: str, redis_server, **extra_env):
     """A worker and the web over the demo workspace, on a freshly emptied Redis."""
     redis_server.flushall()
     workspace, config_dir = demo_workspace
-    _fresh_queue(workspace)
+    fresh_queue(workspace)
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url,
            "OTWEB_WORKER_NAME": f"test-{uuid.uuid4().hex[:8]}", **extra_env}
     with run_worker(env) as worker, serve_web(env) as url:
         yield Stack(url, env, worker)
 
 
-def _fresh_queue(workspace) -> None:
+def fresh_queue(workspace) -> None:
     """The demo workspace is shared by the session's stacks: what an earlier test left queued (a run
     no worker could take) or paused (a test that failed before its clean-up) must not hold up the next."""
     from webapp import store

@@ -199,9 +199,11 @@ def _backup(folder, name: str, step: int, weights: bytes, **extra: bytes) -> Non
 def _upload(app, conn, client, run_id: int, source: str, folder) -> None:
     """What a worker's folder holds, uploaded as a worker does: chunks through the stream, recorded."""
     from webapp.worker.uploads import FolderSync
-    sink = StreamSink(client, folder.parent / f"spool-{run_id}")
+    worker = store.get_run(conn, run_id)["worker"]  # its own stream: the only one whose entries count
+    sink = StreamSink(client, folder.parent / f"spool-{run_id}", worker_stream(worker))
     sink.bind(run_id, source, folder)
     FolderSync(sink, run_id, folder, max_bytes=10**9).sync()
+    client.sadd(WORKERS_KEY, worker)
     recorder = _recorder(app, conn, client)
     while recorder.step(block_ms=10):
         pass

@@ -5,14 +5,13 @@ answer, /api/health answers 503 saying why, the recorder acknowledges nothing it
 freed, everything is recorded once, in order, the samples whole, the final state and step right."""
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import redis
 
-from test_disk_full import fill
+from support.disk import fill
 from webapp import store
 from webapp.control import record_state
 from webapp.control.recorder import Recorder
@@ -37,6 +36,18 @@ def workspace(tmp_path):
     subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def _png(seed: int) -> bytes:
+    """A 256x256 image of noise: ~200 KB as PNG, like a sample (the disk fills between its chunks)."""
+    import io
+    import random
+
+    from PIL import Image
+    noise = random.Random(seed).randbytes(256 * 256 * 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", (256, 256), noise).save(out, format="PNG")
+    return out.getvalue()
+
+
 def test_a_full_disk_on_the_web_host_holds_the_record_and_loses_nothing(auth_app, redis_url, workspace, tmp_path):
     client, web = redis.Redis.from_url(redis_url, decode_responses=True), auth_app.test_client()
     conn = store.connect(auth_app.config["DATABASE"])
@@ -46,7 +57,7 @@ def test_a_full_disk_on_the_web_host_holds_the_record_and_loses_nothing(auth_app
     assert store.assignments.assign(conn, run_id, "w1", "as1")
     client.sadd(WORKERS_KEY, "w1")  # in the fleet: its stream is read
     recorder = Recorder(conn, client, auth_app.config["SETTINGS"].run_dir, "r1")
-    images = [os.urandom(200_000) for _ in range(4)]
+    images = [_png(seed) for seed in range(4)]  # real images: a sample is checked from its header on arrival
     before = [("run", {"state": "running"}), ("progress", {"global_step": 100, "max_step": 2400})]
     after = [*_samples(images, tmp_path), ("progress", {"global_step": 2400, "max_step": 2400}),
              ("finished", {"stopped": False}), ("run", {"state": "completed"}),
