@@ -76,7 +76,15 @@ SAMPLE_EVENTS = (Event.SAMPLE_DEFAULT, Event.SAMPLE_CUSTOM)
 class Reason(str, Enum):
     """Why a run is in its state, as a code beside the words (a run event's ``reason_code``): code
     reads the code, people read the words."""
-    WORKER_LAPSED = "worker_lapsed"  # its worker stopped sending heartbeats (control/heartbeats.py)
+    WORKER_LAPSED = "worker_lapsed"        # its worker stopped sending heartbeats (control/heartbeats.py)
+    WORKER_RESTARTED = "worker_restarted"  # its worker started again and found the run it had taken
+    WORKER_SHUTDOWN = "worker_shutdown"    # its worker was asked to stop before the trainer finished
+    TRAINER_FAILED = "trainer_failed"      # the trainer reported an error (its message is the words)
+    TRAINER_EXITED = "trainer_exited"      # the trainer process ended (killed, or an exit code) without finishing
+    RANK_FAILED = "rank_failed"            # one rank of a multi-GPU run failed: every rank was ended
+    STOPPED_EARLY = "stopped_early"        # stopped before its first training step
+    REFUSED = "refused"                    # the worker refused it before it started (its paths, a carried backup)
+    CANCELED = "canceled"                  # taken out of the queue before it ran
 
 
 def make_event(event: Event | str, **data) -> dict:

@@ -79,6 +79,7 @@ def test_killed_trainer_fails_the_run_and_the_worker_goes_on(stack, demo_config)
     run = stack.wait_until_ended(run_id, timeout=10)
     assert time.monotonic() - killed_at < 5
     assert run["state"] == "failed" and "SIGKILL" in run["reason"]
+    assert run["reason_code"] == "trainer_exited"  # the code beside the words: what code reads
     assert stack.worker.poll() is None
     next_id = stack.start(short_run(demo_config, epochs=1))
     assert stack.wait_until_ended(next_id)["state"] == "completed"

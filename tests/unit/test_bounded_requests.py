@@ -42,7 +42,7 @@ GEVENT_CHECK = r"""
 from gevent import monkey; monkey.patch_all()
 import sys, json, gevent, time
 from pathlib import Path
-from webapp.web.models import files as model_files
+from webapp.config import datasets
 from webapp.web.configs.scans import Scanner
 
 folder = Path(sys.argv[1])
@@ -53,7 +53,7 @@ def ticker():
         gevent.sleep(0.005)
 gevent.spawn(ticker)
 gevent.sleep(0.01)
-fingerprint = Scanner().call(model_files.fingerprint_dataset, {"concepts": [{"path": str(folder),
+fingerprint = Scanner().call(datasets.fingerprint_dataset, {"concepts": [{"path": str(folder),
                              "include_subdirectories": True}]}, folder.parent)
 done.append(1)
 gaps = [b - a for a, b in zip(ticks, ticks[1:])]

@@ -1,4 +1,5 @@
-"""What a concept's image folder holds, for the concepts editor: images, captions, thumbnails.
+"""What a concept's image folder holds, for the concepts editor (images, captions, thumbnails), and
+the dataset's fingerprint a run records when it is queued (its model's lineage).
 
 Only names and sizes are read here (no image library: the web side needs none). The image types
 are the ones the built-in trainer reads (webapp/trainer/builtin/concepts.py, which imports torch
@@ -6,6 +7,7 @@ and so cannot be imported from here).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_SCAN = 50_000      # files looked at in one folder tree: a page must not hang on a huge share
 MAX_DEPTH = 8          # folder levels below the concept's folder
 MAX_SCAN_S = 3.0       # seconds one scan may take (a slow network share)
+MAX_DATASET_FILES = 200_000  # a fingerprint must not hang a start on a huge share
 THUMBNAILS = 4
 
 
@@ -97,3 +100,42 @@ def _captioned(concept: dict, images: list[str], base_dir: Path, roots, captions
         prompt_file = paths.readable(text.get("prompt_path"), base_dir, roots)
         return len(images) if prompt_file is not None and prompt_file.is_file() else 0
     return sum(1 for image in images if os.path.splitext(image)[0] + ".txt" in captions)
+
+
+# -- the dataset a run trained on (model lineage): what was in its folders when it was queued --------
+
+def fingerprint_dataset(config: dict, base_dir: Path) -> dict:
+    """Per enabled concept: its folder, file count, total bytes and a sha256 of the sorted list of
+    (relative path, size, mtime); and the same over all concepts. Files, not only images: a
+    changed caption is a changed dataset."""
+    concepts, total = [], hashlib.sha256()
+    for concept in config.get("concepts") or []:
+        if not isinstance(concept, dict) or concept.get("enabled") is False:
+            continue
+        folder = concept_folder(concept, base_dir)
+        entry = {"path": str(concept.get("path") or ""), "files": 0, "bytes": 0, "sha256": None, "readable": False}
+        if folder is not None and folder.is_dir():
+            entry.update(_scan(folder, bool(concept.get("include_subdirectories"))))
+            total.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
+        concepts.append(entry)
+    return {"concepts": concepts, "files": sum(c["files"] for c in concepts),
+            "bytes": sum(c["bytes"] for c in concepts), "sha256": total.hexdigest() if concepts else None}
+
+
+def _scan(folder: Path, recursive: bool) -> dict:
+    """Through the folder as opened (confined.walk: a swap for a link lists nothing outside); a
+    file's stat does not follow a link."""
+    listing, top = [], None
+    for root, names, _links, _cut in confined.walk(folder, None, recursive):
+        top = root if top is None else top  # the folder's real path: the first one walked
+        prefix = root[len(top) + 1:] + os.sep if root != top else ""  # not os.path.relpath: it costs more than the stat
+        for name in names:
+            stat = os.stat(os.path.join(root, name), follow_symlinks=False)
+            listing.append((prefix + name, stat.st_size, stat.st_mtime_ns))
+            if len(listing) >= MAX_DATASET_FILES:
+                break
+        if len(listing) >= MAX_DATASET_FILES:
+            break
+    digest = hashlib.sha256("".join(f"{p}\0{s}\0{m}\n" for p, s, m in listing).encode())
+    return {"files": len(listing), "bytes": sum(s for _, s, _ in listing), "sha256": digest.hexdigest(),
+            "readable": True, "truncated": len(listing) >= MAX_DATASET_FILES}

@@ -17,7 +17,7 @@ import threading
 import redis
 
 from webapp.config import paths
-from webapp.protocol import Event, RunState, dumps, make_event
+from webapp.protocol import Event, Reason, RunState, dumps, make_event
 from webapp.settings import (CONFIG_NAME, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, restart_cause, upload_max_bytes, assign_key, commands_key, drain_key,
                              heartbeat_key, joined_key, taken_key, worker_stream, worker_user)
 from webapp.worker.backup_receive import CarryError, receive_backup
@@ -132,7 +132,8 @@ class Worker:
         try:
             placed = receive_backup(self.redis, carried, run_dir)
         except CarryError as exc:
-            self.sink.emit(assignment["run_id"], make_event(Event.RUN, state=RunState.FAILED.value, reason=str(exc)))
+            self.sink.emit(assignment["run_id"], make_event(Event.RUN, state=RunState.FAILED.value, reason=str(exc),
+                                                            reason_code=Reason.REFUSED.value))
             return None
         self.sink.emit(assignment["run_id"], make_event(Event.LOG, level="info", text=(
             f"received backup {carried.get('name')} ({len(placed)} files) from the web: resuming from it here")))
@@ -150,7 +151,8 @@ class Worker:
         problems = paths.config_problems(config, self.settings.data_dir, roots, run_dir)
         if problems:
             reason = "refused before start: " + "; ".join(f"{p['field']} {p['message']}" for p in problems)
-            self.sink.emit(run_id, make_event(Event.RUN, state=RunState.FAILED.value, reason=reason))
+            self.sink.emit(run_id, make_event(Event.RUN, state=RunState.FAILED.value, reason=reason,
+                                              reason_code=Reason.REFUSED.value))
         return bool(problems)
 
     def _take(self) -> dict | None:
@@ -224,7 +226,8 @@ class Worker:
                 continue  # it ended before the worker stopped: its final state was sent (or spooled)
             run_id = assignment["run_id"]
             self.sink.bind(run_id, f"{assignment['id']}:recover", self.settings.worker_run_dir(run_id))
-            self.sink.emit(run_id, make_event(Event.RUN, state=RunState.INTERRUPTED.value, reason=reason))
+            self.sink.emit(run_id, make_event(Event.RUN, state=RunState.INTERRUPTED.value, reason=reason,
+                                              reason_code=Reason.WORKER_RESTARTED.value))
         self.redis.delete(taken_key(self.name))
         for marker in self.settings.worker_ended_dir.glob("*"):
             marker.unlink(missing_ok=True)

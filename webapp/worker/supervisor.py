@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 
 from webapp.config.builtin.backend_choice import ranks_to_start
-from webapp.protocol import Command, Event, RunState, make_command, make_event
+from webapp.protocol import Command, Event, Reason, RunState, make_command, make_event
 from webapp.worker.bridge import EventBridge
 from webapp.worker.ranks import Ranks
 from webapp.worker.warm import WarmTrainer
@@ -96,8 +96,8 @@ class TrainerHost:
                 timer.cancel()
             if self.on_exit is not None:
                 self.on_exit()
-        state, reason = self._final_state()
-        self.sink.emit(self.run_id, make_event(Event.RUN, state=state.value, reason=reason,
+        state, reason, code = self._final_state()
+        self.sink.emit(self.run_id, make_event(Event.RUN, state=state.value, reason=reason, reason_code=code,
                                                exit_code=self.process.exitcode))
         # after the final state, not before: the relay wakes from its BLPOP within a second, and a
         # stop's "run ended" must not wait for that (it did: up to 1 s of the 2 s a stop may take)
@@ -200,16 +200,18 @@ class TrainerHost:
         self.timers.append(timer)
         timer.start()
 
-    def _final_state(self) -> tuple[RunState, str | None]:
+    def _final_state(self) -> tuple[RunState, str | None, str | None]:
+        """The run's final state, the words and the code (protocol.Reason) of why."""
         code = self.process.exitcode
         finished = self.bridge.finished
         failure = self.ranks.failure()
         if failure is not None and not self.stopped_before_training:
-            return RunState.FAILED, self._rank_failure(*failure)
+            return RunState.FAILED, self._rank_failure(*failure), Reason.RANK_FAILED.value
         if code == 0 and finished is not None:
-            return (RunState.STOPPED if finished.get("stopped") else RunState.COMPLETED), None
+            return (RunState.STOPPED if finished.get("stopped") else RunState.COMPLETED), None, None
         if self.stopped_before_training:
-            return RunState.STOPPED, "stopped before training began"
+            return RunState.STOPPED, "stopped before training began", Reason.STOPPED_EARLY.value
+        why = Reason.TRAINER_FAILED if self.bridge.last_error else Reason.TRAINER_EXITED
         if self.bridge.last_error:
             reason = self.bridge.last_error.get("message") or "the trainer failed"
         elif code is not None and code < 0:
@@ -222,8 +224,8 @@ class TrainerHost:
         if tail:
             reason += "\n--- last lines of trainer.log ---\n" + tail
         if self.shutdown_requested and not self.bridge.last_error:
-            return RunState.INTERRUPTED, "the worker shut down before the trainer finished"
-        return RunState.FAILED, reason
+            return RunState.INTERRUPTED, "the worker shut down before the trainer finished", Reason.WORKER_SHUTDOWN.value
+        return RunState.FAILED, reason, why.value
 
     def _rank_failure(self, rank: int, how: str) -> str:
         reason = f"rank {rank} of {self.ranks.count} {how}; the run was ended on every rank"

@@ -6,22 +6,19 @@ a run's dataset, taken when the run is queued.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
 from flask import Response, current_app, send_file
 
 from webapp import store
-from webapp.config import confined
-from webapp.config.datasets import concept_folder
+from webapp.config.datasets import fingerprint_dataset
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
 from webapp.web.runs.files import zip_stream
 from webapp.web.configs.scans import gevent_pool, scanner
 
 CHUNK = 1 << 20
-MAX_DATASET_FILES = 200_000  # a fingerprint must not hang a start on a huge share
 
 
 def run_folder(run_id: int) -> Path:
@@ -109,43 +106,6 @@ def delete_file(version: dict) -> bool:
 
 
 # -- the dataset a run trained on -------------------------------------------------------------
-
-def fingerprint_dataset(config: dict, base_dir: Path) -> dict:
-    """Per enabled concept: its folder, file count, total bytes and a sha256 of the sorted list of
-    (relative path, size, mtime); and the same over all concepts. Files, not only images: a
-    changed caption is a changed dataset."""
-    concepts, total = [], hashlib.sha256()
-    for concept in config.get("concepts") or []:
-        if not isinstance(concept, dict) or concept.get("enabled") is False:
-            continue
-        folder = concept_folder(concept, base_dir)
-        entry = {"path": str(concept.get("path") or ""), "files": 0, "bytes": 0, "sha256": None, "readable": False}
-        if folder is not None and folder.is_dir():
-            entry.update(_scan(folder, bool(concept.get("include_subdirectories"))))
-            total.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
-        concepts.append(entry)
-    return {"concepts": concepts, "files": sum(c["files"] for c in concepts),
-            "bytes": sum(c["bytes"] for c in concepts), "sha256": total.hexdigest() if concepts else None}
-
-
-def _scan(folder: Path, recursive: bool) -> dict:
-    """Through the folder as opened (confined.walk: a swap for a link lists nothing outside); a
-    file's stat does not follow a link."""
-    listing, top = [], None
-    for root, names, _links, _cut in confined.walk(folder, None, recursive):
-        top = root if top is None else top  # the folder's real path: the first one walked
-        prefix = root[len(top) + 1:] + os.sep if root != top else ""  # not os.path.relpath: it costs more than the stat
-        for name in names:
-            stat = os.stat(os.path.join(root, name), follow_symlinks=False)
-            listing.append((prefix + name, stat.st_size, stat.st_mtime_ns))
-            if len(listing) >= MAX_DATASET_FILES:
-                break
-        if len(listing) >= MAX_DATASET_FILES:
-            break
-    digest = hashlib.sha256("".join(f"{p}\0{s}\0{m}\n" for p, s, m in listing).encode())
-    return {"files": len(listing), "bytes": sum(s for _, s, _ in listing), "sha256": digest.hexdigest(),
-            "readable": True, "truncated": len(listing) >= MAX_DATASET_FILES}
-
 
 def record_dataset(run_id: int, config: dict) -> None:
     """When a run is queued: the dataset as it is then. A folder the control plane cannot read

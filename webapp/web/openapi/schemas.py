@@ -18,7 +18,7 @@ DATASET = obj(files=INT, bytes=INT, sha256=OPT_STR,
 SCHEMAS = {
     "Run": obj(id=INT, config_name=STR, state={"enum": ["queued", "running", "completed", "stopped", "failed",
                                                         "interrupted", "canceled"]},
-               status_text=STR, progress=nullable(obj()), worker=OPT_STR, reason=OPT_STR, started_by=OPT_STR,
+               status_text=STR, progress=nullable(obj()), worker=OPT_STR, reason=OPT_STR, reason_code=OPT_STR, started_by=OPT_STR,
                created_at=NUM, started_at=OPT_NUM, finished_at=OPT_NUM),
     "Event": obj(seq=INT, run_id=INT, event=STR, data=obj(), time=NUM),
     "Sample": obj(id=INT, run_id=INT, kind=STR, prompt=STR, global_step=OPT_INT, epoch=OPT_INT, settings=ANY,

@@ -24,7 +24,7 @@ from webapp.config.library import ConfigLibrary
 from webapp.config.onetrainer_rules import onetrainer_warnings
 from webapp.config.loading import settle_default_samples
 from webapp.eventlog import NUDGE_FIELD, EventSink
-from webapp.protocol import PLAYGROUND_MARKER, Command, Event, RunState, make_command, make_event
+from webapp.protocol import PLAYGROUND_MARKER, Command, Event, Reason, RunState, make_command, make_event
 from webapp.settings import NUDGE_STREAM, commands_key, parse_labels
 from webapp.web import caps
 from webapp.web.auth.identity import current_principal
@@ -222,7 +222,8 @@ def cancel(run_id: int) -> None:
         raise ApiError(404, "unknown run", f"no run with id {run_id}")
     if not store.cancel_queued(conn, run_id):
         raise ApiError(409, "run is not queued", f"run {run_id} has left the queue already; stop it instead")
-    sink().emit(run_id, make_event(Event.RUN, state=RunState.CANCELED.value, reason="canceled in the queue"))
+    sink().emit(run_id, make_event(Event.RUN, state=RunState.CANCELED.value, reason="canceled in the queue",
+                                         reason_code=Reason.CANCELED.value))
 
 
 def delete(run_id: int) -> None:
