@@ -264,3 +264,14 @@ def test_a_resumed_run_s_progress_starts_anew_with_its_new_attempt(app):
     assert store.assignments.assign(conn, run_id, "w2", "second")
     store.append_event(conn, run_id, make_event(Event.PROGRESS, global_step=301, max_step=900))
     assert store.get_run(conn, run_id)["progress"]["global_step"] == 301
+
+
+def test_a_queued_event_after_the_hand_over_does_not_queue_the_run_again(app):
+    """Queuing a run waits on a thread for its dataset's fingerprint; the dispatcher may hand the run
+    out meanwhile. Its "queued" event, recorded after that, must not put it back in the queue (a
+    run was handed out twice)."""
+    from webapp.protocol import Event, make_event
+    conn, run_id, _ = _run(app)  # created queued, then assigned: running
+    store.append_event(conn, run_id, make_event(Event.RUN, state="queued", config_name="demo"))
+    assert store.get_run(conn, run_id)["state"] == "running"
+    assert store.queued_runs(conn) == []

@@ -88,6 +88,10 @@ def _fold_into_run(conn, run_id: int, name: str, data: dict, at: float) -> None:
         conn.execute("UPDATE runs SET output_path = ? WHERE id = ?", (data.get("output"), run_id))
     elif name == Event.RUN:
         state = RunState(data["state"])
+        if state is RunState.QUEUED:
+            # the row is queued by whoever queues it (create_run, requeue_for_resume): a "queued" event
+            # arriving after the dispatcher handed the run out must not put it back (it ran twice)
+            return
         finished_at = None if state.is_active else at
         if data.get("pid"):
             conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (data["pid"], run_id))

@@ -105,12 +105,14 @@ def queue_run(name: str, config: dict, target: dict | None = None) -> int:
     conn = get_db()
     run_id = store.create_run(conn, name, config, gpus=requested_gpus(config))
     store.set_started_by(conn, run_id, started_by())
-    if PLAYGROUND_MARKER not in config:
-        record_dataset(run_id, config)  # the lineage of the models it will save
     if target:
         store.assignments.set_target(conn, run_id, target)
     sink().emit(run_id, make_event(Event.RUN, state=RunState.QUEUED.value, config_name=name, **(
         {"target": target} if target else {})))
+    if PLAYGROUND_MARKER not in config:
+        # after the queued event: the fingerprint waits on a thread, and the dispatcher may hand
+        # the run out meanwhile
+        record_dataset(run_id, config)  # the lineage of the models it will save
     return run_id
 
 
