@@ -82,7 +82,7 @@ def test_a_chunk_at_offset_5e9_is_refused_never_a_sparse_file(app, redis_url):
 def test_a_flood_of_refused_chunks_shows_a_few_warnings_not_each(app, redis_url):
     """A worker flooding the stream with bad chunks must not flood its run's viewers too: at most
     REFUSALS_PER_S warnings a second per run reach the log; every entry is still read."""
-    from webapp.control.recorder import REFUSALS_PER_S
+    from webapp.control.received_files import REFUSALS_PER_S
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     conn, run_id, source = _run(app)
     # well-formed chunks (a malformed one is set aside before it is written: test_record_faults.py)

@@ -19,12 +19,11 @@ import redis
 
 from webapp import store
 from webapp.control import heartbeats, record_state
-from webapp.control.sample_check import check_sample
-from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, ChunkWriter, UploadError,
-                             confined, decode_entry, encode_event, join_events)
+from webapp.control.received_files import ReceivedFiles
+from webapp.eventlog import (ENTRY_EVENT, ENTRY_FILE, ENTRY_METRICS, ENTRY_REMOVE, UploadError, confined,
+                             decode_entry, encode_event, join_events)
 from webapp.protocol import SAMPLE_EVENTS, Event, Reason, RunState, make_event
-from webapp.settings import (EVENTS_CHANNEL, NUDGE_STREAM, RECORDER_GROUP, WORKERS_KEY, upload_max_bytes,
-                             worker_stream)
+from webapp.settings import EVENTS_CHANNEL, NUDGE_STREAM, RECORDER_GROUP, WORKERS_KEY, worker_stream
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -33,7 +32,6 @@ BATCH = 1000
 # long, even when a hostile worker floods the stream (1,000 junk entries a second in
 # benchmarks/bench_noisy_neighbour.py blocked the loop > 50 ms 305 times in 30 s with whole batches)
 SLICE = 200
-REFUSALS_PER_S = 10  # a run's log shows at most this many refused entries a second (then a count)
 CLAIM_IDLE_MS = 3000     # a pending entry this old belongs to a recorder that is gone
 CLAIM_EVERY_S = 1.0      # how often to look for such entries
 STREAMS_EVERY_S = 1.0    # how often to look for workers that joined the fleet (their streams)
@@ -60,8 +58,7 @@ class Recorder:
         self._counts = [0, 0]
         self.folder = _record_folder(conn)
         self.nudged = False  # the last batch held a nudge: the queue changed (run_actions.nudge_dispatcher)
-        self.chunks = ChunkWriter(upload_max_bytes())
-        self._refusals: dict[int, tuple[float, int, int]] = {}  # run -> (since, shown, held back)
+        self.files = ReceivedFiles(conn, run_dir)
 
     def stats(self) -> dict:
         return {"recorded": self.recorded, "duplicates": self.duplicates, "lag_s": round(self.lag_s, 4),
@@ -256,10 +253,9 @@ class Recorder:
             return []
         try:
             if kind == ENTRY_FILE:
-                self._file_chunk(run_id, entry)
+                self.files.chunk(run_id, entry)
             elif kind == ENTRY_REMOVE:
-                remove_file(Path(self.run_dir(run_id)), entry["path"])
-                store.uploads.forget(self.conn, run_id, entry["path"])
+                self.files.remove(run_id, entry["path"])
         except (UploadError, OSError) as exc:
             if record_state.cannot_write(exc):
                 raise  # the chunk is not on disk: the batch waits for room (never counted as recorded)
@@ -267,39 +263,8 @@ class Recorder:
         return []
 
     def _refused(self, run_id: int, text: str, appender) -> list[str]:
-        """A refused file chunk goes to the run's log, at most REFUSALS_PER_S a second per run: a
-        worker flooding the stream with bad chunks must not flood its run's viewers too; the next
-        one shown says how many were not."""
-        now = time.monotonic()
-        since, shown, held = self._refusals.get(run_id, (now, 0, 0))
-        if now - since >= 1.0:
-            since, shown = now, 0
-        if shown >= REFUSALS_PER_S:
-            self._refusals[run_id] = (since, shown, held + 1)
-            return []
-        self._refusals[run_id] = (since, shown + 1, 0)
-        log.warning("run %s: %s", run_id, text)
-        if held:
-            text += f" ({held} more refused before this one, not shown)"
-        return [_wire(appender.append(run_id, make_event(Event.LOG, level="warning", text=text)))]
-
-    def _file_chunk(self, run_id: int, entry: dict) -> None:
-        """A whole file's size and sha256 are recorded as its last chunk lands (hashed as the chunks
-        came); a sample image is checked first (its header only) and refused if larger than the run allows."""
-        folder = Path(self.run_dir(run_id))
-        done = self.chunks.write(folder, entry)
-        if done is None:
-            return
-        if done["path"].startswith("samples/"):
-            run = store.get_run(self.conn, run_id)
-            check_sample(confined(folder, done["path"]), done["path"], store.run_config(run) if run else {})
-        store.uploads.record(self.conn, run_id, done["path"], done["size"], done["sha256"])
-
-    def _arrived(self, run_id: int, relative) -> bool:
-        try:
-            return isinstance(relative, str) and confined(Path(self.run_dir(run_id)), relative).is_file()
-        except UploadError:
-            return False
+        text = self.files.refusal_text(run_id, text)
+        return [] if text is None else [_wire(appender.append(run_id, make_event(Event.LOG, level="warning", text=text)))]
 
     def _event(self, run_id: int, entry: dict, appender) -> list[str]:
         name, data = entry.get("event"), entry.get("data") or {}
@@ -310,7 +275,7 @@ class Recorder:
                 return []  # a state from an assignment the run has left (it was resumed elsewhere since)
             if current:
                 return [_wire(appender.append(run_id, _late_report(current, data, entry)))]
-        if name in SAMPLE_EVENTS and not self._arrived(run_id, data.get("path")):
+        if name in SAMPLE_EVENTS and not self.files.arrived(run_id, data.get("path")):
             return []  # its image was refused on arrival (the run's log says why): no sample without it
         if name == Event.FINISHED and data.get("output") and not os.path.isabs(data["output"]):
             data = {**data, "output": str(confined(Path(self.run_dir(run_id)), data["output"]))}
@@ -401,13 +366,3 @@ def _wire(appended: tuple[dict, str | None]) -> str:
     numbered, data_json = appended
     return encode_event(numbered, data_json)
 
-
-# -- files: each write confined to the run's folder --------------------------------------------
-
-def remove_file(folder: Path, relative: str) -> None:
-    target = confined(folder, relative)
-    target.unlink(missing_ok=True)
-    parent = target.parent
-    while parent != folder.resolve() and parent.is_dir() and not any(parent.iterdir()):
-        parent.rmdir()
-        parent = parent.parent
