@@ -290,8 +290,8 @@ class Recorder:
         batch (nothing else writes the run while the batch's transaction holds the database)."""
         if run_id not in self._lapsed:
             appender.flush()
-            row = self.conn.execute("SELECT state, reason_code FROM runs WHERE id = ?", (run_id,)).fetchone()
-            self._lapsed[run_id] = bool(row) and row[0] == "interrupted" and row[1] == Reason.WORKER_LAPSED.value
+            row = store.run_standing(self.conn, run_id)
+            self._lapsed[run_id] = bool(row) and row[1] == "interrupted" and row[2] == Reason.WORKER_LAPSED.value
         return self._lapsed[run_id]
 
     def _back_in_contact(self, run_id: int, name: str, data: dict, appender) -> list[str]:
@@ -333,7 +333,7 @@ class Recorder:
         elsewhere since); the final state it has ended in, when it has ended by its worker's own
         report (a later report, e.g. a worker that restarts and finds the assignment still in its
         taken list, goes to the timeline, not into the state); "" when the report is the state."""
-        row = self.conn.execute("SELECT assignment, state, reason_code FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = store.run_standing(self.conn, run_id)
         if row is None or row[0] != source.split(":")[0]:
             return None
         if RunState(row[1]).is_active or row[2] == Reason.WORKER_LAPSED.value:

@@ -18,7 +18,7 @@ from .metrics import SUMMARY_PER_BUCKET  # noqa: F401
 from .runs import (HISTORY_FILTERS, active_runs, cancel_queued, create_run, delete_run_rows,  # noqa: F401
                    distinct_values, get_run, has_queued, history, latest_run, mark_stop_requested,
                    move_in_queue, playground_sessions, queue_paused, queued_runs, recent_finished, reorder_queue,
-                   requeue_for_resume, run_config, run_dict, set_queue_paused,
+                   requeue_for_resume, run_config, run_dict, run_standing, set_queue_paused,
                    set_started_by, timeline)
 from .samples import get_sample, list_samples  # noqa: F401
 from .schema import init_schema  # noqa: F401

@@ -218,3 +218,10 @@ def open_playground(conn) -> dict | None:
         "SELECT * FROM runs WHERE state IN ('queued', 'running') AND json_extract(config_json, ?) IS NOT NULL"
         " ORDER BY id DESC LIMIT 1", (f"$.{PLAYGROUND_MARKER}",)).fetchone()
     return run_dict(row) if row else None
+
+
+def run_standing(conn, run_id: int) -> tuple[str | None, str, str | None] | None:
+    """(its assignment, state, reason code), for the recorder's checks of each state report; None
+    when there is no such run. Cheaper than get_run: no config, no progress to decode."""
+    row = conn.execute("SELECT assignment, state, reason_code FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return tuple(row) if row else None
