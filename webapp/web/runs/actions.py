@@ -29,6 +29,7 @@ from webapp.settings import NUDGE_STREAM, commands_key, parse_labels
 from webapp.web import caps
 from webapp.web.auth.identity import current_principal
 from webapp.web.configs.files import library, library_errors, read_roots
+from webapp.web.configs.scans import scanner
 from webapp.web.errors import ApiError, display_path
 from webapp.web.extensions import get_db, get_redis
 from webapp.web.models.files import record_dataset
@@ -85,7 +86,9 @@ def check_runnable(config: dict) -> TrainSettings | None:
                 for path in settings.concept_paths if not Path(path).is_dir()]
     if missing:
         raise ApiError(400, "invalid config", missing)
-    short = disk.shortage(settings, current_app.config["WORKSPACE"] / "runs")
+    # counts the dataset's images: in a real thread, as the editor's scans (a 100,000-file folder
+    # walked here, in the request's greenlet, held every page of the process for a second)
+    short = scanner(current_app).call(disk.shortage, settings, current_app.config["WORKSPACE"] / "runs")
     if short:
         raise ApiError(507, "not enough disk space", short)
     return settings
