@@ -29,21 +29,55 @@ def test_processes_name_the_web_and_redis(client, redis_server):
     assert "redis" in found
 
 
-def test_processes_find_a_worker_and_its_trainer_by_heartbeat(client, app):
+STAND_IN_WORKER = ("import subprocess, sys, time\n"
+                   "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+                   "print(child.pid, flush=True)\n"
+                   "time.sleep(60)\n")
+
+
+def _beat(app, client, beat: dict) -> dict:
+    """The System page's processes while a joined worker "gpu-test" beats ``beat``."""
     from webapp.web.extensions import get_redis
     from webapp.settings import WORKERS_KEY, heartbeat_key, joined_key
     with app.app_context():
         client_redis = get_redis()
         client_redis.sadd(WORKERS_KEY, "gpu-test")  # joined, as a worker does before it beats
         client_redis.set(joined_key("gpu-test"), "{}")
-        client_redis.set(heartbeat_key("gpu-test"), json.dumps({"pid": os.getpid(), "trainer_pid": os.getppid(),
-                                                                "run_id": 7}))
+        client_redis.set(heartbeat_key("gpu-test"), json.dumps(beat))
         try:
-            roles = {p["role"] for p in client.get("/api/system/processes").json["processes"]}
+            return {p["role"]: p for p in client.get("/api/system/processes").json["processes"]}
         finally:  # a joined worker with a beat would be given the next tests' runs
             client_redis.srem(WORKERS_KEY, "gpu-test")
             client_redis.delete(heartbeat_key("gpu-test"), joined_key("gpu-test"))
-    assert "trainer (run 7)" in roles
+
+
+def test_processes_find_a_worker_and_its_trainer_by_heartbeat(client, app):
+    """A process whose command line is a worker's (``-m webapp.cli worker``) and its child."""
+    import subprocess
+    import sys
+    worker = subprocess.Popen([sys.executable, "-c", STAND_IN_WORKER, "-m", "webapp.cli", "worker"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        trainer = int(worker.stdout.readline())
+        found = _beat(app, client, {"pid": worker.pid, "trainer_pid": trainer, "run_id": 7})
+    finally:
+        worker.kill()
+        worker.wait()
+    assert found["worker gpu-test"]["running"] is True and found["worker gpu-test"]["rss"] > 0
+    assert found["trainer (run 7)"]["running"] is True and found["trainer (run 7)"]["pid"] == trainer
+
+
+def test_a_heartbeat_cannot_make_the_page_describe_other_processes(client, app):
+    """A worker's heartbeat names process ids; a hostile one named processes of the web's host
+    (here the test's parent and init): neither is described (name, memory, start time) as the
+    worker or its trainer; one naming the web's own process leaves it the web's."""
+    found = _beat(app, client, {"pid": os.getppid(), "trainer_pid": 1, "run_id": 7})
+    assert found["worker gpu-test"] == {"pid": os.getppid(), "role": "worker gpu-test", "running": None,
+                                        "note": "not looked up: not a worker process of this host"}
+    assert set(found["trainer (run 7)"]) == {"pid", "role", "running", "note"}
+    found = _beat(app, client, {"pid": os.getpid(), "run_id": 7})
+    assert "worker gpu-test" not in found
+    assert found["web"]["pid"] == os.getpid()  # still itself
 
 
 def test_page_and_its_live_partial_with_history(client):

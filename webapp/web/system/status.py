@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+import socket
 import sys
 import time
 from importlib import metadata
@@ -163,6 +164,7 @@ def record_status() -> dict:
 
 def processes() -> list[dict]:
     found: dict[int, str] = {}
+    unverified: dict[int, str] = {}
     me = psutil.Process()
     found[me.pid] = "web"
     parent = me.parent()
@@ -173,16 +175,57 @@ def processes() -> list[dict]:
     client = get_redis()
     try:
         for worker, beat in read_beats(client).items():
-            if beat.get("pid"):
-                found[beat["pid"]] = f"worker {worker}"
-            if beat.get("trainer_pid"):
-                found[beat["trainer_pid"]] = f"trainer (run {beat.get('run_id')})"
+            _beat_processes(worker, beat, found, unverified)
         redis_pid = client.info("server").get("process_id")
         if redis_pid:
             found[int(redis_pid)] = "redis"
     except redis.RedisError:
         pass
-    return [_describe(pid, role) for pid, role in found.items()]
+    return ([_describe(pid, role) for pid, role in found.items()]
+            + [{"pid": pid, "role": role, "running": None, "note": NOT_LOOKED_UP} for pid, role in unverified.items()
+               if pid not in found])
+
+
+NOT_LOOKED_UP = "not looked up: not a worker process of this host"
+
+
+def _beat_processes(worker: str, beat: dict, found: dict, unverified: dict) -> None:
+    """A heartbeat's process ids are the worker's word: described here only when they are what it
+    says, the worker's an otweb worker process on this host and the trainer's a descendant of it.
+    Otherwise a worker could make this page show any process of the web's host (its name, memory,
+    start time)."""
+    pid, trainer = _pid(beat.get("pid")), _pid(beat.get("trainer_pid"))
+    process = _worker_process(pid) if beat.get("host") in (None, socket.gethostname()) else None
+    for claimed, role, ours in ((pid, f"worker {worker}", process is not None),
+                                (trainer, f"trainer (run {beat.get('run_id')})", _descends(trainer, process))):
+        if claimed:
+            (found if ours else unverified)[claimed] = role
+
+
+def _pid(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**22 else None
+
+
+def _worker_process(pid: int | None) -> psutil.Process | None:
+    """The process at ``pid`` when it runs an otweb worker (``otweb worker`` or ``-m webapp.cli worker``)."""
+    if pid is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+    except psutil.Error:
+        return None
+    words = _cmdline(process)
+    named = any(w.endswith("otweb") or w == "webapp.cli" for w in words)
+    return process if named and "worker" in words else None
+
+
+def _descends(pid: int | None, ancestor: psutil.Process | None) -> bool:
+    if pid is None or ancestor is None:
+        return False
+    try:
+        return any(parent.pid == ancestor.pid for parent in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
