@@ -26,6 +26,7 @@ def describe(kind: str, run: dict | None, seq: int | None, data: dict, sample_id
         text = f"{name}: {title.split(' ', 2)[2]}" + (f" ({detail})" if detail else "")
     return {"kind": kind, "seq": seq, "run_id": run_id, "config_name": name, "state": run["state"] if run else None,
             "title": title, "text": text, "link": f"runs/{run_id}" if run_id else "",
+            "sample_id": sample_id,
             "image": f"api/samples/{sample_id}/image" if sample_id else None, "time": time.time()}
 
 

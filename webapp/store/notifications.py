@@ -155,11 +155,22 @@ def mark_attempt(conn, delivery_id: int, sub_id: int, ok: bool, code: int | None
         return conn.execute("SELECT failures FROM notify_subscriptions WHERE id = ?", (sub_id,)).fetchone()[0]
 
 
-def log_test(conn, sub_id: int, payload: str, code: int | None, error: str | None) -> None:
+def log_test(conn, sub_id: int, payload: str, code: int | None, error: str | None, status: str = TEST) -> None:
+    """A test's delivery, already made (a webhook's) or to show (a browser's: READY)."""
     with transaction(conn):
         conn.execute("INSERT INTO notify_deliveries (subscription_id, event_seq, kind, payload, status, attempts,"
                      " last_code, last_at, error, created_at) VALUES (?, NULL, 'test', ?, ?, 1, ?, ?, ?, ?)",
-                     (sub_id, payload, TEST, code, time.time(), error, time.time()))
+                     (sub_id, payload, status, code, time.time(), error, time.time()))
+
+
+def count_of(conn, user: str) -> int:
+    return conn.execute("SELECT COUNT(*) FROM notify_subscriptions WHERE user = ?", (user,)).fetchone()[0]
+
+
+def paused_of(conn, user: str) -> list[dict]:
+    """The user's paused destinations: the notice their pages show until they resume or remove one."""
+    rows = conn.execute("SELECT * FROM notify_subscriptions WHERE user = ? AND paused = 1 ORDER BY id", (user,))
+    return [public(row) for row in rows]
 
 
 def deliveries(conn, sub_id: int, limit: int = 50) -> list[dict]:
