@@ -19,9 +19,10 @@ class Receiver:
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
-                    receiver.requests.append({"at": time.time(), "path": self.path, "headers": dict(self.headers),
-                                              "body": body})
                     status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                    status = 302 if receiver.redirect_to else status
+                    receiver.requests.append({"at": time.time(), "path": self.path, "headers": dict(self.headers),
+                                              "body": body, "status": status})
                 if receiver.redirect_to:
                     self.send_response(302)
                     self.send_header("Location", receiver.redirect_to)
@@ -36,6 +37,11 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def accepted(self) -> list[dict]:
+        """The requests answered with a 2xx."""
+        with self._lock:
+            return [r for r in self.requests if 200 <= r["status"] < 300]
 
     def url(self, host: str = "127.0.0.1", path: str = "/hook") -> str:
         return f"http://{host}:{self.port}{path}"
