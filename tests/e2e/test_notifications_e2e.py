@@ -47,6 +47,9 @@ def test_webhooks_are_delivered_once_across_a_web_restart(demo_workspace, demo_c
         assert sorted((d["kind"], d["status"]) for d in log) == [("queue_empty", "sent"), ("run_completed", "sent")]
         assert max(d["attempts"] for d in log) >= 2
         seen = len(receiver.requests)
-        with serve_web(env):  # and once more: nothing is sent twice
+        with serve_web(env) as url:  # and once more: nothing is sent twice
             time.sleep(3)
+            # the demo workspace is the session's: the next test's stack must not find this subscription
+            sub_id = requests.get(f"{url}/api/notifications", timeout=30).json()["subscriptions"][0]["id"]
+            requests.delete(f"{url}/api/notifications/{sub_id}", timeout=30)
         assert len(receiver.requests) == seen and failed_tries >= 2

@@ -188,3 +188,16 @@ def test_the_secret_is_never_shown(conn):
     sub_id = subs.add_subscription(conn, "ann", ["sample"], "webhook", url="https://h.example/x", secret=SECRET)
     shown = subs.subscriptions_of(conn, "ann")
     assert shown[0]["id"] == sub_id and shown[0]["signed"] and SECRET not in json.dumps(shown)
+
+
+def test_the_readme_verification_snippet_accepts_a_real_signature():
+    from support.paths import ROOT
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## Notifications", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(code, scope)  # noqa: S102 - the README's own snippet, as a receiver would paste it
+    body = b'{"kind":"test"}'
+    header = webhook_http.sign(SECRET, body)
+    assert scope["verified"](SECRET, header, body)
+    assert not scope["verified"](SECRET, header, body + b"x")
+    assert not scope["verified"](SECRET, webhook_http.sign(SECRET, body, int(time.time()) - 3600), body)
