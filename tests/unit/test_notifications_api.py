@@ -95,3 +95,17 @@ def test_another_user_cannot_see_or_change_my_subscription(auth_app, workspace):
     assert theirs.get(f"/api/notifications/{sub_id}/deliveries").status_code == 404
     assert mine.delete(f"/api/notifications/{sub_id}", headers={"X-CSRF-Token": token}).status_code == 200
     assert database(workspace).exists()
+
+
+def test_a_paused_destination_is_told_on_every_page(client, app, hooks_allowed):
+    sub_id = client.post("/api/notifications", json={"events": ["sample"], "channel": "webhook",
+                                                     "url": "https://hooks.example.com/x"}).get_json()["id"]
+    assert b"notify-paused-banner" not in client.get("/runs").data
+    conn = store.connect(app.config["DATABASE"])
+    store.notifications.set_paused(conn, sub_id, "paused after 8 failed attempts in a row: HTTP 500")
+    conn.close()
+    assert b"1 of your notification destinations is paused" in client.get("/runs").data
+    page = client.get("/notifications").get_data(as_text=True)
+    assert "HTTP 500" in page and 'data-action="resume"' in page
+    assert client.post(f"/api/notifications/{sub_id}/resume").get_json() == {"id": sub_id, "paused": False}
+    assert b"notify-paused-banner" not in client.get("/runs").data

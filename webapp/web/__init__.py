@@ -23,6 +23,7 @@ def register(app: Flask) -> None:
     from webapp.web.fleet import api as fleet_api, pages as fleet_pages
     from webapp.web.models import api as models_api, pages as models_pages
     from webapp.web.notifications import api as notifications_api, pages as notifications_pages
+    from webapp.web.notifications import services as notify_services
     from webapp.web.openapi import routes as openapi_routes
     from webapp.web.playground import pages as playground_pages
     from webapp.web.runs import api as runs_api, banner as run_banner, downloads, pages as runs_pages
@@ -61,6 +62,7 @@ def register(app: Flask) -> None:
     errors.init_app(app)
     filters.init_app(app)
     app.jinja_env.globals["ended_run_banner"] = run_banner.ended_run_banner  # base.html, every page
+    app.jinja_env.globals["paused_notifications"] = notify_services.paused_banner  # base.html too
     sse.init_app(app, render=fragments.render_event_fragments)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 
-from flask import url_for
+from flask import request, url_for
 
 from webapp.control import notify_messages, webhook_http
 from webapp.protocol import dumps
 from webapp.store import notifications as subs
+from webapp.web.auth.identity import current_principal
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
 from webapp.web.runs.actions import started_by
@@ -120,3 +122,14 @@ def browser_notices(after: int | None) -> dict:
                         "image": url_for("samples_api.sample_image", sample_id=message["sample_id"])
                         if message.get("sample_id") else None})
     return {"notices": notices, "last": found[-1]["id"] if found else after}
+
+
+def paused_banner() -> int:
+    """For base.html: how many of the caller's destinations are paused (their owner is told on every
+    page until they resume or remove them); 0 on a fragment, for nobody, and on the page that says it."""
+    if request.headers.get("HX-Request") or current_principal() is None or request.blueprint == "notifications":
+        return 0
+    try:
+        return len(subs.paused_of(get_db(), me()))
+    except sqlite3.Error:  # an error page about the database must still render
+        return 0
