@@ -109,3 +109,19 @@ def test_a_paused_destination_is_told_on_every_page(client, app, hooks_allowed):
     assert "HTTP 500" in page and 'data-action="resume"' in page
     assert client.post(f"/api/notifications/{sub_id}/resume").get_json() == {"id": sub_id, "paused": False}
     assert b"notify-paused-banner" not in client.get("/runs").data
+
+
+def test_a_sample_notice_carries_its_image(client, app):
+    assert client.post("/api/notifications", json={"events": ["sample"], "channel": "browser"}).status_code == 201
+    start = client.get("/api/notifications/browser").get_json()["last"]
+    conn = store.connect(app.config["DATABASE"])
+    Notifier(conn).step()
+    run_id = store.create_run(conn, "demo", {})
+    store.set_started_by(conn, run_id, "local")
+    store.append_event(conn, run_id, make_event("sample_default", path="samples/0-a.png", prompt="a cat"))
+    Notifier(conn).step()
+    sample_id = store.samples.list_for_run(conn, run_id)[0]["id"]
+    conn.close()
+    notice = client.get(f"/api/notifications/browser?after={start}").get_json()["notices"][0]
+    assert notice["image"] == f"/api/samples/{sample_id}/image" and notice["link"] == f"/runs/{run_id}"
+    assert "a cat" in notice["body"]
