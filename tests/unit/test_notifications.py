@@ -80,6 +80,31 @@ def test_metadata_and_unlisted_hosts_are_refused(monkeypatch):
             webhook_http.check_url(url)
 
 
+def test_a_listed_name_is_resolved_once_and_the_checked_address_is_the_one_reached(monkeypatch):
+    """DNS stands in for the offline machine: the first answer for a listed name is loopback, every
+    later one an outside address (a rebinding). Without the test setting: refused; with it, the
+    request reaches the receiver at the address checked, with the name kept as its Host."""
+    import socket
+    real, asked = socket.getaddrinfo, []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "hooks.example.com":
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        address = "127.0.0.1" if len(asked) == 1 else "93.184.216.34"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setenv("OTWEB_WEBHOOK_HOSTS", "hooks.example.com")
+    with Receiver() as receiver:
+        with pytest.raises(webhook_http.Refused, match="loopback"):
+            webhook_http.post(receiver.url("hooks.example.com"), b"{}", {})
+        asked.clear()
+        monkeypatch.setenv("OTWEB_WEBHOOK_ALLOW_LOOPBACK", "1")
+        assert webhook_http.post(receiver.url("hooks.example.com"), b"{}", {}).status == 200
+    assert asked == ["hooks.example.com"]  # one lookup: the connection went to its checked answer
+    assert receiver.requests[0]["headers"]["Host"] == f"hooks.example.com:{receiver.port}"
+
+
 def test_a_redirect_is_not_followed(loopback_ok):
     with Receiver() as target, Receiver(redirect_to=target.url(path="/inside")) as first:
         sub = {"format": "slack", "secret": None, "url": first.url()}
