@@ -1,6 +1,7 @@
 /* OneTrainer Web: the little behaviour htmx has no attribute for. No framework, no build.
    - live elapsed timers ([data-elapsed] = seconds when the server rendered it)
-   - a start notice ([data-transient]) goes once the live state shows that run */
+   - a start notice ([data-transient]) goes once the live state shows that run
+   - browser notifications (the Notifications page asks; every open page then shows them) */
 (function () {
   "use strict";
 
@@ -190,6 +191,48 @@
       setTimeout(function () { sha.removeAttribute("data-copied"); }, 1500);
     });
   });
+  // browser notifications: asked for only by a click on the Notifications page's button, never on
+  // load; once allowed, every open page asks for this user's new notices (the server matched them
+  // to the user's subscriptions) and shows each as a system notification that opens its run. The
+  // last one seen is shared by the tabs (localStorage), and a notice's tag keeps one per notice
+  var NOTICE_EVERY_MS = 3000, noticeTimer = null;
+  function noticeUrl(after) {
+    var url = document.body.dataset.notices;
+    return after === null ? url : url + "?after=" + encodeURIComponent(after);
+  }
+  function showNotice(notice) {
+    var options = {body: notice.body, tag: "otweb-notice-" + notice.id};
+    if (notice.image) { options.image = notice.image; options.icon = notice.image; }
+    var shown = new Notification(notice.title, options);
+    shown.onclick = function () { window.focus(); window.location.href = notice.link; };
+  }
+  function pollNotices() {
+    var last = localStorage.getItem("otweb-notice-last");
+    fetch(noticeUrl(last), {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (answer) {
+        if (!answer) { return; }
+        var seen = parseInt(localStorage.getItem("otweb-notice-last") || "-1", 10);
+        answer.notices.forEach(function (notice) { if (notice.id > seen) { showNotice(notice); } });
+        if (answer.last > seen) { localStorage.setItem("otweb-notice-last", String(answer.last)); }
+      })
+      .catch(function () { /* the next turn asks again */ });
+  }
+  function startNotices() {
+    var state = document.querySelector("[data-notify-state]");
+    if (state) { state.textContent = !("Notification" in window) ? "this browser has no notifications"
+      : Notification.permission === "granted" ? "allowed in this browser" : Notification.permission === "denied"
+      ? "blocked in this browser's settings" : ""; }
+    if (noticeTimer || !("Notification" in window) || Notification.permission !== "granted"
+        || !document.body.dataset.notices) { return; }
+    pollNotices();
+    noticeTimer = setInterval(pollNotices, NOTICE_EVERY_MS);
+  }
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest("[data-notify-permission]") || !("Notification" in window)) { return; }
+    Notification.requestPermission().then(startNotices);
+  });
+  document.addEventListener("DOMContentLoaded", startNotices);
   document.addEventListener("htmx:sseMessage", function () { tick(); dropTransientNotices(); syncPromptButtons(); });
   document.addEventListener("DOMContentLoaded", tick);
   setInterval(tick, 1000);

@@ -221,3 +221,26 @@ def parse_labels(text) -> tuple:
     if isinstance(text, (list, tuple)):
         text = ",".join(text)
     return tuple(dict.fromkeys(part.strip().lower() for part in str(text or "").split(",") if part.strip()))
+
+
+# notifications (webapp/control/notifier.py, webapp/control/webhook_http.py)
+def webhook_hosts(env=None) -> tuple[str, ...]:
+    """OTWEB_WEBHOOK_HOSTS: the admin-approved webhook hosts (comma-separated names; `*.example.com`
+    for its subdomains). None set: no webhook can be added or sent."""
+    return tuple(h.strip().lower().rstrip(".") for h in env_text("OTWEB_WEBHOOK_HOSTS", "", env).split(",") if h.strip())
+
+
+def webhook_allow_loopback(env=None) -> bool:
+    """OTWEB_WEBHOOK_ALLOW_LOOPBACK=1: for tests only (a receiver on 127.0.0.1); off, a webhook to a
+    loopback address is refused even when its host is listed."""
+    return env_flag("OTWEB_WEBHOOK_ALLOW_LOOPBACK", False, env)
+
+
+def webhook_backoff_s(env=None) -> float:
+    """OTWEB_WEBHOOK_BACKOFF_S: the first retry's wait (doubling each failure, at most 5 minutes)."""
+    return float(env_text("OTWEB_WEBHOOK_BACKOFF_S", "2", env))
+
+
+def public_url(env=None) -> str:
+    """OTWEB_PUBLIC_URL: this app's address as people reach it (a webhook's links to a run); none: no links."""
+    return env_text("OTWEB_PUBLIC_URL", "", env).rstrip("/")

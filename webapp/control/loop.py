@@ -22,6 +22,7 @@ from webapp import store
 from webapp.settings import DISPATCH_LOCK
 from webapp.control.dispatch import Dispatcher
 from webapp.control.identities import Identities
+from webapp.control.notifier import run_notifier
 from webapp.control.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class ControlLoop:
         self.redis_url, self.database, self.run_dir, self.accounts_on = redis_url, database, run_dir, accounts_on
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
+        self.notifier_thread: threading.Thread | None = None
         self.leader = False
         self._renewed_at = 0.0
         self.recorder: Recorder | None = None
@@ -51,11 +53,20 @@ class ControlLoop:
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
         self.thread.start()
+        # webhooks and browser notifications in a thread of their own: a slow destination never
+        # holds up the recorder; it works only while this process leads (the loop's lock)
+        self.notifier_thread = threading.Thread(target=self._notify, name="notifier", daemon=True)
+        self.notifier_thread.start()
+
+    def _notify(self) -> None:
+        with closing(store.connect(self.database)) as conn:
+            run_notifier(conn, self.stopping, lambda: self.leader)
 
     def stop(self) -> None:
         self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
+        for thread in (self.thread, self.notifier_thread):
+            if thread is not None:
+                thread.join(timeout=5)
 
     def stats(self) -> dict:
         return {"leader": self.leader, "consumer": self.consumer,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import loss_summary, assignments, model_versions, uploads
+from . import loss_summary, assignments, model_versions, notifications, uploads
 from .db import setting
 
 SCHEMA = """
@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def init_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA + loss_summary.BUCKETS_SCHEMA + model_versions.SCHEMA + uploads.SCHEMA)
+    conn.executescript(SCHEMA + loss_summary.BUCKETS_SCHEMA + model_versions.SCHEMA + uploads.SCHEMA
+                       + notifications.SCHEMA)
     # columns added after a workspace was first made
     columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
     for name, kind in (("resume_requested", "INTEGER NOT NULL DEFAULT 0"), ("queue_position", "REAL"),

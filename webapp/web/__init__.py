@@ -3,7 +3,7 @@
 ``register(app)`` is the one place the web joins the app: its shared clients, accounts and the
 authorization policy, error pages, template filters, the SSE broker, and every blueprint, in one
 list. One sub-package per area (dashboard, runs, configs, samples, playground, models, fleet, system,
-auth, sse, openapi), mirroring templates/: ``pages`` and ``api`` hold routes only; what they do lives
+notifications, auth, sse, openapi), mirroring templates/: ``pages`` and ``api`` hold routes only; what they do lives
 beside them as services. What every area uses stays here: ``extensions`` (the shared clients),
 ``errors``, ``api_input``, ``caps``, ``filters``, ``labels``, ``charts``, ``control`` (starts the
 control plane's loop).
@@ -22,6 +22,8 @@ def register(app: Flask) -> None:
     from webapp.web.dashboard import api as dashboard_api, pages as dashboard_pages
     from webapp.web.fleet import api as fleet_api, pages as fleet_pages
     from webapp.web.models import api as models_api, pages as models_pages
+    from webapp.web.notifications import api as notifications_api, pages as notifications_pages
+    from webapp.web.notifications import services as notify_services
     from webapp.web.openapi import routes as openapi_routes
     from webapp.web.playground import pages as playground_pages
     from webapp.web.runs import api as runs_api, banner as run_banner, downloads, pages as runs_pages
@@ -49,6 +51,8 @@ def register(app: Flask) -> None:
         openapi_routes.bp,      # /api/openapi.json, /api/docs
         fleet_pages.bp,         # /fleet
         fleet_api.bp,           # /api/workers
+        notifications_pages.bp,  # /notifications     subscriptions, delivery logs, a test
+        notifications_api.bp,   # /api/notifications
     )
     app.json = api_input.StrictJSONProvider(app)
     app.url_value_preprocessor(api_input.refuse_huge_ids)
@@ -58,6 +62,7 @@ def register(app: Flask) -> None:
     errors.init_app(app)
     filters.init_app(app)
     app.jinja_env.globals["ended_run_banner"] = run_banner.ended_run_banner  # base.html, every page
+    app.jinja_env.globals["paused_notifications"] = notify_services.paused_banner  # base.html too
     sse.init_app(app, render=fragments.render_event_fragments)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

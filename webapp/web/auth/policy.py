@@ -18,8 +18,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC = ("static", "*.static", "auth.login", "auth.token_login", "api.health")
 ADMIN = ("auth.users*", "auth.user_*", "runs.delete*", "runs_api.delete*", "models.delete*", "models_api.delete*",
          "fleet.drain*", "fleet.remove*", "fleet_api.drain", "fleet_api.remove")
-# POSTs that change nothing on the server (validation), or only the caller's own session
-VIEWER_POSTS = ("auth.logout", "configs.check_field", "config_api.validate_config")
+# POSTs that change nothing on the server (validation), or only the caller's own session or
+# subscriptions (a viewer may hear of runs it may read; webhooks reach only admin-approved hosts)
+VIEWER_POSTS = ("auth.logout", "configs.check_field", "config_api.validate_config", "notifications.*",
+                "notifications_api.*")
 
 
 def _matches(endpoint: str, patterns) -> bool:

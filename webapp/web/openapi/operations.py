@@ -5,6 +5,7 @@ document cannot drift from the routes."""
 from __future__ import annotations
 
 from webapp.config.train_config import MAX_TEXT
+from webapp.store.notifications import KINDS as NOTIFY_KINDS
 from webapp.web.api_input import MAX_ID
 from webapp.web.models.views import MAX_NOTE, MAX_TAG
 
@@ -55,6 +56,8 @@ def op(summary: str, tag: str, *, ok=None, status: int = 200, body: dict | None 
 
 
 ID = between(1, MAX_ID)
+NOTIFY_SUB = obj(id=INT, events=array(STR), scope=STR, config_name=nullable(STR), channel=STR, url=nullable(STR),
+                 format=STR, paused=BOOL, paused_reason=nullable(STR), signed=BOOL, deliveries=array(obj()))
 QUEUE_ERRORS = [409, 429, 503, 507]  # a start: state, caps per user, the queue or Redis, disk space
 COMMAND = obj(run_id=INT, command=STR, accepted=BOOL)
 SAMPLE_REQUEST = obj(prompt=text(MAX_TEXT), negative_prompt=text(MAX_TEXT), seed=INT, random_seed=BOOL, steps=INT, cfg_scale=NUM,
@@ -169,6 +172,31 @@ OPERATIONS = {
     "models_api.set_note": op("A note on a version (operator)", "models", body=obj(("note",), note=text(MAX_NOTE)),
                               ok=obj(id=INT, note=STR)),
     "models_api.delete_model": op("Delete a version and its file (admin)", "models", ok=obj(deleted=INT, file_removed=BOOL)),
+    # notifications (the caller's own; a viewer may subscribe)
+    "notifications_api.list_subscriptions": op("My subscriptions with their recent deliveries; the kinds, formats and approved hosts",
+                                               "notifications", ok=obj(subscriptions=array(NOTIFY_SUB), kinds=array(STR),
+                                                                       formats=array(STR), webhook_hosts=array(STR))),
+    "notifications_api.add_subscription": op(
+        "Subscribe to run events: a browser notification or a webhook", "notifications", status=201, errors=[409],
+        body=obj(("events",), events=array({"enum": list(NOTIFY_KINDS)}), channel={"enum": ["browser", "webhook"]},
+                 scope={"enum": ["mine", "all", "config"]}, config_name=STR, url=text(2000),
+                 format={"enum": ["generic", "slack", "discord", "ntfy"]}),
+        ok=obj(id=INT, secret=nullable(STR)),
+        description="A generic webhook's signing secret is in this answer only: it is never shown again. "
+                    "Signature: `X-OTWeb-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, t + \".\" + body)>`; "
+                    "a URL whose host is not in OTWEB_WEBHOOK_HOSTS, or that resolves to a loopback, link-local "
+                    "or metadata address, is refused (400)."),
+    "notifications_api.delete_subscription": op("Remove a subscription and its log", "notifications", ok=obj(id=INT, deleted=BOOL)),
+    "notifications_api.resume": op("Resume a paused destination: its waiting deliveries go out in order", "notifications",
+                                   ok=obj(id=INT, paused=BOOL)),
+    "notifications_api.send_test": op("Send a test now (a webhook: its answer; a browser: shown on open pages)", "notifications",
+                                      ok=obj(id=INT, sent=BOOL, code=nullable(INT), error=nullable(STR))),
+    "notifications_api.deliveries": op("A destination's delivery log (status, attempts, last answer, time)", "notifications",
+                                       ok=obj(id=INT, deliveries=array(obj()))),
+    "notifications_api.browser": op("My browser notifications after a delivery id (without after: only where to start)",
+                                    "notifications", query=[q("after", between(0, MAX_ID), "the last delivery id seen")],
+                                    ok=obj(notices=array(obj(id=INT, kind=STR, title=STR, body=STR, run_id=nullable(INT),
+                                                             link=STR, image=nullable(STR))), last=INT)),
     # system, accounts, this document
     "system_api.api_info": op("Machine, libraries, GPUs", "system", ok=obj()),
     "system_api.api_resources": op("CPU, RAM, disk and GPU use", "system", ok=obj()),

@@ -1,0 +1,1 @@
+"""Notifications: each user's subscriptions to run events (browser notifications, webhooks)."""
