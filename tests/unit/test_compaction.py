@@ -33,6 +33,8 @@ def record_run(conn, steps: int = 1200, state: str = "completed", started: float
         at = started + 1 + step
         if step % 300 == 0:
             store.append_event(conn, run_id, {"event": "status", "data": {"text": f"epoch {step // 300}"}, "time": at})
+            for n in range(3):  # a sample's own progress while it is made
+                store.append_event(conn, run_id, {"event": "sample_progress", "data": {"step": n, "max_step": 3}, "time": at})
             store.append_event(conn, run_id, {"event": "sample_default",
                                               "data": {"path": f"samples/{step}.png", "global_step": step}, "time": at})
         store.append_event(conn, run_id, {"event": "progress", "data": {"global_step": step, "loss": 0.5}, "time": at})
@@ -67,8 +69,11 @@ def test_an_ended_run_keeps_its_timeline_and_every_loss(conn):
     after = events(conn, run_id)
     progress_before = [e for e in before if e["event"] == "progress"]
     progress_after = [e for e in after if e["event"] == "progress"]
-    # every other event as it was, in order, with its number (SSE ids stay valid)
-    assert [e for e in after if e["event"] != "progress"] == [e for e in before if e["event"] != "progress"]
+    # every other event as it was, in order, with its number (SSE ids stay valid); a sample's progress gone
+    thinned = ("progress", "sample_progress")
+    assert [e for e in after if e["event"] not in thinned] == [e for e in before if e["event"] not in thinned]
+    assert len([e for e in before if e["event"] == "sample_progress"]) == 12
+    assert not [e for e in after if e["event"] == "sample_progress"]
     assert [e["data"]["state"] for e in after if e["event"] == "run"] == ["running", "completed"]
     # the progress: the first, the last, one per 50 steps or per minute between
     steps = [e["data"]["global_step"] for e in progress_after]

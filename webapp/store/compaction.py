@@ -3,7 +3,8 @@
 A run's progress events (one a second while it trains: nearly all of its events) are what SSE
 replays live; once the run has ended they are only its timeline. Compaction keeps every event that
 is not a progress (state changes, status, samples, saves, log, errors), the first and the last
-progress, and one progress per ``KEEP_EVERY_STEPS`` steps or ``KEEP_EVERY_S`` seconds; the loss rows
+progress, and one progress per ``KEEP_EVERY_STEPS`` steps or ``KEEP_EVERY_S`` seconds, and drops the
+sampling progress (``sample_progress``: a bar's steps while a sample was made); the loss rows
 (``metrics``), samples, the run's row and its log file stay whole. It runs off the hot path (the
 control loop's housekeeping), a bounded number of events per call, resuming where it stopped.
 
@@ -36,8 +37,8 @@ SETTLE_S = 30.0            # a run's last uploads and late events arrive after i
 EVENTS_PER_CALL = 5000     # progress events looked at per call: one transaction of a few ms
 VACUUM_PAGES_PER_CALL = 2048  # 8 MB of free pages given back per call
 # a workspace made before auto_vacuum is switched by a VACUUM (it rewrites the file) when it opens,
-# if it is this small (measured: ~2 s for 40 MB on the 2-core box); a larger one says to run
-# `otweb db compact` instead, so that a web process does not wait minutes at its start
+# if it is this small (measured: 8.3 s for 126 MB, 1,000 demo runs, on the 2-core box: ~4 s at this
+# size); a larger one says to run `otweb db compact` instead, so a web process never waits long at its start
 VACUUM_AT_OPEN_MAX_BYTES = 64 << 20
 INCREMENTAL = 2
 
@@ -85,16 +86,19 @@ def compact_run(conn, run_id: int, budget: int = EVENTS_PER_CALL) -> bool:
 
 def _compact_window(conn, run_id: int, budget: int) -> bool:
     conn.execute("INSERT OR IGNORE INTO compaction (run_id) VALUES (?)", (run_id,))
-    state = conn.execute("SELECT cursor, kept_step, kept_time FROM compaction WHERE run_id = ?", (run_id,)).fetchone()
-    cursor, kept_step, kept_time = state[0], state[1], state[2]
-    rows = conn.execute("SELECT seq, time, json_extract(data, '$.global_step') FROM events"
-                        " WHERE run_id = ? AND name = 'progress' AND seq > ? ORDER BY seq LIMIT ?",
+    cursor, kept_step, kept_time = conn.execute(
+        "SELECT cursor, kept_step, kept_time FROM compaction WHERE run_id = ?", (run_id,)).fetchone()
+    rows = conn.execute("SELECT seq, name, time, json_extract(data, '$.global_step') FROM events"
+                        " WHERE run_id = ? AND name IN ('progress', 'sample_progress') AND seq > ? ORDER BY seq LIMIT ?",
                         (run_id, cursor, budget + 1)).fetchall()
     last = conn.execute("SELECT MAX(seq) FROM events WHERE run_id = ? AND name = 'progress'", (run_id,)).fetchone()[0]
     window, more = rows[:budget], len(rows) > budget
     doomed = []
-    for seq, at, step in window:
-        if kept_time is not None and seq != last and not _worth_keeping(step, at, kept_step, kept_time):
+    for seq, name, at, step in window:
+        # a sample's progress (its denoising steps) only moved a bar while it was made: the sample
+        # event itself stays
+        if name == "sample_progress" or (kept_time is not None and seq != last
+                                         and not _worth_keeping(step, at, kept_step, kept_time)):
             doomed.append((seq,))
             continue
         kept_step, kept_time = (step if step is not None else kept_step), at
