@@ -9,8 +9,10 @@ import time
 import pytest
 
 from support.old_workspace import counts, make_old_workspace
+from support.polling import wait_for
 from webapp import store
 from webapp.control.housekeeping import Housekeeping
+from webapp.control.loop import ControlLoop
 from webapp.store import compaction
 
 ENDED_LONG_AGO = 1_000.0
@@ -147,7 +149,7 @@ def test_a_workspace_from_before_opens_migrated_with_nothing_lost(tmp_path):
 
 def test_the_control_loops_housekeeping_compacts_and_measures(conn, tmp_path):
     run_id = record_run(conn, steps=400, started=time.time() - 10_000)
-    conn.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (time.time() - 3600, run_id))
+    conn.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (time.time() - 7200, run_id))
     folder = tmp_path / "runs" / str(run_id)
     (folder / "samples").mkdir(parents=True)
     (folder / "samples" / "0.png").write_bytes(b"x" * 1000)
@@ -157,3 +159,21 @@ def test_the_control_loops_housekeeping_compacts_and_measures(conn, tmp_path):
     assert store.disk_use.of_run(conn, run_id)["bytes"] == 1024
     assert store.disk_use.of_run(conn, run_id)["files"] == 2
     assert conn.execute("SELECT done_at FROM compaction WHERE run_id = ?", (run_id,)).fetchone()[0] is not None
+
+
+def test_the_leaders_loop_compacts_an_ended_run_after_the_set_delay(app, redis_url, monkeypatch):
+    monkeypatch.setenv("OTWEB_COMPACT_AFTER_S", "0")  # at once (SETTLE_S after the end)
+    conn = store.connect(app.config["DATABASE"])
+    run_id = record_run(conn, steps=300, started=time.time() - 400)
+    kept_longer = record_run(conn, steps=300, started=time.time() - 340)  # ended 30 s ago: not yet
+    conn.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (time.time() - 5, kept_longer))
+    before = len(events(conn, kept_longer))
+    loop = ControlLoop(redis_url, app.config["DATABASE"], app.config["SETTINGS"].run_dir, accounts_on=False)
+    loop.start()
+    try:
+        wait_for(lambda: conn.execute("SELECT done_at FROM compaction WHERE run_id = ?", (run_id,)).fetchone(), 30)
+    finally:
+        loop.stop()
+    assert [e["data"]["state"] for e in events(conn, run_id) if e["event"] == "run"] == ["running", "completed"]
+    assert len(events(conn, run_id)) < 40 and len(events(conn, kept_longer)) == before
+    conn.close()

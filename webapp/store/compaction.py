@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS compaction (
 """
 KEEP_EVERY_STEPS = 50
 KEEP_EVERY_S = 60.0
-SETTLE_S = 30.0            # a run's last uploads and late events arrive after its end
+SETTLE_S = 30.0            # at the least: a run's last uploads and late events arrive after its end
 EVENTS_PER_CALL = 5000     # progress events looked at per call: one transaction of a few ms
 VACUUM_PAGES_PER_CALL = 2048  # 8 MB of free pages given back per call
 # a workspace made before auto_vacuum is switched by a VACUUM (it rewrites the file) when it opens,
@@ -68,13 +68,13 @@ def auto_vacuum(conn) -> str:
     return {0: "none", 1: "full", 2: "incremental"}[conn.execute("PRAGMA auto_vacuum").fetchone()[0]]
 
 
-def next_run(conn, now: float | None = None) -> int | None:
-    """The oldest run that has ended (SETTLE_S ago) and is not compacted yet."""
+def next_run(conn, now: float | None = None, after_s: float = SETTLE_S) -> int | None:
+    """The oldest run that ended ``after_s`` ago (SETTLE_S at the least) and is not compacted yet."""
     row = conn.execute(
         "SELECT id FROM runs WHERE state NOT IN ('queued', 'running') AND finished_at IS NOT NULL"
         " AND finished_at <= ? AND NOT EXISTS (SELECT 1 FROM compaction"  # again after a resumed run ends
         " WHERE compaction.run_id = runs.id AND compaction.done_at >= runs.finished_at)"
-        " ORDER BY id LIMIT 1", ((now or time.time()) - SETTLE_S,)).fetchone()
+        " ORDER BY id LIMIT 1", ((now or time.time()) - max(after_s, SETTLE_S),)).fetchone()
     return row[0] if row else None
 
 
@@ -125,9 +125,9 @@ def vacuum_step(conn, pages: int = VACUUM_PAGES_PER_CALL) -> int:
     return free - conn.execute("PRAGMA freelist_count").fetchone()[0]
 
 
-def step(conn, budget: int = EVENTS_PER_CALL, now: float | None = None) -> dict:
+def step(conn, budget: int = EVENTS_PER_CALL, now: float | None = None, after_s: float = SETTLE_S) -> dict:
     """One bounded round: part of one ended run compacted, some free pages given back."""
-    run_id = next_run(conn, now)
+    run_id = next_run(conn, now, after_s)
     done = compact_run(conn, run_id, budget) if run_id is not None else None
     return {"run_id": run_id, "done": done, "pages_freed": vacuum_step(conn)}
 

@@ -58,12 +58,12 @@ def of_runs(conn, run_ids: list[int]) -> dict[int, dict]:
     return found
 
 
-def next_unmeasured(conn, now: float | None = None) -> int | None:
-    """An ended, settled run whose folder was not measured since it ended."""
+def next_unmeasured(conn, now: float | None = None, after_s: float = SETTLE_S) -> int | None:
+    """A run that ended ``after_s`` ago (SETTLE_S at the least) whose folder was not measured since."""
     row = conn.execute(
         "SELECT id FROM runs WHERE state NOT IN ('queued', 'running') AND finished_at IS NOT NULL AND finished_at <= ?"
         " AND NOT EXISTS (SELECT 1 FROM run_disk WHERE run_disk.run_id = runs.id AND run_disk.at >= runs.finished_at)"
-        " ORDER BY id LIMIT 1", ((now or time.time()) - SETTLE_S,)).fetchone()
+        " ORDER BY id LIMIT 1", ((now or time.time()) - max(after_s, SETTLE_S),)).fetchone()
     return row[0] if row else None
 
 
