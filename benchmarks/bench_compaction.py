@@ -68,10 +68,9 @@ def grow(path: Path, runs: int) -> dict:
             new = conn.execute(f"INSERT INTO runs ({', '.join(columns)}) SELECT {', '.join(columns)} FROM runs"
                                " WHERE id = 1").lastrowid
             for table, names in COPIED.items():
+                order = "" if table == "uploads" else " ORDER BY rowid"  # uploads has no rowid (nor an order)
                 conn.execute(f"INSERT INTO {table} ({names}) SELECT ?, {names.split(', ', 1)[1]} FROM {table}"
-                             f" WHERE run_id = 1 ORDER BY rowid" if table != "uploads" else
-                             f"INSERT INTO {table} ({names}) SELECT ?, {names.split(', ', 1)[1]} FROM {table}"
-                             " WHERE run_id = 1", (new,))
+                             f" WHERE run_id = 1{order}", (new,))
     conn.execute("UPDATE runs SET finished_at = ? WHERE state NOT IN ('queued', 'running')", (time.time() - 3600,))
     conn.close()
     return one

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from support.apps import make_app
 from support.old_workspace import counts, make_old_workspace
 from support.polling import wait_for
 from webapp import store
@@ -177,3 +178,18 @@ def test_the_leaders_loop_compacts_an_ended_run_after_the_set_delay(app, redis_u
     assert [e["data"]["state"] for e in events(conn, run_id) if e["event"] == "run"] == ["running", "completed"]
     assert len(events(conn, run_id)) < 40 and len(events(conn, kept_longer)) == before
     conn.close()
+
+
+def test_the_app_opens_a_workspace_from_before(workspace, config_dir, redis_url, redis_server):
+    path = make_old_workspace(workspace)
+    redis_server.flushall()
+    client = make_app(workspace, config_dir, redis_url).test_client()
+    assert client.get("/api/runs/1").json["run"]["state"] == "completed"
+    assert client.get("/api/runs/1/loss?max_points=1000").json["total"] == 300
+    assert [s["id"] for s in client.get("/api/samples/list?run=1").json["samples"]] == [1]
+    conn = store.connect(path)
+    try:
+        assert compaction.auto_vacuum(conn) == "incremental"
+        assert counts(conn) == {"runs": 1, "events": 303, "metrics": 300, "samples": 1}
+    finally:
+        conn.close()

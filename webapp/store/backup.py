@@ -37,6 +37,8 @@ def backup(workspace: Path, dest: Path, progress=None) -> dict:
     if not source.is_file():
         raise BackupError(f"no record to back up: {source} does not exist")
     _refuse_non_empty(dest, "backup destination")
+    if (workspace / RUNS).resolve() in (dest.resolve(), *dest.resolve().parents):
+        raise BackupError(f"the backup destination {dest} is inside the run folders it copies")
     dest.mkdir(parents=True, exist_ok=True)
     started = time.time()
     database = _copy_database(source, dest / DATABASE)

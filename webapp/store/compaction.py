@@ -15,6 +15,7 @@ back a bounded number of free pages per call.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
 from .db import transaction
@@ -48,7 +49,10 @@ def init(conn) -> None:
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL:
         size = conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
         if size <= VACUUM_AT_OPEN_MAX_BYTES:
-            switch_auto_vacuum(conn)
+            try:
+                switch_auto_vacuum(conn)
+            except sqlite3.OperationalError as exc:  # a full disk (a VACUUM needs a copy's room), a lock
+                log.warning("the record could not switch auto_vacuum on now (%s); it tries again at the next start", exc)
         else:
             log.warning("the record (%d MB) does not give free pages back yet: run `otweb db compact` once "
                         "(with the web stopped) to switch it", size >> 20)
