@@ -4,6 +4,7 @@ given back (auto_vacuum incremental, for new workspaces and ones made before it)
 is left alone; the control loop's housekeeping does it a bounded amount per turn."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from support.apps import make_app
 from support.old_workspace import counts, make_old_workspace
 from support.polling import wait_for
+from support.sse import parse_frame
 from webapp import store
 from webapp.control.housekeeping import Housekeeping
 from webapp.control.loop import ControlLoop
@@ -193,3 +195,26 @@ def test_the_app_opens_a_workspace_from_before(workspace, config_dir, redis_url,
         assert counts(conn) == {"runs": 1, "events": 303, "metrics": 300, "samples": 1}
     finally:
         conn.close()
+
+
+def test_the_sse_replay_of_a_compacted_run_gives_every_state_change(app, client):
+    conn = store.connect(app.config["DATABASE"])
+    run_id = record_run(conn, steps=400, state="failed")
+    compact_fully(conn, budget=1000)
+    expected = [e for e in events(conn, run_id)]
+    conn.close()
+    response = client.get(f"/api/events?after=0&run={run_id}", buffered=False)
+    frames, text = [], ""
+    for chunk in response.response:  # the stream stays open: read until the run's last event
+        text += chunk.decode() if isinstance(chunk, bytes) else chunk
+        while "\n\n" in text:
+            raw, text = text.split("\n\n", 1)
+            frame = parse_frame(raw)
+            if frame["data"] is not None:
+                frames.append(frame)
+        if frames and frames[-1].get("id") == str(expected[-1]["seq"]):
+            break
+    response.close()
+    assert [int(f["id"]) for f in frames] == [e["seq"] for e in expected]
+    states = [json.loads(f["data"])["data"]["state"] for f in frames if f.get("event") == "run"]
+    assert states == ["running", "failed"]
