@@ -21,6 +21,13 @@ def env_flag(name: str, default: bool, env=None) -> bool:
     return default if not text else text not in ("0", "false", "no", "off")
 
 
+def compact_after_s(env=None) -> float:
+    """OTWEB_COMPACT_AFTER_S: how long after a run has ended its progress events are thinned
+    (store.compaction) and its folder measured; an hour by default, so that a run just ended still
+    replays in full to whoever watched it."""
+    return float(env_text("OTWEB_COMPACT_AFTER_S", "3600", env))
+
+
 # a worker whose heartbeat is older is gone: its run is marked interrupted within this. Read once
 # per process: the web and its workers must agree, and both get it at their start
 HEARTBEAT_TTL_S = float(env_text("OTWEB_HEARTBEAT_TTL_S", "15"))

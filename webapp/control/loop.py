@@ -21,6 +21,7 @@ import redis
 from webapp import store
 from webapp.settings import DISPATCH_LOCK
 from webapp.control.dispatch import Dispatcher
+from webapp.control.housekeeping import Housekeeping
 from webapp.control.identities import Identities
 from webapp.control.notifier import run_notifier
 from webapp.control.recorder import Recorder
@@ -80,6 +81,7 @@ class ControlLoop:
             self.recorder = Recorder(conn, client, self.run_dir, self.consumer)
             self.dispatcher = Dispatcher(conn, client, token_ok=self._token_checker(conn), run_dir=self.run_dir)
             identities = Identities(conn, client)
+            housekeeping = Housekeeping(conn, self.run_dir)
             lock = client.lock(DISPATCH_LOCK, timeout=LOCK_TTL_S, blocking=False)
             dispatched_at = synced_at = float("-inf")
             while not self.stopping.is_set():
@@ -97,6 +99,7 @@ class ControlLoop:
                     if self.recorder.nudged or time.monotonic() - dispatched_at >= DISPATCH_EVERY_S:
                         self.dispatcher.step()
                         dispatched_at = time.monotonic()
+                    housekeeping.maybe_step()  # ended runs compacted and measured, a little a turn
                 except (redis.RedisError, OSError) as exc:
                     log.warning("control loop: Redis: %s", exc)
                     self.leader = False

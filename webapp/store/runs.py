@@ -203,7 +203,7 @@ def delete_run_rows(conn, run_id: int) -> bool:
         cur = conn.execute("DELETE FROM runs WHERE id = ? AND state NOT IN ('queued', 'running')", (run_id,))
         if cur.rowcount == 1:
             for table in ("events", "metrics", "metric_buckets", "metric_buckets_stale", "samples", "ingested",
-                          "assignments", "uploads"):
+                          "assignments", "uploads", "compaction", "run_disk"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         conn.execute("COMMIT")
     except BaseException:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import loss_summary, assignments, model_versions, notifications, uploads
+from . import loss_summary, assignments, compaction, disk_use, model_versions, notifications, uploads
 from .db import setting
 
 SCHEMA = """
@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def init_schema(conn: sqlite3.Connection) -> None:
+    compaction.init(conn)  # first: auto_vacuum is set before a new workspace's first table
     conn.executescript(SCHEMA + loss_summary.BUCKETS_SCHEMA + model_versions.SCHEMA + uploads.SCHEMA
                        + notifications.SCHEMA)
     # columns added after a workspace was first made
@@ -79,4 +80,5 @@ def init_schema(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE metrics ADD COLUMN {name} INTEGER NOT NULL DEFAULT {int(name == 'attempt')}")
     if setting(conn, loss_summary.BUCKETS_KEY) != loss_summary.BUCKETS_VERSION:  # from before them
         loss_summary.mark_all_buckets_stale(conn)
+    disk_use.init(conn)
     model_versions.backfill(conn)  # the versions of runs recorded before model versions: once

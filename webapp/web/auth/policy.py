@@ -17,7 +17,8 @@ from webapp.web.auth.identity import current_principal
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC = ("static", "*.static", "auth.login", "auth.token_login", "api.health")
 ADMIN = ("auth.users*", "auth.user_*", "runs.delete*", "runs_api.delete*", "models.delete*", "models_api.delete*",
-         "fleet.drain*", "fleet.remove*", "fleet_api.drain", "fleet_api.remove")
+         "fleet.drain*", "fleet.remove*", "fleet_api.drain", "fleet_api.remove", "system.cleanup*",
+         "system_api.cleanup*")
 # POSTs that change nothing on the server (validation), or only the caller's own session or
 # subscriptions (a viewer may hear of runs it may read; webhooks reach only admin-approved hosts)
 VIEWER_POSTS = ("auth.logout", "configs.check_field", "config_api.validate_config", "notifications.*",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from webapp.config.train_config import MAX_TEXT
 from webapp.store.notifications import KINDS as NOTIFY_KINDS
+from webapp.store.run_selection import ENDED_STATES
 from webapp.web.api_input import MAX_ID
 from webapp.web.models.views import MAX_NOTE, MAX_TAG
 
@@ -72,6 +73,10 @@ VERSIONS_QUERY = [q("model", STR, "a model: the config name"), q("tag", STR, "ve
                   q("picked", {"enum": ["1", "true"]}, "only each model's current pick"),
                   q("order", {"enum": ["newest", "loss", "step"]}, "newest first (default), lowest smoothed loss, highest step"),
                   q("limit", between(1, 500), "at most this many (default 100)")]
+
+CLEANUP_QUERY = [q("older_than_days", {"type": "number", "minimum": 0}, "runs that ended more than this many days ago"),
+                 q("state", {"enum": list(ENDED_STATES)}, "runs that ended in this state"),
+                 q("config", text(200), "runs whose config name contains this")]
 
 OPERATIONS = {
     # training
@@ -203,6 +208,19 @@ OPERATIONS = {
     "system_api.api_processes": op("The product's processes", "system", ok=obj()),
     "system_api.api_record": op("The record: entries set aside as malformed, and why it cannot be written", "system",
                             ok=obj(blocked=ANY, dead_letters=ANY)),
+    "system_api.cleanup_preview": op("Bulk deletion, step 1 (admin): the ended runs the filters pick and what deleting them frees",
+                                     "system", query=CLEANUP_QUERY, errors=[403],
+                                     ok=obj(filters=obj(), runs=array(obj(id=INT, config_name=STR, state=STR, created_at=NUM,
+                                                                          finished_at=nullable(NUM), bytes=INT, files=INT)),
+                                            total=obj(runs=INT, files=INT, bytes=INT), more=BOOL, selection=STR),
+                                     description="Queued and running runs are never picked; at most 1,000 runs, the oldest "
+                                                 "first (`more`: others match). Nothing is deleted."),
+    "system_api.cleanup_delete": op("Bulk deletion, step 2 (admin): delete the runs a preview showed, with their files", "system",
+                                    body=obj(("selection",), older_than_days=NUM, state={"enum": list(ENDED_STATES)},
+                                             config=text(200), selection=STR),
+                                    ok=obj(deleted=array(INT), runs=INT, files=INT, bytes=INT, more=BOOL), errors=[403, 409],
+                                    description="The same filters as the preview and its `selection`; 409 when the runs "
+                                                "they pick are no longer those (preview again)."),
     "auth.token_login": op("Trade a password for an API token", "auth", status=201,
                            body=obj(("username", "password"), username=text(ACCOUNT_NAME), password=STR, name=text(ACCOUNT_NAME)),
                            ok=obj(id=INT, token=STR, role=STR), errors=[401],

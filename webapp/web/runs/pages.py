@@ -59,7 +59,8 @@ def page(run_id: int):
         config_text=json.dumps(config_as_run(store.get_run(conn, run_id)), indent=2),
         timeline=store.timeline(conn, run_id), samples=store.list_samples(conn, run_id, limit=60),
         chart_html=cached_chart(run_id), log=log_view(run_id, fold=not can("admin")), query="",
-        files=run_files(run_dir(run_id), run["output_path"]), kept=store.kept_files(conn, run_id))
+        files=run_files(run_dir(run_id), run["output_path"]), kept=store.kept_files(conn, run_id),
+        disk=store.disk_use.of_run(conn, run_id))
 
 
 @bp.get("/runs/<int:run_id>/status")
@@ -85,7 +86,7 @@ def log(run_id: int):
 def files(run_id: int):
     run = get_run_view(run_id)
     return render_template("runs/_files.html", run=run, files=run_files(run_dir(run_id), run["output_path"]),
-                           kept=store.kept_files(get_db(), run_id))
+                           kept=store.kept_files(get_db(), run_id), disk=store.disk_use.of_run(get_db(), run_id))
 
 
 @bp.get("/queue/panel")
