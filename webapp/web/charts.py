@@ -1,6 +1,8 @@
 """Small server-rendered SVG charts: no JS, no build."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from webapp.store import loss_buckets
 
 WIDTH, HEIGHT = 300, 60
@@ -30,6 +32,26 @@ def percent_sparkline(values: list, width: int = 120, height: int = 30) -> str |
 CHART_W, CHART_H, PAD_L, PAD_R, PAD_T, PAD_B = 800, 260, 56, 56, 12, 38  # room for the axis titles
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A chart's frame in viewBox units. The SVG scales to its card: a 800-unit chart on a 346 px
+    phone card shrinks 10-unit labels to 4 px, so a phone gets its own narrow drawing (CSS picks
+    one by the width), with fewer ticks and labels that stay >= 11 CSS px at 360 px and up."""
+    name: str = "wide"
+    width: int = CHART_W
+    height: int = CHART_H
+    left: int = PAD_L
+    right: int = PAD_R
+    top: int = PAD_T
+    bottom: int = PAD_B
+    ticks: int = 4
+
+
+WIDE = Layout()
+NARROW = Layout("narrow", 360, 280, 64, 64, 12, 40, ticks=2)  # labels 12.5 units: 12 px on a 390 px phone
+NARROW_POINTS = 200  # a phone's chart is a third as wide: as many points as it can show
+
+
 def smoothed(points: list[dict], factor: float = 0.9) -> list[float | None]:
     """The bridge's exponential smoothing, per point; a bucket of n steps counts as n steps."""
     out, value = [], None
@@ -54,14 +76,16 @@ def _scale(low: float, high: float, top: float, bottom: float):
     return lambda v: bottom - (v - low) / span * (bottom - top)
 
 
-def chart_geometry(points: list[dict], markers: list[dict]) -> dict | None:
+def chart_geometry(points: list[dict], markers: list[dict], layout: Layout = WIDE) -> dict | None:
     """Polylines and ticks for templates/runs/_chart.html, or None with no points."""
     losses = [p["loss"] for p in points if p["loss"] is not None]
     if not losses:
         return None
     first, last = points[0]["step"], points[-1]["step"]
-    x_at = lambda s: PAD_L + (s - first) / ((last - first) or 1) * (CHART_W - PAD_L - PAD_R)  # noqa: E731
-    top, bottom = PAD_T, CHART_H - PAD_B
+    span = layout.width - layout.left - layout.right
+    x_at = lambda s: layout.left + (s - first) / ((last - first) or 1) * span  # noqa: E731
+    top, bottom = layout.top, layout.height - layout.bottom
+    count = layout.ticks
     low, high = min(losses), max(losses)
     y = _scale(low, high, top, bottom)
     lrs = [p["lr"] for p in points if p["lr"] is not None]
@@ -70,11 +94,12 @@ def chart_geometry(points: list[dict], markers: list[dict]) -> dict | None:
     def line(key, scale):
         return " ".join(f"{x_at(p['step']):.1f},{scale(p[key]):.1f}" for p in points if p.get(key) is not None)
     return {
-        "width": CHART_W, "height": CHART_H, "left": PAD_L, "right": CHART_W - PAD_R, "top": top, "bottom": bottom,
+        "layout": layout.name, "width": layout.width, "height": layout.height, "left": layout.left,
+        "right": layout.width - layout.right, "top": top, "bottom": bottom,
         "loss": line("loss", y), "smooth": line("smooth", y), "lr": line("lr", y_lr) if y_lr else "",
-        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high)],
-        "lr_ticks": [{"y": round(y_lr(v), 1), "label": f"{v:.2g}"} for v in _ticks(min(lrs), max(lrs))] if lrs else [],
-        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, whole=True)],
+        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high, count)],
+        "lr_ticks": [{"y": round(y_lr(v), 1), "label": f"{v:.2g}"} for v in _ticks(min(lrs), max(lrs), count)] if lrs else [],
+        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, count, whole=True)],
         "markers": [{**m, "x": round(x_at(m["step"]), 1)} for m in markers
                     if m.get("step") is not None and first <= m["step"] <= last],
         "count": len(points), "first": first, "last": last,

@@ -1,0 +1,97 @@
+"""The terminal of `otweb serve` (issue 31 §13): a person reads the URL it printed, not a line per
+request; the model libraries' import notices once, not once per run; Redis's notices explained
+once or kept in its log. Counted over a while of page views, live streams and two demo runs."""
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from support.demo import short_run
+from support.paths import ROOT
+from support.polling import wait_for
+from support.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_serve_terminal_keeps_to_what_matters(demo_workspace, demo_config, tmp_path):
+    workspace, config_dir = tmp_path / "workspace", tmp_path / "configs"
+    shutil.copytree(demo_workspace[0] / "models", workspace / "models")
+    shutil.copytree(demo_workspace[0] / "datasets", workspace / "datasets")
+    shutil.copytree(demo_workspace[1], config_dir)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # the embedded Redis, as a person runs it
+    log = open(tmp_path / "serve.log", "w+b")
+    serve = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--port", str(port),
+                              "--workspace", str(workspace), "--config-dir", str(config_dir)],
+                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url + "/api/health"), 90, "otweb serve to answer", every=0.3)
+        for run in range(2):  # two trainer starts: the second one's notices would be the repeats
+            run_id = requests.post(url + "/api/training/start", timeout=10,
+                                   json={"config": short_run(demo_config, epochs=1)}).json()["run_id"]
+            for path in ("/", "/runs", f"/runs/{run_id}", "/samples", "/models", "/system", "/api/training/status") * 5:
+                assert requests.get(url + path, timeout=10).status_code == 200
+            wait_for(lambda: _ended(url, run_id), 180, f"run {run_id} to end", every=0.5)
+        wait_for(lambda: _warm_again(serve.pid), 60, "the next warm trainer", every=0.5)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+        log.close()
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert any(f"running at http://127.0.0.1:{port}/" in line for line in lines), output[-2000:]
+    requests_logged = [line for line in lines if '"GET /' in line or '"POST /' in line]
+    assert not requests_logged, f"{len(requests_logged)} access-log lines, e.g. {requests_logged[:3]}"
+    repeated = {line: n for line, n in collections.Counter(lines).items() if n > 1 and _is_notice(line)}
+    assert not repeated, f"notices repeated in the terminal: {repeated}"
+    assert not any("overcommit" in line.lower() and not line.startswith("otweb:") for line in lines), \
+        "Redis's own overcommit warning reached the terminal"
+    assert len(lines) < 40, "\n".join(lines)
+
+
+def test_access_log_flag():
+    """On with --access-log (and under the systemd unit, whose gunicorn.conf.py sets accesslog)."""
+    from click.testing import CliRunner
+
+    from webapp.cli import main
+    from webapp.cli.serve import gunicorn_command
+    assert "--access-logfile" not in gunicorn_command("127.0.0.1", 8000, access_log=False)
+    assert "--access-logfile" in gunicorn_command("127.0.0.1", 8000)  # `otweb web`, as before
+    assert "--access-log" in CliRunner().invoke(main, ["serve", "--help"]).output
+    assert 'accesslog = "-"' in (ROOT / "deploy" / "gunicorn.conf.py").read_text()
+
+
+def _is_notice(line: str) -> bool:
+    lowered = line.lower()
+    return any(word in lowered for word in ("warn", "torchvision", "bitsandbytes", "deprecat", "overcommit"))
+
+
+def _warm_again(pid: int) -> bool:
+    """A warm trainer for the next run is up (started after the last run): its notices are in."""
+    import psutil
+    return any("multiprocessing" in " ".join(p.cmdline()) for p in psutil.Process(pid).children(recursive=True))
+
+
+def _ended(url: str, run_id: int) -> bool:
+    run = requests.get(f"{url}/api/runs/{run_id}", timeout=10).json()["run"]
+    return run.get("state") in ("completed", "failed", "stopped", "interrupted")
+
+
+def _answers(url):
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
