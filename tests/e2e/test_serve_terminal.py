@@ -4,11 +4,8 @@ once or kept in its log. Counted over a while of page views, live streams and tw
 from __future__ import annotations
 
 import collections
-import os
-import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 import requests
@@ -16,26 +13,17 @@ import requests
 from support.demo import short_run
 from support.paths import ROOT
 from support.polling import wait_for
-from support.ports import free_port
+from support.servers import start_otweb_serve
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_serve_terminal_keeps_to_what_matters(demo_workspace, demo_config, tmp_path):
-    workspace, config_dir = tmp_path / "workspace", tmp_path / "configs"
-    shutil.copytree(demo_workspace[0] / "models", workspace / "models")
-    shutil.copytree(demo_workspace[0] / "datasets", workspace / "datasets")
-    shutil.copytree(demo_workspace[1], config_dir)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # the embedded Redis, as a person runs it
-    log = open(tmp_path / "serve.log", "w+b")
-    serve = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--port", str(port),
-                              "--workspace", str(workspace), "--config-dir", str(config_dir)],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    serve, url, log = start_otweb_serve(demo_workspace, tmp_path)
+    port = url.rsplit(":", 1)[1]
     try:
         wait_for(lambda: _answers(url + "/api/health"), 90, "otweb serve to answer", every=0.3)
-        for run in range(2):  # two trainer starts: the second one's notices would be the repeats
+        for _ in range(2):  # two trainer starts: the second one's notices would be the repeats
             run_id = requests.post(url + "/api/training/start", timeout=10,
                                    json={"config": short_run(demo_config, epochs=1)}).json()["run_id"]
             for path in ("/", "/runs", f"/runs/{run_id}", "/samples", "/models", "/system", "/api/training/status") * 5:

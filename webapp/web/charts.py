@@ -115,7 +115,7 @@ def _ticks(low: float, high: float, count: int = 4, whole: bool = False) -> list
 
 # -- the compare page's chart: several runs' smoothed loss on one set of axes ------------------
 
-def overlay_geometry(curves: list[dict]) -> dict | None:
+def overlay_geometry(curves: list[dict], layout: Layout = WIDE) -> dict | None:
     """curves: [{"label", "points"}] (points from loss_series). Aligned by global step: one x axis
     from the earliest to the latest step any run reached, so a shorter run ends early on it.
     Smoothed loss only: raw per-step loss of five runs on one chart is noise over noise."""
@@ -125,8 +125,9 @@ def overlay_geometry(curves: list[dict]) -> dict | None:
     values = [p["smooth"] for c in drawn for p in c["points"] if p.get("smooth") is not None]
     steps = [p["step"] for c in drawn for p in c["points"]]
     first, last = min(steps), max(steps)
-    x_at = lambda s: PAD_L + (s - first) / ((last - first) or 1) * (CHART_W - PAD_L - PAD_R)  # noqa: E731
-    top, bottom = PAD_T, CHART_H - PAD_B
+    span = layout.width - layout.left - layout.right
+    x_at = lambda s: layout.left + (s - first) / ((last - first) or 1) * span  # noqa: E731
+    top, bottom = layout.top, layout.height - layout.bottom
     low, high = min(values), max(values)
     y = _scale(low, high, top, bottom)
     lines = [{"label": c["label"], "index": index,
@@ -134,8 +135,9 @@ def overlay_geometry(curves: list[dict]) -> dict | None:
                                  for p in c["points"] if p.get("smooth") is not None)}
              for index, c in enumerate(curves) if c in drawn]
     return {
-        "width": CHART_W, "height": CHART_H, "left": PAD_L, "right": CHART_W - PAD_R, "top": top, "bottom": bottom,
+        "layout": layout.name, "width": layout.width, "height": layout.height, "left": layout.left,
+        "right": layout.width - layout.right, "top": top, "bottom": bottom,
         "lines": lines, "first": first, "last": last,
-        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high)],
-        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, whole=True)],
+        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high, layout.ticks)],
+        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, layout.ticks, whole=True)],
     }
