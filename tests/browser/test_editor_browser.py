@@ -57,6 +57,7 @@ def test_help_numbers_and_the_unsaved_mark(driver, editor_url):
 
 
 def test_one_error_summary_linking_to_fields_and_counts_on_tabs(driver, editor_url):
+    driver.find_element(By.CSS_SELECTOR, "label[for=tab-training]").click()
     rate = driver.find_element(By.ID, "f-learning_rate")
     rate.clear()
     rate.send_keys("-0.5")

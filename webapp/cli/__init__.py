@@ -30,7 +30,8 @@ def main():
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-demo", is_flag=True, help="Do not build the demo model on first start.")
-@click.option("--access-log", is_flag=True, help="Print a line per HTTP request (off: the terminal keeps to what matters).")
+@click.option("--access-log", is_flag=True,
+              help="Print a line per HTTP request (off: the terminal keeps to what matters).")
 @workspace_option
 @config_dir_option
 def serve(host, port, no_demo, access_log, workspace, config_dir):

@@ -98,7 +98,8 @@ def chart_geometry(points: list[dict], markers: list[dict], layout: Layout = WID
         "right": layout.width - layout.right, "top": top, "bottom": bottom,
         "loss": line("loss", y), "smooth": line("smooth", y), "lr": line("lr", y_lr) if y_lr else "",
         "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high, count)],
-        "lr_ticks": [{"y": round(y_lr(v), 1), "label": f"{v:.2g}"} for v in _ticks(min(lrs), max(lrs), count)] if lrs else [],
+        "lr_ticks": [{"y": round(y_lr(v), 1), "label": f"{v:.2g}"}
+                     for v in _ticks(min(lrs), max(lrs), count)] if lrs else [],
         "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, count, whole=True)],
         "markers": [{**m, "x": round(x_at(m["step"]), 1)} for m in markers
                     if m.get("step") is not None and first <= m["step"] <= last],
@@ -139,5 +140,6 @@ def overlay_geometry(curves: list[dict], layout: Layout = WIDE) -> dict | None:
         "right": layout.width - layout.right, "top": top, "bottom": bottom,
         "lines": lines, "first": first, "last": last,
         "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high, layout.ticks)],
-        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, layout.ticks, whole=True)],
+        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))}
+                    for s in _ticks(first, last, layout.ticks, whole=True)],
     }
