@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -92,6 +93,7 @@ def test_the_charts_read_on_a_phone(page):
                           inside: r.left >= box.left - 0.5 && r.right <= box.right + 0.5 && r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5};
                 });""")
             assert sizes, f"{path}: no chart shown on a phone"
+            page.driver.save_screenshot(f"/tmp/phone-chart-{'compare' if 'compare' in path else 'run'}.png")  # for a person
             small = [(s["text"], round(s["px"], 1)) for s in sizes if s["px"] < 11]
             assert not small, f"{path}: labels under 11 CSS px at 390 px: {small}"
             clipped = [s["text"] for s in sizes if not s["inside"]]
@@ -134,6 +136,7 @@ def test_the_editor_shows_whole_values_and_the_essentials_first(page):
         first = page.js("return [...document.querySelectorAll('#panel-general .field input, #panel-general .field select')]"
                         ".slice(0, 3).map(e => e.name)")
         assert first[:2] == ["base_model_name", "epochs"], first
+        page.driver.save_screenshot("/tmp/editor-general.png")  # for a person to look at
         general = page.text("#panel-general") or ""
         assert "datasets/" in general.split("Workspace")[0], "the dataset is not shown before the workspace fields"
         assert page.js("return [...document.querySelectorAll('#panel-general .field input')].map(e => e.name)"
@@ -157,7 +160,9 @@ def test_the_api_docs_are_a_page_of_the_app(page):
         assert page.driver.find_element(By.CSS_SELECTOR, ".topbar nav").is_displayed()
         assert page.js("return document.querySelector('.topbar nav a[aria-current]').textContent") == "System"
         assert page.js("return getComputedStyle(document.body).backgroundColor") == "rgb(17, 20, 27)"
-        image = Image.open(io.BytesIO(page.driver.get_screenshot_as_png())).convert("L")
+        shot = page.driver.get_screenshot_as_png()
+        (Path("/tmp") / "api-docs-dark.png").write_bytes(shot)  # for a person to look at
+        image = Image.open(io.BytesIO(shot)).convert("L")
         brightness = ImageStat.Stat(image).mean[0]
         assert brightness < 110, f"the docs page is bright in dark mode (mean {brightness:.0f} of 255)"
 
@@ -185,6 +190,7 @@ def test_phone_tables_show_that_they_scroll_and_the_gallery_fills_the_width(page
         open_page(page, "/runs")
         wrap = page.js("""const w = document.querySelector('.table-wrap');
             return {scrolls: w.scrollWidth > w.clientWidth, shade: getComputedStyle(w).backgroundImage}""")
+        page.driver.save_screenshot("/tmp/phone-runs.png")  # for a person to look at
         assert wrap["scrolls"], "the table fits: nothing to show"
         assert "gradient" in wrap["shade"], wrap
         sticky = page.js("return getComputedStyle(document.querySelector('.runs-table tbody td:nth-child(2)')).position")
