@@ -124,9 +124,8 @@ class EmbeddedRedis:
             return []
         if "overcommit" not in text:
             return []
-        return ["Redis notes that memory overcommit is off (vm.overcommit_memory = 0): its background saves "
-                "may fail when memory runs short; `sysctl vm.overcommit_memory=1` lifts that. Harmless for a "
-                f"workspace's few megabytes. Its log: {self.log_file}"]
+        return ["Redis warns that memory overcommit is off: harmless at a workspace's few megabytes "
+                f"(`sysctl vm.overcommit_memory=1` lifts it); its log: {self.log_file}"]
 
     def prepare(self) -> str | None:
         """Make the folder (only this user's); stop a redis-server an older start left on our socket.

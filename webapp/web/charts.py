@@ -1,7 +1,7 @@
 """Small server-rendered SVG charts: no JS, no build."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from webapp.store import loss_buckets
 
@@ -49,6 +49,7 @@ class Layout:
 
 WIDE = Layout()
 NARROW = Layout("narrow", 360, 280, 64, 64, 12, 40, ticks=2)  # labels 12.5 units: 12 px on a 390 px phone
+NARROW_OVERLAY = replace(NARROW, right=26)  # the compare chart: no learning-rate axis, room for the last step
 NARROW_POINTS = 200  # a phone's chart is a third as wide: as many points as it can show
 
 

@@ -3,7 +3,7 @@ config keys that differ, and their samples of the same prompt at the same step."
 from __future__ import annotations
 
 from webapp import store
-from webapp.web.charts import NARROW, loss_series, overlay_geometry
+from webapp.web.charts import NARROW_OVERLAY, loss_series, overlay_geometry
 from webapp.config.diff import differing
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
@@ -31,7 +31,7 @@ def compare(ids: list[int], step: int | None = None) -> dict:
     configs = [config_as_run(store.get_run(conn, run_id)) for run_id in ids]
     rows, steps = matched_samples(conn, ids, step)
     chart = overlay_geometry(curves)
-    return {"runs": runs, "chart": chart, "narrow": overlay_geometry(curves, NARROW),
+    return {"runs": runs, "chart": chart, "narrow": overlay_geometry(curves, NARROW_OVERLAY),
             "config_diff": differing(configs), "overlaps": overlapping(chart),
             "sample_rows": rows, "sample_steps": steps, "step": step}
 
