@@ -36,7 +36,7 @@ CHART_W, CHART_H, PAD_L, PAD_R, PAD_T, PAD_B = 800, 260, 56, 56, 12, 38  # room 
 class Layout:
     """A chart's frame in viewBox units. The SVG scales to its card: an 800-unit chart on a 346 px
     phone card shrinks 10-unit labels to 4 px, so a phone gets its own narrow drawing (app.css picks
-    one by the width), with fewer ticks and labels of 12 CSS px on a 390 px phone (11 at 360 px)."""
+    one by the width), with fewer ticks and labels of 12 CSS px on a 390 px phone (about 11 at 360 px)."""
     name: str = "wide"
     width: int = CHART_W
     height: int = CHART_H
