@@ -67,6 +67,18 @@ RECORD_BLOCKED_KEY = "otweb:record:blocked"  # JSON: why the record cannot be wr
 # a run folder (Settings.run_dir): what the worker and the trainer write there, and the web reads
 CONFIG_NAME = "config.json"              # the config as it ran
 LOG_NAME = "trainer.log"                 # the trainer process's stdout and stderr
+# set by the worker once its first warm trainer has started: a later one keeps the model libraries'
+# import notices (torchvision, bitsandbytes, deprecations) out of the terminal, where each run repeated them
+IMPORT_NOTICES_SHOWN_ENV = "OTWEB_IMPORT_NOTICES_SHOWN"
+
+
+def import_notices_shown() -> bool:
+    return bool(os.environ.get(IMPORT_NOTICES_SHOWN_ENV))
+
+
+def mark_import_notices_shown() -> None:
+    """In the worker, after its first warm trainer started: the spawned ones after it inherit it."""
+    os.environ[IMPORT_NOTICES_SHOWN_ENV] = "1"
 
 
 TRAINER_THREADS_ENV = "OTWEB_TRAINER_THREADS"

@@ -49,7 +49,7 @@ def test_help_numbers_and_the_unsaved_mark(driver, editor_url):
     assert driver.find_element(By.ID, "f-learning_rate").get_attribute("step") == "any"
     assert not driver.find_element(By.CSS_SELECTOR, "[data-testid=unsaved]").is_displayed()
     assert not leaving_is_warned(driver)
-    driver.find_element(By.CSS_SELECTOR, "label[for=tab-training]").click()
+    driver.find_element(By.CSS_SELECTOR, "label[for=tab-general]").click()  # epochs: among the essentials
     epochs.clear()
     epochs.send_keys("3")
     assert driver.find_element(By.CSS_SELECTOR, "[data-testid=unsaved]").is_displayed()
@@ -57,6 +57,7 @@ def test_help_numbers_and_the_unsaved_mark(driver, editor_url):
 
 
 def test_one_error_summary_linking_to_fields_and_counts_on_tabs(driver, editor_url):
+    driver.find_element(By.CSS_SELECTOR, "label[for=tab-training]").click()
     rate = driver.find_element(By.ID, "f-learning_rate")
     rate.clear()
     rate.send_keys("-0.5")

@@ -2,37 +2,23 @@
 (or Ctrl-C) stops all of it, a training included, and leaves no process behind."""
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
-import sys
 
 import psutil
 import pytest
 import requests
 
 from support.demo import short_run
-from support.paths import ROOT
 from support.polling import wait_for
-from support.ports import free_port
+from support.servers import start_otweb_serve
 
 pytestmark = pytest.mark.slow
 
 
 def test_serve_starts_everything_and_sigterm_leaves_no_orphans(demo_workspace, demo_config, tmp_path):
-    workspace, config_dir = tmp_path / "workspace", tmp_path / "configs"
-    shutil.copytree(demo_workspace[0] / "models", workspace / "models")
-    shutil.copytree(demo_workspace[0] / "datasets", workspace / "datasets")
-    shutil.copytree(demo_workspace[1], config_dir)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # the embedded Redis this time
-    log = open(tmp_path / "serve.log", "w+b")
-    serve = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--port", str(port),
-                              "--workspace", str(workspace), "--config-dir", str(config_dir)],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    workspace = tmp_path / "workspace"
+    serve, url, log = start_otweb_serve(demo_workspace, tmp_path)
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url + "/api/health"), 90, "otweb serve to answer", every=0.3)
         assert requests.get(url + "/", timeout=10).status_code == 200
         run_id = requests.post(url + "/api/training/start", timeout=10,

@@ -80,3 +80,20 @@ def serve_config_editor(root: Path, redis_url: str, name: str):
     env = {"OTWEB_WORKSPACE": str(workspace), "OTWEB_CONFIG_DIR": str(config_dir), "REDIS_URL": redis_url}
     with serve_web(env) as url:
         yield url, config_dir
+
+
+def start_otweb_serve(demo_workspace, folder: Path, *args: str) -> tuple[subprocess.Popen, str, object]:
+    """`otweb serve` as a person runs it (the embedded Redis, its own worker) over a copy of the demo
+    in ``folder``: (the process, its URL, its log file with stdout and stderr, open for reading back)."""
+    import shutil
+    workspace, config_dir = folder / "workspace", folder / "configs"
+    shutil.copytree(demo_workspace[0] / "models", workspace / "models")
+    shutil.copytree(demo_workspace[0] / "datasets", workspace / "datasets")
+    shutil.copytree(demo_workspace[1], config_dir)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # the embedded Redis this time
+    log = open(folder / "serve.log", "w+b")
+    serve = subprocess.Popen([sys.executable, "-m", "webapp.cli", "serve", "--port", str(port),
+                              "--workspace", str(workspace), "--config-dir", str(config_dir), *args],
+                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return serve, f"http://127.0.0.1:{port}", log

@@ -30,14 +30,16 @@ def main():
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-demo", is_flag=True, help="Do not build the demo model on first start.")
+@click.option("--access-log", is_flag=True,
+              help="Print a line per HTTP request (off: the terminal keeps to what matters).")
 @workspace_option
 @config_dir_option
-def serve(host, port, no_demo, workspace, config_dir):
+def serve(host, port, no_demo, access_log, workspace, config_dir):
     """Everything on this machine: Redis (embedded unless REDIS_URL), a worker and the web app."""
     from webapp.cli.serve import Standalone
     settings = _settings(workspace, config_dir)
     _refuse_open_bind(host, settings)
-    sys.exit(Standalone(settings, host, port).run(with_demo=not no_demo))
+    sys.exit(Standalone(settings, host, port, access_log).run(with_demo=not no_demo))
 
 
 @main.command()

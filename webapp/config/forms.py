@@ -26,19 +26,22 @@ class Tab:
 
 
 TABS = (
+    # what a person sets first (the base model, the length of training; the dataset is shown beside
+    # them from the Concepts tab), then where files go, debugging and TensorBoard
     Tab("general", "General", (
-        "workspace_dir", "cache_dir", "continue_last_backup", "only_cache", "debug_mode", "debug_dir",
+        "base_model_name", "epochs", "workspace_dir", "cache_dir", "continue_last_backup", "only_cache", "debug_mode",
+        "debug_dir",
         "tensorboard", "tensorboard_expose", "dataloader_threads", "train_device", "temp_device",
         "validation", "validate_after", "validate_after_unit")),
     Tab("model", "Model", (
-        "model_type", "training_method", "base_model_name", "unet.weight_dtype", "text_encoder.weight_dtype",
+        "model_type", "training_method", "unet.weight_dtype", "text_encoder.weight_dtype",
         "text_encoder_2.weight_dtype", "vae.weight_dtype", "output_model_destination", "output_model_format",
         "output_dtype", "include_train_config")),
     Tab("data", "Data", ("aspect_ratio_bucketing", "latent_caching", "clear_cache_before_training")),
     Tab("concepts", "Concepts", ("concept_file_name",), editor="concepts"),
     Tab("training", "Training", (
         "optimizer.optimizer", "learning_rate_scheduler", "learning_rate", "learning_rate_warmup_steps",
-        "learning_rate_cycles", "epochs", "batch_size", "gradient_accumulation_steps", "clip_grad_norm",
+        "learning_rate_cycles", "batch_size", "gradient_accumulation_steps", "clip_grad_norm",
         "train_dtype", "fallback_train_dtype", "resolution", "ema", "ema_decay",
         "unet.train", "unet.learning_rate", "unet.stop_training_after", "unet.stop_training_after_unit",
         "text_encoder.train", "text_encoder.learning_rate", "text_encoder.stop_training_after",

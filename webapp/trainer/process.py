@@ -7,6 +7,7 @@ own failure, and log to ``trainer-rank<N>.log``.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -18,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from webapp.settings import LOG_NAME, rank_log_name
+from webapp.settings import LOG_NAME, import_notices_shown, rank_log_name
 from webapp.trainer.callbacks import QueueCallbacks, RankCallbacks
 from webapp.trainer.commands import TrainCommands
 
@@ -34,11 +35,12 @@ def warm_main(receive, events_queue, commands_queue, parent_pid: int) -> None:
     exit). Always a single-rank run: the ranks of a multi-GPU run start as ``main``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # a missing extra shows up where the run needs it, in its log
-            pass
+    with _import_notices(shown=import_notices_shown()):
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # a missing extra shows up where the run needs it, in its log
+                pass
     try:
         job = receive.recv()
     except (EOFError, OSError):
@@ -130,6 +132,31 @@ def _write_failed_on_a_full_disk(exc: BaseException, run_dir: Path) -> bool:
         return shutil.disk_usage(run_dir).free < FULL_DISK_BYTES
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def _import_notices(shown: bool):
+    """A warm trainer imports before it has a run (and a log file): what the libraries print on import
+    (transformers' torchvision fallback, bitsandbytes' build) reaches the worker's terminal. The first
+    one's is shown; the next ones' (one per run) go nowhere, as the same words again."""
+    if not shown:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    os.close(quiet)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _log_to_file(path: Path) -> None:

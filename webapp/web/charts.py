@@ -1,6 +1,8 @@
 """Small server-rendered SVG charts: no JS, no build."""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 from webapp.store import loss_buckets
 
 WIDTH, HEIGHT = 300, 60
@@ -30,6 +32,27 @@ def percent_sparkline(values: list, width: int = 120, height: int = 30) -> str |
 CHART_W, CHART_H, PAD_L, PAD_R, PAD_T, PAD_B = 800, 260, 56, 56, 12, 38  # room for the axis titles
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A chart's frame in viewBox units. The SVG scales to its card: an 800-unit chart on a 346 px
+    phone card shrinks 10-unit labels to 4 px, so a phone gets its own narrow drawing (app.css picks
+    one by the width), with fewer ticks and labels of 12 CSS px on a 390 px phone (about 11 at 360 px)."""
+    name: str = "wide"
+    width: int = CHART_W
+    height: int = CHART_H
+    left: int = PAD_L
+    right: int = PAD_R
+    top: int = PAD_T
+    bottom: int = PAD_B
+    ticks: int = 4
+
+
+WIDE = Layout()
+NARROW = Layout("narrow", 360, 280, 64, 64, 12, 40, ticks=2)  # labels 12.5 units: 12 px on a 390 px phone
+NARROW_OVERLAY = replace(NARROW, right=26)  # the compare chart: no learning-rate axis, room for the last step
+NARROW_POINTS = 200  # a phone's chart is a third as wide: as many points as it can show
+
+
 def smoothed(points: list[dict], factor: float = 0.9) -> list[float | None]:
     """The bridge's exponential smoothing, per point; a bucket of n steps counts as n steps."""
     out, value = [], None
@@ -54,14 +77,16 @@ def _scale(low: float, high: float, top: float, bottom: float):
     return lambda v: bottom - (v - low) / span * (bottom - top)
 
 
-def chart_geometry(points: list[dict], markers: list[dict]) -> dict | None:
+def chart_geometry(points: list[dict], markers: list[dict], layout: Layout = WIDE) -> dict | None:
     """Polylines and ticks for templates/runs/_chart.html, or None with no points."""
     losses = [p["loss"] for p in points if p["loss"] is not None]
     if not losses:
         return None
     first, last = points[0]["step"], points[-1]["step"]
-    x_at = lambda s: PAD_L + (s - first) / ((last - first) or 1) * (CHART_W - PAD_L - PAD_R)  # noqa: E731
-    top, bottom = PAD_T, CHART_H - PAD_B
+    span = layout.width - layout.left - layout.right
+    x_at = lambda s: layout.left + (s - first) / ((last - first) or 1) * span  # noqa: E731
+    top, bottom = layout.top, layout.height - layout.bottom
+    count = layout.ticks
     low, high = min(losses), max(losses)
     y = _scale(low, high, top, bottom)
     lrs = [p["lr"] for p in points if p["lr"] is not None]
@@ -70,11 +95,13 @@ def chart_geometry(points: list[dict], markers: list[dict]) -> dict | None:
     def line(key, scale):
         return " ".join(f"{x_at(p['step']):.1f},{scale(p[key]):.1f}" for p in points if p.get(key) is not None)
     return {
-        "width": CHART_W, "height": CHART_H, "left": PAD_L, "right": CHART_W - PAD_R, "top": top, "bottom": bottom,
+        "layout": layout.name, "width": layout.width, "height": layout.height, "left": layout.left,
+        "right": layout.width - layout.right, "top": top, "bottom": bottom,
         "loss": line("loss", y), "smooth": line("smooth", y), "lr": line("lr", y_lr) if y_lr else "",
-        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high)],
-        "lr_ticks": [{"y": round(y_lr(v), 1), "label": f"{v:.2g}"} for v in _ticks(min(lrs), max(lrs))] if lrs else [],
-        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, whole=True)],
+        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high, count)],
+        "lr_ticks": [{"y": round(y_lr(v), 1), "label": f"{v:.2g}"}
+                     for v in _ticks(min(lrs), max(lrs), count)] if lrs else [],
+        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, count, whole=True)],
         "markers": [{**m, "x": round(x_at(m["step"]), 1)} for m in markers
                     if m.get("step") is not None and first <= m["step"] <= last],
         "count": len(points), "first": first, "last": last,
@@ -90,7 +117,7 @@ def _ticks(low: float, high: float, count: int = 4, whole: bool = False) -> list
 
 # -- the compare page's chart: several runs' smoothed loss on one set of axes ------------------
 
-def overlay_geometry(curves: list[dict]) -> dict | None:
+def overlay_geometry(curves: list[dict], layout: Layout = WIDE) -> dict | None:
     """curves: [{"label", "points"}] (points from loss_series). Aligned by global step: one x axis
     from the earliest to the latest step any run reached, so a shorter run ends early on it.
     Smoothed loss only: raw per-step loss of five runs on one chart is noise over noise."""
@@ -100,8 +127,9 @@ def overlay_geometry(curves: list[dict]) -> dict | None:
     values = [p["smooth"] for c in drawn for p in c["points"] if p.get("smooth") is not None]
     steps = [p["step"] for c in drawn for p in c["points"]]
     first, last = min(steps), max(steps)
-    x_at = lambda s: PAD_L + (s - first) / ((last - first) or 1) * (CHART_W - PAD_L - PAD_R)  # noqa: E731
-    top, bottom = PAD_T, CHART_H - PAD_B
+    span = layout.width - layout.left - layout.right
+    x_at = lambda s: layout.left + (s - first) / ((last - first) or 1) * span  # noqa: E731
+    top, bottom = layout.top, layout.height - layout.bottom
     low, high = min(values), max(values)
     y = _scale(low, high, top, bottom)
     lines = [{"label": c["label"], "index": index,
@@ -109,8 +137,10 @@ def overlay_geometry(curves: list[dict]) -> dict | None:
                                  for p in c["points"] if p.get("smooth") is not None)}
              for index, c in enumerate(curves) if c in drawn]
     return {
-        "width": CHART_W, "height": CHART_H, "left": PAD_L, "right": CHART_W - PAD_R, "top": top, "bottom": bottom,
+        "layout": layout.name, "width": layout.width, "height": layout.height, "left": layout.left,
+        "right": layout.width - layout.right, "top": top, "bottom": bottom,
         "lines": lines, "first": first, "last": last,
-        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high)],
-        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, whole=True)],
+        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high, layout.ticks)],
+        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))}
+                    for s in _ticks(first, last, layout.ticks, whole=True)],
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 
 from webapp.trainer import process as trainer_process
-from webapp.settings import warm_trainer_enabled
+from webapp.settings import mark_import_notices_shown, warm_trainer_enabled
 
 
 class WarmTrainer:
@@ -22,6 +22,7 @@ class WarmTrainer:
                                        args=(receive, self.events, self.commands, parent_pid))
         self.process.start()
         receive.close()
+        mark_import_notices_shown()  # the next warm trainer keeps the same notices out of the terminal
 
     @staticmethod
     def enabled() -> bool:

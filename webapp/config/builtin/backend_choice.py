@@ -69,8 +69,9 @@ def choose_backend(config: dict, onetrainer_path: str | None) -> BackendChoice:
         return choice(None, f"the config asks for OneTrainer, which is not set up here: {INSTALL_HINT}")
     if asked == BUILTIN:
         return choice(BUILTIN, "the config asks for the built-in trainer")
-    if supported:
-        return choice(BUILTIN, "the built-in trainer supports this model type and method")
+    if supported:  # said only where there is a choice (the editor leaves the usual case unsaid)
+        return choice(BUILTIN, "OneTrainer is set up here too: set the config's backend to onetrainer to train "
+                               "with it" if available else "it trains this model type and method")
     missing = " and ".join(gaps)
     if available:
         return choice(ONETRAINER, f"the built-in trainer does not support {missing}; OneTrainer does")

@@ -19,6 +19,7 @@ import torch
 
 from webapp.config import paths
 from webapp.config.builtin.train_settings import TrainSettings
+from webapp.config.names import value_label
 from webapp.protocol import Event
 from webapp.trainer.builtin import checkpoint, concepts, decisions, methods, outputs
 from webapp.trainer.builtin.backups import Backups
@@ -113,11 +114,12 @@ class BuiltinBackend(Backups):
                                settings.resolutions[0])
         trained = sum(p.numel() for group in self.groups for p in group.params.values())
         self.callbacks.log(
-            f"{settings.training_method} of {settings.model_type} ({self.parts.source.get('kind')}): "
+            f"{value_label(settings.training_method)} of {value_label(settings.model_type)} "
+            f"({self.parts.source.get('kind')}): "
             f"{len(data.items)} images, {len(data.samples)} samples in "
             f"{len({s.bucket for s in data.samples})} bucket(s), {self.steps_per_epoch} steps per "
             f"epoch, {self.max_step} steps on {self.device}; {trained} trained parameters in "
-            f"{', '.join(g.name for g in self.groups)}; optimizer {settings.options.optimizer}")
+            f"{', '.join(g.name for g in self.groups)}; optimizer {value_label(settings.options.optimizer)}")
 
     def _set_up_training(self) -> None:
         settings, options = self.settings, self.settings.options
@@ -194,8 +196,7 @@ class BuiltinBackend(Backups):
             return False
         if not self.group.is_main:
             data.fill_cache(lambda text: None, lambda: False)
-        self.callbacks.log(f"cache: {cache.computed} computed, {cache.reused} reused "
-                           f"({self.settings.cache_dir})")
+        self.callbacks.log(f"cache: {cache.summary()} ({self.settings.cache_dir})")
         return True
 
     def _stop_requested(self) -> bool:

@@ -48,6 +48,14 @@ class DiskCache:
         self.computed = {LATENTS: 0, TEXTS: 0}
         self.reused = {LATENTS: 0, TEXTS: 0}
 
+    def summary(self) -> str:
+        """For the run's log, in words: "24 images and 3 captions encoded, none reused"."""
+        def counted(counts: dict) -> str:
+            parts = [f"{counts[LATENTS]} image{'s' * (counts[LATENTS] != 1)}",
+                     f"{counts[TEXTS]} caption{'s' * (counts[TEXTS] != 1)}"]
+            return "none" if not any(counts.values()) else " and ".join(parts)
+        return f"{counted(self.computed)} encoded, {counted(self.reused)} reused from the cache"
+
     def clear(self) -> None:
         for kind in (LATENTS, TEXTS):
             shutil.rmtree(self.folder / kind, ignore_errors=True)

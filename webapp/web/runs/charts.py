@@ -7,7 +7,7 @@ import time
 from flask import current_app, render_template
 
 from webapp import store
-from webapp.web.charts import chart_geometry, loss_series
+from webapp.web.charts import NARROW, NARROW_POINTS, chart_geometry, loss_series
 from webapp.web.extensions import get_db
 from webapp.web.runs.files import run_dir, run_files
 
@@ -28,10 +28,13 @@ def markers(run_id: int, output_path: str | None = None) -> list[dict]:
 
 
 def render_chart(run_id: int) -> str:
+    """The wide drawing and a phone's (charts.NARROW); the page's CSS shows one of them."""
     run = store.get_run(get_db(), run_id)
+    found = markers(run_id, run["output_path"] if run else None)
     series = loss_series(get_db(), run_id, CHART_POINTS)
-    chart = chart_geometry(series["points"], markers(run_id, run["output_path"] if run else None))
-    return render_template("runs/_chart.html", chart=chart, total=series["total"], run_id=run_id)
+    chart = chart_geometry(series["points"], found)
+    narrow = chart_geometry(loss_series(get_db(), run_id, NARROW_POINTS)["points"], found, NARROW) if chart else None
+    return render_template("runs/_chart.html", chart=chart, narrow=narrow, total=series["total"], run_id=run_id)
 
 
 CHART_CACHE_RUNS = 32  # charts kept per process

@@ -3,7 +3,7 @@ config keys that differ, and their samples of the same prompt at the same step."
 from __future__ import annotations
 
 from webapp import store
-from webapp.web.charts import loss_series, overlay_geometry
+from webapp.web.charts import NARROW_OVERLAY, loss_series, overlay_geometry
 from webapp.config.diff import differing
 from webapp.web.errors import ApiError
 from webapp.web.extensions import get_db
@@ -30,8 +30,19 @@ def compare(ids: list[int], step: int | None = None) -> dict:
                "points": loss_series(conn, run["id"], CHART_POINTS)["points"]} for run in runs]
     configs = [config_as_run(store.get_run(conn, run_id)) for run_id in ids]
     rows, steps = matched_samples(conn, ids, step)
-    return {"runs": runs, "chart": overlay_geometry(curves), "config_diff": differing(configs),
+    chart = overlay_geometry(curves)
+    return {"runs": runs, "chart": chart, "narrow": overlay_geometry(curves, NARROW_OVERLAY),
+            "config_diff": differing(configs), "overlaps": overlapping(chart),
             "sample_rows": rows, "sample_steps": steps, "step": step}
+
+
+def overlapping(chart: dict | None) -> list[list[str]]:
+    """The runs whose drawn curves are the same line (an identical config and seed trains the
+    same curve): the later one hides the earlier, so the page says so. Labels, grouped."""
+    groups: dict[str, list[str]] = {}
+    for line in (chart or {}).get("lines", []):
+        groups.setdefault(line["points"], []).append(line["label"])
+    return [labels for labels in groups.values() if len(labels) > 1]
 
 
 def matched_samples(conn, ids: list[int], step: int | None) -> tuple[list[dict], list[int]]:
