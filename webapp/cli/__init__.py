@@ -1,4 +1,4 @@
-"""The `otweb` command: serve (everything), web, worker, demo, train."""
+"""The `otweb` command: serve (everything), web, worker, demo, train, dataset push."""
 from __future__ import annotations
 
 import logging
@@ -166,5 +166,7 @@ def _refuse_open_bind(host: str, settings: Settings) -> None:
 
 
 from webapp.cli.accounts import token, user  # noqa: E402  (the account commands)
+from webapp.cli.dataset import dataset_commands  # noqa: E402  (otweb dataset push)
 main.add_command(user)
 main.add_command(token)
+main.add_command(dataset_commands)
