@@ -12,6 +12,7 @@ from webapp.web.datasets.library import DatasetError
 
 bp = Blueprint("datasets", __name__)
 TAGS_SHOWN = 30
+THUMBS_SHOWN = 4  # the concept editor's strip of each dataset
 
 
 def is_htmx() -> bool:
@@ -26,6 +27,19 @@ def message(text: str, detail=None, status: int = 200, template: str = "datasets
 def refusal(exc: DatasetError):
     detail = exc.detail if isinstance(exc.detail, str) else "; ".join(d.get("message", "") for d in exc.detail or [])
     return message(exc.error, detail, exc.status)
+
+
+@bp.app_template_global("library_datasets")
+def library_datasets() -> list[dict]:
+    """For the concept editor's picker: each dataset's folder, its counts and first images."""
+    found = []
+    for dataset in library().entries():
+        index = index_of(dataset)
+        figures = library_rules.stats(index)
+        first = [image.rel for image in index.images if image.readable][:THUMBS_SHOWN]
+        found.append({"key": dataset.key, "name": dataset.name, "path": str(dataset.folder), "writable": dataset.writable,
+                      "images": figures["images"], "captioned": figures["captioned"], "first": first})
+    return found
 
 
 @bp.get("/datasets")
