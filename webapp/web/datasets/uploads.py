@@ -10,6 +10,7 @@ into the dataset; a broken image is listed, never stored.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -69,9 +70,8 @@ class Uploads:
                                                      f"the limit is {self.max_total / 1e6:.1f} MB (OTWEB_MAX_DATASETS_MB)")
         upload_id = secrets.token_hex(8)
         (self.area / upload_id).mkdir(parents=True)
-        manifest = {"id": upload_id, "dataset": dataset.key, "created": time.time(), "files": taken,
-                    "skipped": skipped, "results": {}}
-        self._save(manifest)
+        manifest = {"id": upload_id, "dataset": dataset.key, "created": time.time(), "files": taken, "skipped": skipped}
+        self._write(self.area / upload_id / "upload.json", manifest)
         return self.state(dataset, upload_id)
 
     @staticmethod
@@ -95,8 +95,8 @@ class Uploads:
 
     def pending_bytes(self) -> int:
         total = 0
-        for manifest in self._manifests():
-            total += sum(f["size"] for f in manifest["files"] if str(f["index"]) not in manifest["results"])
+        for folder, manifest in self._manifests():
+            total += sum(f["size"] for f in manifest["files"] if not (folder / f"{f['index']}.result.json").exists())
         return total
 
     # -- chunks --------------------------------------------------------------------------------------
@@ -130,12 +130,26 @@ class Uploads:
         if length > MAX_CHUNK or offset + length > item["size"]:
             raise DatasetError(400, "chunk too large", f"at most {MAX_CHUNK} bytes, and not past the file's "
                                                        f"declared size ({item['size']})")
+        data = body.read(length)
+        if len(data) != length:
+            raise DatasetError(400, "chunk cut short", f"{len(data)} of {length} bytes arrived: send it again")
         with open(self._part(upload_id, index), "ab") as out:
-            out.write(body.read(length))
-        if self._received(upload_id, item) == item["size"]:
+            try:  # one writer a file: a second request for it (a client retrying too soon) is told to wait
+                fcntl.flock(out, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatasetError(409, "file busy", {"received": received, "message": "a chunk of this file is arriving"}) from None
+            if os.fstat(out.fileno()).st_size != offset:
+                raise DatasetError(409, "wrong offset", {"received": os.fstat(out.fileno()).st_size, "message": "sent twice"})
+            out.write(data)
+            out.flush()
+            if offset + length == item["size"]:
+                # marked first: the part file moves into the dataset while a resent chunk may ask
+                (self.area / upload_id / f"{index}.finishing").touch()
+        if offset + length == item["size"]:
+            # a file of its own per result: chunks of other files finish at the same time
             manifest["results"][str(index)] = finish(self._finish, dataset, upload_id, item)
             item["done"] = True
-            self._save(manifest)
+            self._write(self.area / upload_id / f"{index}.result.json", manifest["results"][str(index)])
         return self._file_answer(upload_id, manifest, item)
 
     def _file_answer(self, upload_id, manifest, item) -> dict:
@@ -193,7 +207,8 @@ class Uploads:
         try:
             return self._part(upload_id, item["index"]).stat().st_size
         except FileNotFoundError:
-            return item["size"] if item.get("done") else 0
+            finishing = (self.area / upload_id / f"{item['index']}.finishing").exists()
+            return item["size"] if item.get("done") or finishing else 0
 
     def _load(self, dataset: Dataset, upload_id: str) -> dict:
         path = self.area / upload_id / "upload.json" if upload_id.isalnum() and len(upload_id) <= 32 else None
@@ -203,14 +218,17 @@ class Uploads:
             manifest = None
         if manifest is None or manifest.get("dataset") != dataset.key:
             raise DatasetError(404, "unknown upload", f"no upload {upload_id!r} into {dataset.key!r}")
+        manifest["results"] = {}
+        for found in path.parent.glob("*.result.json"):
+            manifest["results"][found.name.split(".")[0]] = json.loads(found.read_text())
         for item in manifest["files"]:
             item["done"] = str(item["index"]) in manifest["results"]
         return manifest
 
-    def _save(self, manifest: dict) -> None:
-        path = self.area / manifest["id"] / "upload.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(manifest))
+    @staticmethod
+    def _write(path: Path, data: dict) -> None:
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(data))
         os.replace(temporary, path)
 
     def _manifests(self):
@@ -220,6 +238,6 @@ class Uploads:
             return
         for folder in folders:
             try:
-                yield json.loads((folder / "upload.json").read_text())
+                yield folder, json.loads((folder / "upload.json").read_text())
             except (OSError, ValueError):
                 continue
