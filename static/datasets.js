@@ -156,14 +156,24 @@
     if (window.htmx) { window.htmx.trigger(document.body, "dataset-changed"); }
   }
 
+  /* the server checks (decodes) each image after its last chunk: wait until it says all are done */
+  function checked(id) {
+    return api("GET", url + "/" + id).then(function (answer) {
+      if (answer.status !== 200) { throw new Error(answer.data.error || "the upload is gone"); }
+      if (answer.data.complete) { return answer.data; }
+      figures.textContent = "checking the images…";
+      return new Promise(function (done) { setTimeout(done, 300); }).then(function () { return checked(id); });
+    });
+  }
+
   function upload(files) {
     if (!files.length) { return; }
     zone.querySelector(".upload-progress").hidden = false;
     result.textContent = "";
     opened(files)
       .then(function (state) { return send(state, files).then(function () { return state.id; }); })
-      .then(function (id) { return api("GET", url + "/" + id); })
-      .then(function (answer) { finished(answer.data); })
+      .then(checked)
+      .then(finished)
       .catch(function (error) { result.textContent = "Upload stopped: " + error.message + ". Pick the same files again to resume."; });
   }
 

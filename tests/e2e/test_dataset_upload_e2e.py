@@ -74,7 +74,7 @@ def test_a_dropped_upload_resumes_with_only_the_missing_chunks(server, tmp_path)
     push.send(resumed, "faces", state, dict(found), chunk=CHUNK)
     received = state["files"][0]["received"]
     assert resumed.sent == [(0, offset) for offset in range(received, len(big), CHUNK)] + [(1, 0)]
-    final = api.call("GET", f"/api/datasets/faces/uploads/{state['id']}")[1]
+    final = push.checked(api, "faces", state["id"])
     assert final["complete"] and final["stored"] == 2
     assert (workspace / "datasets" / "faces" / "big.png").read_bytes() == big
 

@@ -73,4 +73,11 @@ def upload(client, key: str, files: dict[str, bytes], chunk: int = 1 << 20, head
             answer = client.put(f"/api/datasets/{key}/uploads/{state['id']}/{item['index']}/{offset}",
                                 data=data[offset:offset + chunk], headers=headers or {})
             assert answer.status_code == 200, answer.get_json()
-    return client.get(f"/api/datasets/{key}/uploads/{state['id']}", headers=headers or {}).get_json()
+    return completed(client, key, state["id"], headers)
+
+
+def completed(client, key: str, upload_id: str, headers=None, timeout: float = 60) -> dict:
+    """The upload's state once every file is checked (images are decoded after their last chunk's answer)."""
+    from support.polling import wait_for
+    return wait_for(lambda: (state := client.get(f"/api/datasets/{key}/uploads/{upload_id}", headers=headers or {}).get_json())
+                    ["complete"] and state, timeout, "the upload's files to be checked")

@@ -83,7 +83,8 @@ def test_a_bomb_by_size_is_refused_with_413(workspace, config_dir, redis_url, re
     archive = df.zip_bytes(entries) if kind == "zip" else df.tar_bytes(entries)
     listed = [{"path": f"a.{kind}", "size": len(archive)}]
     state = client.post("/api/datasets/faces/uploads", json={"files": listed}).get_json()
-    answer = client.put(f"/api/datasets/faces/uploads/{state['id']}/0/0", data=archive).get_json()
+    assert client.put(f"/api/datasets/faces/uploads/{state['id']}/0/0", data=archive).status_code == 200
+    answer = df.completed(client, "faces", state["id"])["files"][0]
     assert answer["result"]["status"] == 413 and "room for 0.1 MB" in answer["result"]["refused"]
     assert dataset_files(workspace) == []
 
@@ -112,8 +113,9 @@ def test_a_chunk_resent_is_a_no_op_and_a_gap_is_409_with_what_arrived(client, wo
     assert gap.status_code == 409 and gap.get_json()["detail"]["received"] == 5000
     resumed = client.get(f"/api/datasets/faces/uploads/{state['id']}").get_json()
     assert resumed["received"] == 5000 and not resumed["complete"]
-    done = client.put(f"{base}/5000", data=data[5000:]).get_json()
-    assert done["result"]["stored"] == ["a.png"]
+    assert client.put(f"{base}/5000", data=data[5000:]).get_json()["received"] == len(data)
+    assert client.put(f"{base}/5000", data=data[5000:]).get_json()["received"] == len(data)  # while it is checked, too
+    assert df.completed(client, "faces", state["id"])["stored"] == 1
     assert (workspace / "datasets" / "faces" / "a.png").read_bytes() == data
 
 

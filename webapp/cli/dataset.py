@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -98,6 +99,18 @@ def send(api: Api, key: str, state: dict, paths: dict, chunk: int | None = None)
         click.echo(f"  {item['path']}")
 
 
+def checked(api: Api, key: str, upload_id: str, timeout_s: float = 600) -> dict:
+    """The upload's state once the server has checked every file (images decode after their last chunk)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, state = api.call("GET", f"/api/datasets/{key}/uploads/{upload_id}")
+        if status != 200:
+            raise click.ClickException(f"{status} {state.get('error')}: {state.get('detail')}")
+        if state["complete"] or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
 @click.group(name="dataset")
 def dataset_commands():
     """The dataset library of a running server."""
@@ -122,7 +135,7 @@ def push(folder, name, url, token):
     memory = _memory(url, name, folder)
     state = opened(api, urllib.parse.quote(name), files, memory)
     send(api, urllib.parse.quote(name), state, dict(found))
-    _, final = api.call("GET", f"/api/datasets/{urllib.parse.quote(name)}/uploads/{state['id']}")
+    final = checked(api, urllib.parse.quote(name), state["id"])
     memory.unlink(missing_ok=True)
     click.echo(f"{final['stored']} files stored in {name}; {len(final['skipped'])} skipped; "
                f"{len(final['broken'])} broken; {len(final.get('refused', []))} archives refused")

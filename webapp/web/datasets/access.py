@@ -2,6 +2,7 @@
 answered as the 4xx they are, blocking work sent to a real thread (scans.Scanner.call)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from flask import current_app
@@ -10,7 +11,7 @@ from webapp import settings, store
 from webapp.config import paths
 from webapp.config.library import ConfigNotFound
 from webapp.web.configs.files import library as config_library, read_roots
-from webapp.web.configs.scans import scanner
+from webapp.web.configs.scans import gevent_pool, scanner
 from webapp.web.datasets.index import IndexCache
 from webapp.web.datasets.library import Dataset, DatasetError, Library, uses
 from webapp.web.datasets.uploads import Uploads
@@ -43,7 +44,20 @@ def uploads() -> Uploads:
 
 
 def in_thread(function, *args):
+    """Waited for, without blocking gevent's event loop."""
     return scanner(current_app).call(function, *args)
+
+
+def in_background(function, *args) -> None:
+    """Started in a real thread, not waited for (gevent's pool under gunicorn)."""
+    pool = gevent_pool()
+    if pool is not None:
+        pool.spawn(function, *args)
+        return
+    executor = current_app.extensions.get("otweb_dataset_checks")
+    if executor is None:
+        executor = current_app.extensions["otweb_dataset_checks"] = ThreadPoolExecutor(2, thread_name_prefix="otweb-dataset")
+    executor.submit(function, *args)
 
 
 def index_of(dataset: Dataset):

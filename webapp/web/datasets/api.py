@@ -7,8 +7,8 @@ from flask import Blueprint, jsonify, request
 from webapp.web.api_input import json_body
 from webapp.web.auth.limits import limiter
 from webapp.web.datasets import captions, grid, library as library_rules
-from webapp.web.datasets.access import (dataset_errors, image_of, in_thread, index_of, library, uploads, users,
-                                        workspace)
+from webapp.web.datasets.access import (dataset_errors, image_of, in_background, in_thread, index_of, library, uploads,
+                                        users, workspace)
 from webapp.web.datasets.uploads import MAX_CHUNK
 from webapp.web.errors import ApiError
 
@@ -79,7 +79,7 @@ def put_chunk(key: str, upload_id: str, index: int, offset: int):
         raise ApiError(400, "length required", "send Content-Length with each chunk")
     with dataset_errors():
         dataset = library().writable(key)
-        answer = uploads().put_chunk(dataset, upload_id, index, offset, request.stream, length, in_thread)
+        answer = uploads().put_chunk(dataset, upload_id, index, offset, request.stream, length, in_background)
     return jsonify(answer)
 
 

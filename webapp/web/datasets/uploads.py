@@ -114,11 +114,12 @@ class Uploads:
                 "bytes": sum(f["size"] for f in files), "received": sum(f["received"] for f in files),
                 "complete": all(f["result"] for f in files)}
 
-    def put_chunk(self, dataset: Dataset, upload_id: str, index: int, offset: int, body, length: int, finish) -> dict:
+    def put_chunk(self, dataset: Dataset, upload_id: str, index: int, offset: int, body, length: int, background) -> dict:
         """Append ``length`` bytes read from ``body`` at ``offset``. A chunk already there is a
         no-op (a client that resends after a dropped answer); one past what arrived is 409 with
-        ``received``. ``finish(fn, *args)`` runs the check of a complete file (a real thread)."""
-        manifest = self._load(dataset, upload_id)
+        ``received``. ``background(fn, *args)`` starts the check of a complete file in a real
+        thread, not waited for: the next file arrives meanwhile, and ``state`` says when it is done."""
+        manifest = self._load(dataset, upload_id, only=index)
         if not 0 <= index < len(manifest["files"]):
             raise DatasetError(404, "unknown file", f"the upload has no file number {index}")
         item = manifest["files"][index]
@@ -146,10 +147,7 @@ class Uploads:
                 # marked first: the part file moves into the dataset while a resent chunk may ask
                 (self.area / upload_id / f"{index}.finishing").touch()
         if offset + length == item["size"]:
-            # a file of its own per result: chunks of other files finish at the same time
-            manifest["results"][str(index)] = finish(self._finish, dataset, upload_id, item)
-            item["done"] = True
-            self._write(self.area / upload_id / f"{index}.result.json", manifest["results"][str(index)])
+            background(self._finish_recorded, dataset, upload_id, item)
         return self._file_answer(upload_id, manifest, item)
 
     def _file_answer(self, upload_id, manifest, item) -> dict:
@@ -157,6 +155,15 @@ class Uploads:
                 "received": self._received(upload_id, item), "result": manifest["results"].get(str(item["index"]))}
 
     # -- a complete file into the dataset ---------------------------------------------------------------
+    def _finish_recorded(self, dataset: Dataset, upload_id: str, item: dict) -> None:
+        """A file of its own per result: files finish at the same time in several threads."""
+        try:
+            result = self._finish(dataset, upload_id, item)
+        except OSError as exc:  # a full disk, a folder removed meanwhile: said, not lost in a thread
+            result = {"stored": [], "broken": [], "skipped": [], "refused": f"not stored: {exc.strerror}", "status": 507}
+        self._write(self.area / upload_id / f"{item['index']}.result.json", result)
+        (self.area / upload_id / f"{item['index']}.finishing").unlink(missing_ok=True)
+
     def _finish(self, dataset: Dataset, upload_id: str, item: dict) -> dict:
         part = self._part(upload_id, item["index"])
         if item["kind"] != "archive":
@@ -210,7 +217,9 @@ class Uploads:
             finishing = (self.area / upload_id / f"{item['index']}.finishing").exists()
             return item["size"] if item.get("done") or finishing else 0
 
-    def _load(self, dataset: Dataset, upload_id: str) -> dict:
+    def _load(self, dataset: Dataset, upload_id: str, only: int | None = None) -> dict:
+        """The manifest, with the results of every file (or of file ``only``: a chunk's answer
+        must not read the results of the 10,000 others)."""
         path = self.area / upload_id / "upload.json" if upload_id.isalnum() and len(upload_id) <= 32 else None
         try:
             manifest = json.loads(path.read_text()) if path else None
@@ -219,8 +228,12 @@ class Uploads:
         if manifest is None or manifest.get("dataset") != dataset.key:
             raise DatasetError(404, "unknown upload", f"no upload {upload_id!r} into {dataset.key!r}")
         manifest["results"] = {}
-        for found in path.parent.glob("*.result.json"):
-            manifest["results"][found.name.split(".")[0]] = json.loads(found.read_text())
+        found = path.parent.glob("*.result.json") if only is None else [path.parent / f"{only}.result.json"]
+        for result in found:
+            try:
+                manifest["results"][result.name.split(".")[0]] = json.loads(result.read_text())
+            except FileNotFoundError:
+                continue
         for item in manifest["files"]:
             item["done"] = str(item["index"]) in manifest["results"]
         return manifest
