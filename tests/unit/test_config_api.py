@@ -356,9 +356,11 @@ def test_the_concept_editor_picks_a_dataset_from_the_library(client, config_dir,
     from support.dataset_files import write_dataset
     demo_workspace(workspace)
     write_dataset(workspace / "datasets" / "faces", 5)
+    from support.polling import wait_for
     client.post("/configs/presets/demo/duplicate", data={"new_name": "picks"})
-    page = client.get("/configs/picks/edit").get_data(as_text=True)
-    assert "faces: 5 images, 5 captioned" in page
+    # the figures are counted in the background: "counting…" until then, never a wait
+    page = wait_for(lambda: (text := client.get("/configs/picks/edit").get_data(as_text=True))
+                    and "faces: 5 images, 5 captioned" in text and text, 30, "the library's figures")
     assert len(re.findall(r'src="/datasets/faces/thumbnail/img000\d.png"', page)) == 4
     folder = str(workspace / "datasets" / "faces")
     form = editor_form(client, "picks")

@@ -62,6 +62,14 @@ def test_the_figures(client, faces):
     assert stats["bytes"] > 600 * 520 * 3 and stats["newest_change"] > 0
 
 
+def test_the_library_page_counts_in_the_background(client, faces):
+    from support.polling import wait_for
+    assert "faces" in client.get("/datasets").get_data(as_text=True)  # the figures as last counted: never a wait
+    listed = wait_for(lambda: "6 (100%)" in (text := client.get("/datasets/list").get_data(as_text=True)) and text,
+                      30, "the figures")
+    assert "6 (100%)" in listed and 'data-count="6"' in listed  # six captioned, six in one histogram bar
+
+
 def test_a_caption_saved_over_a_newer_one_is_refused_with_409(client, faces):
     first = images(client)[0]
     saved = client.put("/api/datasets/faces/caption", json={"image": first["path"], "caption": "fixed", "token": first["token"]})

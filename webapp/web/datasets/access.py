@@ -49,22 +49,39 @@ def in_thread(function, *args):
 
 
 def in_background(function, *args) -> None:
+    _in_background(current_app, function, *args)
+
+
+def _in_background(app, function, *args) -> None:
     """Started in a real thread, not waited for (gevent's pool under gunicorn)."""
     pool = gevent_pool()
     if pool is not None:
         pool.spawn(function, *args)
         return
-    executor = current_app.extensions.get("otweb_dataset_checks")
+    executor = app.extensions.get("otweb_dataset_checks")
     if executor is None:
-        executor = current_app.extensions["otweb_dataset_checks"] = ThreadPoolExecutor(2, thread_name_prefix="otweb-dataset")
+        executor = app.extensions["otweb_dataset_checks"] = ThreadPoolExecutor(2, thread_name_prefix="otweb-dataset")
     executor.submit(function, *args)
 
 
-def index_of(dataset: Dataset):
+def _indexes() -> IndexCache:
     cache = current_app.extensions.get("otweb_dataset_index")
     if cache is None:
-        cache = current_app.extensions["otweb_dataset_index"] = IndexCache(scanner(current_app))
-    return cache.get(dataset.folder)
+        app = current_app._get_current_object()
+        # the background build runs outside any request: it gets the app to find its pool
+        cache = app.extensions["otweb_dataset_index"] = IndexCache(scanner(app), lambda *a: _in_background(app, *a))
+    return cache
+
+
+def index_of(dataset: Dataset):
+    """The dataset's index, up to date (waited for, in a real thread): for one dataset's page."""
+    return _indexes().get(dataset.folder)
+
+
+def peek_index(dataset: Dataset):
+    """The index as last built (a rebuild starts when the folder changed); None while the first
+    build runs. For the library's list and the editor's picker, which never wait."""
+    return _indexes().peek(dataset.folder)
 
 
 def image_of(dataset: Dataset, rel: str):

@@ -122,10 +122,34 @@ def _facts(path: str, rel: str, stat, old: ImageFacts | None, present: set) -> I
 class IndexCache:
     """One index per folder, rebuilt when the folder's modification time changes."""
 
-    def __init__(self, scanner):
-        self.scanner = scanner
+    def __init__(self, scanner, background):
+        self.scanner, self.background = scanner, background
         self._lock = _real_lock()
         self._indexes: dict[str, DatasetIndex] = {}
+        self._building: set[str] = set()
+
+    def peek(self, folder) -> DatasetIndex | None:
+        """For the library's list and the editor's picker: the index as cached (even if the
+        folder changed since; a rebuild starts in the background), None before the first build
+        ends. Never waits: a list of many large datasets must not hold a page."""
+        key = str(folder)
+        with self._lock:
+            found = self._indexes.get(key)
+            start = (found is None or found.mtime_ns != folder_mtime(folder)) and key not in self._building
+            if start:
+                self._building.add(key)
+        if start:
+            self.background(self._rebuild, folder, found)
+        return found
+
+    def _rebuild(self, folder, previous) -> None:
+        try:
+            fresh = build(folder, previous)
+            with self._lock:
+                self._indexes[str(folder)] = fresh
+        finally:
+            with self._lock:
+                self._building.discard(str(folder))
 
     def get(self, folder) -> DatasetIndex:
         key = str(folder)

@@ -7,7 +7,7 @@ from flask import Blueprint, redirect, render_template, request, send_file, url_
 
 from webapp.web.api_input import int_arg
 from webapp.web.datasets import captions, grid, library as library_rules
-from webapp.web.datasets.access import image_of, in_thread, index_of, library, users, workspace
+from webapp.web.datasets.access import image_of, in_thread, index_of, library, peek_index, users, workspace
 from webapp.web.datasets.library import DatasetError
 
 bp = Blueprint("datasets", __name__)
@@ -34,18 +34,32 @@ def library_datasets() -> list[dict]:
     """For the concept editor's picker: each dataset's folder, its counts and first images."""
     found = []
     for dataset in library().entries():
-        index = index_of(dataset)
-        figures = library_rules.stats(index)
-        first = [image.rel for image in index.images if image.readable][:THUMBS_SHOWN]
+        index = peek_index(dataset)  # never waits: counted in the background, shown once ready
+        first = [image.rel for image in index.images if image.readable][:THUMBS_SHOWN] if index else []
+        figures = library_rules.stats(index) if index else None
         found.append({"key": dataset.key, "name": dataset.name, "path": str(dataset.folder), "writable": dataset.writable,
-                      "images": figures["images"], "captioned": figures["captioned"], "first": first})
+                      "stats": figures, "first": first})
     return found
+
+
+def _entries() -> list:
+    """Each dataset with its figures as last counted (None while the first count runs)."""
+    entries = []
+    for dataset in library().entries():
+        index = peek_index(dataset)
+        entries.append((dataset, library_rules.stats(index) if index else None))
+    return entries
 
 
 @bp.get("/datasets")
 def index():
-    entries = [(dataset, library_rules.stats(index_of(dataset))) for dataset in library().entries()]
-    return render_template("datasets/index.html", entries=entries)
+    return render_template("datasets/index.html", entries=_entries())
+
+
+@bp.get("/datasets/list")
+def list_partial():
+    """The library's table: the page asks again while a dataset is still being counted."""
+    return render_template("datasets/_library.html", entries=_entries())
 
 
 @bp.post("/datasets")
