@@ -35,7 +35,8 @@ def pages(page) -> list[str]:
     run = page.run_id
     sample_ids = [s["id"] for s in page.stack.api("GET", f"/api/samples/list?run={run}").json()["samples"]]
     found = ["/", "/runs", f"/runs/{run}", f"/runs/{run}/samples", "/samples",
-             f"/runs/compare?run={page.first_run}&run={run}", "/configs/", "/configs/demo/edit", "/playground", "/models", "/fleet", "/system", "/api/docs"]
+             f"/runs/compare?run={page.first_run}&run={run}", "/configs/", "/configs/demo/edit", "/playground", "/models", "/fleet", "/system", "/api/docs",
+             "/datasets", "/datasets/shapes"]
     assert sample_ids, "the run made no sample: the sample page would go unaudited"
     return found + [f"/samples/{sample_ids[0]}"]
 

@@ -29,7 +29,8 @@ def site(demo_workspace, demo_config, redis_url, redis_server):
                 "dashboard": "/", "runs": "/runs", "run": f"/runs/{run_id}",
                 "gallery": f"/runs/{run_id}/samples", "sample": f"/samples/{sample_id}",
                 "configs": "/configs/", "editor": "/configs/pages-demo/edit", "playground": "/playground",
-                "samples": "/samples", "models": "/models", "fleet": "/fleet", "system": "/system"}
+                "samples": "/samples", "models": "/models", "fleet": "/fleet", "system": "/system",
+                "datasets": "/datasets", "dataset": "/datasets/shapes"}
     finally:
         (demo_workspace[1] / "pages-demo.json").unlink(missing_ok=True)
 

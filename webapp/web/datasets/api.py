@@ -60,7 +60,9 @@ def delete(key: str):
 def open_upload(key: str):
     with dataset_errors():
         dataset = library().writable(key)
-        state = uploads().open(dataset, json_body().get("files"), in_thread(library().bytes_used))
+        # the quotas walk the datasets' folders: in a real thread (no app context there), off the event loop
+        opener, everything = uploads(), library()
+        state = in_thread(lambda files: opener.open(dataset, files, everything.bytes_used()), json_body().get("files"))
     return jsonify(state), 201
 
 
@@ -116,9 +118,9 @@ def bulk(key: str):
     with dataset_errors():
         dataset = library().writable(key)
         selected = grid.filtered(index_of(dataset).images, grid.Filters.from_args(request.args))
-        if body.get("preview") is True:
-            return jsonify(changes=len(captions.planned(dataset, selected, body)), selected=len(selected))
-        return jsonify(**captions.apply(dataset, selected, body, workspace()), selected=len(selected))
+        if body.get("preview") is True:  # every caption read (and written): in a real thread
+            return jsonify(changes=len(in_thread(captions.planned, dataset, selected, body)), selected=len(selected))
+        return jsonify(**in_thread(captions.apply, dataset, selected, body, workspace()), selected=len(selected))
 
 
 @bp.post("/<key>/undo")

@@ -145,9 +145,9 @@ def bulk(key: str):
         dataset = library().writable(key)
         selected = grid.filtered(index_of(dataset).images, grid.Filters.from_args(form))
         if form.get("action") == "preview":
-            changes = len(captions.planned(dataset, selected, op))
+            changes = len(in_thread(captions.planned, dataset, selected, op))  # every caption read: a real thread
             return message(f"{changes} of {len(selected)} selected captions would change.")
-        done = captions.apply(dataset, selected, op, workspace())
+        done = in_thread(captions.apply, dataset, selected, op, workspace())
     except DatasetError as exc:
         return refusal(exc)
     return (*message(f"Changed {done['changed']} captions. Undo is offered until the next bulk change."),

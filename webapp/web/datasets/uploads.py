@@ -213,9 +213,10 @@ class Uploads:
     def _received(self, upload_id: str, item: dict) -> int:
         try:
             return self._part(upload_id, item["index"]).stat().st_size
-        except FileNotFoundError:
-            finishing = (self.area / upload_id / f"{item['index']}.finishing").exists()
-            return item["size"] if item.get("done") or finishing else 0
+        except FileNotFoundError:  # moved into the dataset (or being checked): all of it arrived
+            folder, index = self.area / upload_id, item["index"]
+            arrived = item.get("done") or (folder / f"{index}.finishing").exists() or (folder / f"{index}.result.json").exists()
+            return item["size"] if arrived else 0
 
     def _load(self, dataset: Dataset, upload_id: str, only: int | None = None) -> dict:
         """The manifest, with the results of every file (or of file ``only``: a chunk's answer
