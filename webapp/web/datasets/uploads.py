@@ -49,6 +49,19 @@ def checked_path(text) -> str:
     return rel
 
 
+def _copy(body, out, length: int) -> int:
+    """The body into the part file in blocks of 1 MiB (never a whole chunk in memory)."""
+    copied = 0
+    while copied < length:
+        block = body.read(min(1 << 20, length - copied))
+        if not block:
+            break
+        out.write(block)
+        copied += len(block)
+    out.flush()
+    return copied
+
+
 class Uploads:
     def __init__(self, workspace, max_dataset: int, max_total: int, max_ratio: float):
         self.area = Path(workspace) / AREA
@@ -131,9 +144,6 @@ class Uploads:
         if length > MAX_CHUNK or offset + length > item["size"]:
             raise DatasetError(400, "chunk too large", f"at most {MAX_CHUNK} bytes, and not past the file's "
                                                        f"declared size ({item['size']})")
-        data = body.read(length)
-        if len(data) != length:
-            raise DatasetError(400, "chunk cut short", f"{len(data)} of {length} bytes arrived: send it again")
         with open(self._part(upload_id, index), "ab") as out:
             try:  # one writer a file: a second request for it (a client retrying too soon) is told to wait
                 fcntl.flock(out, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -141,8 +151,14 @@ class Uploads:
                 raise DatasetError(409, "file busy", {"received": received, "message": "a chunk of this file is arriving"}) from None
             if os.fstat(out.fileno()).st_size != offset:
                 raise DatasetError(409, "wrong offset", {"received": os.fstat(out.fileno()).st_size, "message": "sent twice"})
-            out.write(data)
-            out.flush()
+            try:
+                copied = _copy(body, out, length)
+            except Exception:  # the connection dropped (werkzeug raises): a chunk arrives whole or not at all
+                out.truncate(offset)
+                raise
+            if copied != length:
+                out.truncate(offset)
+                raise DatasetError(400, "chunk cut short", "send it again")
             if offset + length == item["size"]:
                 # marked first: the part file moves into the dataset while a resent chunk may ask
                 (self.area / upload_id / f"{index}.finishing").touch()
