@@ -263,3 +263,21 @@ def webhook_backoff_s(env=None) -> float:
 def public_url(env=None) -> str:
     """OTWEB_PUBLIC_URL: this app's address as people reach it (a webhook's links to a run); none: no links."""
     return env_text("OTWEB_PUBLIC_URL", "", env).rstrip("/")
+# the dataset library (web/datasets/): <workspace>/datasets/<name>/, writable; OTWEB_DATA_ROOTS' sub-folders, read-only
+DATASETS_FOLDER = "datasets"
+
+
+def dataset_max_bytes(env=None) -> int:
+    """OTWEB_MAX_DATASET_MB: one library dataset may not grow past this (an upload past it: 413)."""
+    return int(float(env_text("OTWEB_MAX_DATASET_MB", "20000", env)) * 1e6)
+
+
+def datasets_total_max_bytes(env=None) -> int:
+    """OTWEB_MAX_DATASETS_MB: all library datasets together, with the uploads under way (past it: 507)."""
+    return int(float(env_text("OTWEB_MAX_DATASETS_MB", "200000", env)) * 1e6)
+
+
+def archive_max_ratio(env=None) -> float:
+    """OTWEB_ARCHIVE_MAX_RATIO: an archive whose contents are more than this many times its own
+    size is refused before anything is extracted (a zip bomb)."""
+    return float(env_text("OTWEB_ARCHIVE_MAX_RATIO", "100", env))

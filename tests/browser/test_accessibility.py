@@ -36,7 +36,7 @@ def pages(page) -> list[str]:
     sample_ids = [s["id"] for s in page.stack.api("GET", f"/api/samples/list?run={run}").json()["samples"]]
     found = ["/", "/runs", f"/runs/{run}", f"/runs/{run}/samples", "/samples",
              f"/runs/compare?run={page.first_run}&run={run}", "/configs/", "/configs/demo/edit", "/playground", "/models", "/fleet", "/system",
-             "/system/cleanup?older_than_days=0", "/notifications", "/api/docs"]
+             "/system/cleanup?older_than_days=0", "/notifications", "/api/docs", "/datasets", "/datasets/shapes"]
     assert sample_ids, "the run made no sample: the sample page would go unaudited"
     return found + [f"/samples/{sample_ids[0]}"]
 

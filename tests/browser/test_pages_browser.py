@@ -30,7 +30,7 @@ def site(demo_workspace, demo_config, redis_url, redis_server):
                 "gallery": f"/runs/{run_id}/samples", "sample": f"/samples/{sample_id}",
                 "configs": "/configs/", "editor": "/configs/pages-demo/edit", "playground": "/playground",
                 "samples": "/samples", "models": "/models", "fleet": "/fleet", "system": "/system",
-                "cleanup": "/system/cleanup?older_than_days=0"}
+                "cleanup": "/system/cleanup?older_than_days=0", "datasets": "/datasets", "dataset": "/datasets/shapes"}
     finally:
         (demo_workspace[1] / "pages-demo.json").unlink(missing_ok=True)
 

@@ -348,3 +348,23 @@ def test_new_config_starts_from_a_preset(client, config_dir):
     assert refused.status_code == 400 and "pick a config to start from" in refused.get_data(as_text=True)
     unknown = client.post("/configs/new", data={"start_from": "nope", "new_name": "x"})
     assert unknown.status_code == 404 and not (config_dir / "x.json").exists()
+
+
+def test_the_concept_editor_picks_a_dataset_from_the_library(client, config_dir, workspace):
+    """Issue 28: a select with each library dataset's counts, a strip of its first images, and an
+    "Add as a concept" that puts its folder in a new concept; typing a folder still works."""
+    from support.dataset_files import write_dataset
+    demo_workspace(workspace)
+    write_dataset(workspace / "datasets" / "faces", 5)
+    from support.polling import wait_for
+    client.post("/configs/presets/demo/duplicate", data={"new_name": "picks"})
+    # the figures are counted in the background: "counting…" until then, never a wait
+    page = wait_for(lambda: (text := client.get("/configs/picks/edit").get_data(as_text=True))
+                    and "faces: 5 images, 5 captioned" in text and text, 30, "the library's figures")
+    assert len(re.findall(r'src="/datasets/faces/thumbnail/img000\d.png"', page)) == 4
+    folder = str(workspace / "datasets" / "faces")
+    form = editor_form(client, "picks")
+    added = client.post("/configs/picks/edit", data={**form, "action": f"add_dataset:{folder}"}).get_data(as_text=True)
+    assert f"Concept {folder} added" in added
+    typed = client.post("/configs/picks/edit", data={**form, "action": "add_concept", "new_concept_path": "datasets/faces"})
+    assert "Concept datasets/faces added" in typed.get_data(as_text=True)

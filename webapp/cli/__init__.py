@@ -1,4 +1,4 @@
-"""The `otweb` command: serve (everything), web, worker, demo, train, backup, restore, db."""
+"""The `otweb` command: serve (everything), web, worker, demo, train, backup, restore, db, dataset push."""
 from __future__ import annotations
 
 import logging
@@ -168,8 +168,10 @@ def _refuse_open_bind(host: str, settings: Settings) -> None:
 
 
 from webapp.cli.accounts import token, user  # noqa: E402  (the account commands)
+from webapp.cli.dataset import dataset_commands  # noqa: E402  (otweb dataset push)
 main.add_command(user)
 main.add_command(token)
 from webapp.cli.backup import backup, db, restore  # noqa: E402  (the record's backup and upkeep)
 for _command in (backup, restore, db):
     main.add_command(_command)
+main.add_command(dataset_commands)

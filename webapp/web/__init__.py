@@ -2,7 +2,7 @@
 
 ``register(app)`` is the one place the web joins the app: its shared clients, accounts and the
 authorization policy, error pages, template filters, the SSE broker, and every blueprint, in one
-list. One sub-package per area (dashboard, runs, configs, samples, playground, models, fleet, system,
+list. One sub-package per area (dashboard, runs, configs, datasets, samples, playground, models, fleet, system,
 notifications, auth, sse, openapi), mirroring templates/: ``pages`` and ``api`` hold routes only; what they do lives
 beside them as services. What every area uses stays here: ``extensions`` (the shared clients),
 ``errors``, ``api_input``, ``caps``, ``filters``, ``labels``, ``charts``, ``control`` (starts the
@@ -20,6 +20,7 @@ def register(app: Flask) -> None:
     from webapp.web.auth import routes as auth_routes
     from webapp.web.configs import api as configs_api, pages as configs_pages
     from webapp.web.dashboard import api as dashboard_api, pages as dashboard_pages
+    from webapp.web.datasets import api as datasets_api, pages as datasets_pages
     from webapp.web.fleet import api as fleet_api, pages as fleet_pages
     from webapp.web.models import api as models_api, pages as models_pages
     from webapp.web.notifications import api as notifications_api, pages as notifications_pages
@@ -38,6 +39,8 @@ def register(app: Flask) -> None:
         auth_routes.bp,         # /login, /logout, /api/auth
         configs_pages.bp,       # /configs             library and editor
         configs_api.bp,         # /api/config
+        datasets_pages.bp,      # /datasets            the dataset library, uploads, captions
+        datasets_api.bp,        # /api/datasets
         runs_pages.bp,          # /runs                history, run pages, the queue panel
         runs_api.bp,            # /api/runs, /api/queue
         downloads.bp,           # /runs/<id>/files

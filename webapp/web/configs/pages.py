@@ -228,10 +228,11 @@ def _saved_elsewhere(config: dict, typed_name: str):
     return redirect(target, 303)
 
 
-def _add_concept(config: dict, _argument: str, form) -> str:
-    path = form.get("new_concept_path", "").strip()
+def _add_concept(config: dict, argument: str, form) -> str:
+    """The folder typed, or a library dataset's (its "Add" button names it; or the select)."""
+    path = argument.strip() or form.get("new_concept_path", "").strip() or form.get("new_concept_dataset", "").strip()
     if not path:
-        return "Type the image folder of the concept to add."
+        return "Type the image folder of the concept to add, or pick a dataset from the library."
     config["concepts"] = [*(config.get("concepts") or []), new_concept(path)]
     return f"Concept {path} added (not saved yet)."
 
@@ -251,7 +252,7 @@ def _remover(name: str):
     return remove
 
 
-LIST_ACTIONS = {"add_concept": _add_concept, "remove_concept": _remover("concepts"),
+LIST_ACTIONS = {"add_concept": _add_concept, "add_dataset": _add_concept, "remove_concept": _remover("concepts"),
                 "add_sample": _add_sample, "remove_sample": _remover("samples")}
 
 

@@ -67,6 +67,9 @@ CONFIG_BODY = {"anyOf": [ref("TrainConfig"), obj(("config",), config=ref("TrainC
 CONFIG_SHAPE = ('The config itself, or `{"config": {...}}` as `GET /api/config/load` answers it (its other keys are '
                 'ignored); a body with `config` beside a config\'s own keys is refused (400).')
 QUEUE_ITEM = obj(config_name=STR, config=ref("TrainConfig"), count=INT, overrides=obj())
+DATASET = obj(key=STR, name=STR, writable=BOOL, source=STR, path=STR, stats=obj())
+UPLOAD = obj(id=STR, dataset=STR, chunk_size=INT, files=array(obj()), skipped=array(obj()), stored=INT, broken=array(obj()),
+             bytes=INT, received=INT, complete=BOOL)
 VERSIONS_QUERY = [q("model", STR, "a model: the config name"), q("tag", STR, "versions with this tag"),
                   q("base_model", STR, "base_model_name as the run had it"), q("method", STR, "LORA, FINE_TUNE, EMBEDDING"),
                   q("kind", {"enum": ["output", "save", "backup"]}, "what saved it"), q("run", ID, "a run id"),
@@ -141,6 +144,46 @@ OPERATIONS = {
                           ok=obj(name=STR, version=STR, warnings=ANY, notes=ANY), errors=[409, 413],
                           also={201: "created: no config had this name"}, description=CONFIG_SHAPE),
     "config_api.delete": op("Delete a config", "configs", status=204, ok=None, errors=[409]),
+    # datasets
+    "datasets_api.list_datasets": op("The dataset library: each dataset with its figures (images, bytes, captions, resolutions)",
+                                     "datasets", ok=obj(datasets=array(DATASET))),
+    "datasets_api.create": op("Create a library dataset (operator)", "datasets", status=201,
+                              body=obj(("name",), name=text(64)), ok=DATASET, errors=[409]),
+    "datasets_api.get_dataset": op("One dataset, its figures and the configs and runs that use it", "datasets",
+                                   ok=obj(used_by=obj(configs=array(STR), runs=array(obj())), **DATASET["properties"])),
+    "datasets_api.rename": op("Rename a library dataset (refused while a queued or running run uses it)", "datasets",
+                              body=obj(("name",), name=text(64)), ok=obj(), errors=[403, 409]),
+    "datasets_api.delete": op("Delete a library dataset (refused while a queued or running run uses it)", "datasets",
+                              status=204, ok=None, errors=[403, 409]),
+    "datasets_api.open_upload": op("Open an upload: its file list; images, captions and archives are taken, the rest skipped",
+                                   "datasets", status=201, body=obj(("files",), files=array(obj(("path", "size"), path=STR, size=INT))),
+                                   ok=UPLOAD, errors=[403, 413, 507],
+                                   description="413: past the dataset's quota (OTWEB_MAX_DATASET_MB); 507: past all datasets' "
+                                               "(OTWEB_MAX_DATASETS_MB). Then PUT each file's bytes in chunks."),
+    "datasets_api.upload_state": op("What of an upload arrived (a client resumes from here)", "datasets", ok=UPLOAD, errors=[403]),
+    "datasets_api.put_chunk": op("One chunk of one file of an upload, at its byte offset (body: the raw bytes)", "datasets",
+                                 ok=obj(index=INT, path=STR, size=INT, received=INT, result=nullable(obj())), errors=[400, 403, 409, 413],
+                                 description="A chunk already received is a no-op; one past what arrived answers 409 with "
+                                             "`detail.received`. At most 8 MiB a chunk. A complete file is checked (images "
+                                             "decoded, archives unpacked safely) and its `result` lists stored, broken, skipped."),
+    "datasets_api.images": op("The dataset's images and captions, filtered and paged (48 a page)", "datasets",
+                              query=[q("page", between(1, 10**6), "page number"), q("text", STR, "caption contains"),
+                                     q("missing", {"enum": ["1"]}, "only images without a caption"),
+                                     q("smaller", between(0, 65536), "only images with a side smaller than this"),
+                                     q("duplicates", {"enum": ["1"]}, "only exact duplicates (same sha256)"),
+                                     q("unreadable", {"enum": ["1"]}, "only images that do not decode")],
+                              ok=obj(images=array(obj()), page=INT, pages=INT, total=INT)),
+    "datasets_api.save_caption": op("Save one image's caption (send the token it was loaded with)", "datasets",
+                                    body=obj(("image", "caption"), image=STR, caption=text(65536), token=STR),
+                                    ok=obj(image=STR, token=STR), errors=[403, 409]),
+    "datasets_api.bulk": op("Change the captions of the filtered images: replace, trigger word, remove a tag", "datasets",
+                            body=obj(("op",), op={"enum": ["replace", "trigger", "remove_tag"]}, find=text(200), replace=text(200),
+                                     word=text(200), where={"enum": ["start", "end"]}, tag=text(200), preview=BOOL),
+                            query=[q("text", STR, "caption contains"), q("missing", {"enum": ["1"]}, "only uncaptioned")],
+                            ok=obj(changes=INT, changed=INT, selected=INT), errors=[403],
+                            description="`preview: true` only counts the captions that would change."),
+    "datasets_api.undo": op("Undo the last bulk change", "datasets", ok=obj(restored=INT, changed_since=array(STR)), errors=[403, 409]),
+    "datasets_api.tags": op("Tag frequency over comma-separated captions", "datasets", ok=obj(tags=array(obj(tag=STR, count=INT)))),
     # samples and the playground
     "samples_api.samples_default": op("Sample the config's prompts now", "samples", status=202, body=obj(run_id=INT, playground=BOOL),
                                       ok=COMMAND, errors=[409]),

@@ -1,0 +1,1 @@
+"""The dataset library: list, create, upload, browse, fix captions (pages, api; services beside them)."""
