@@ -30,8 +30,18 @@ def markers(run_id: int, output_path: str | None = None) -> list[dict]:
 def render_chart(run_id: int) -> str:
     run = store.get_run(get_db(), run_id)
     series = loss_series(get_db(), run_id, CHART_POINTS)
-    chart = chart_geometry(series["points"], markers(run_id, run["output_path"] if run else None))
+    chart = chart_geometry(series["points"], markers(run_id, run["output_path"] if run else None),
+                           *fixed_axes(run))
     return render_template("runs/_chart.html", chart=chart, total=series["total"], run_id=run_id)
+
+
+def fixed_axes(run: dict | None) -> tuple[int | None, float | None]:
+    """(total steps, configured learning rate): what fixes the chart's x and LR axes from its first point."""
+    if run is None:
+        return None, None
+    progress = run.get("progress") or {}
+    rate = store.run_config(run).get("learning_rate")
+    return progress.get("max_step"), rate if isinstance(rate, (int, float)) and rate > 0 else None
 
 
 CHART_CACHE_RUNS = 32  # charts kept per process
