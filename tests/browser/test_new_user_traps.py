@@ -6,9 +6,7 @@ menu's Playground entry, and a missing dataset folder marked as the editor's fie
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 import shutil
 
 import pytest
@@ -28,7 +26,8 @@ OBSERVE_SHIFTS = """
 window.__shifts = [];
 new PerformanceObserver(list => { for (const e of list.getEntries()) { if (e.hadRecentInput) continue;
   window.__shifts.push({value: e.value, time: e.startTime, sources: (e.sources || []).map(s => {
-    const n = s.node; return n && n.nodeType === 1 ? n.tagName + (n.id ? '#' + n.id : '') + '.' + n.className : '?'; })}); }
+    const n = s.node;
+    return n && n.nodeType === 1 ? n.tagName + (n.id ? '#' + n.id : '') + '.' + n.className : '?'; })}); }
 }).observe({type: 'layout-shift', buffered: true});
 """
 # the run page's chart as drawn at each update: its tick labels per axis
@@ -113,8 +112,6 @@ def watched(driver, fresh):
          "the dashboard offered no next steps")
     seen["dashboard shifts"] = js(driver, "return window.__shifts")
     seen["run_id"], seen["run page"] = run_id, run_page
-    if os.environ.get("TRAPS_DUMP"):
-        Path(os.environ["TRAPS_DUMP"]).write_text(json.dumps(seen))
     return seen
 
 
@@ -211,7 +208,7 @@ def test_close_closes_and_the_menu_has_the_playground(driver, fresh, watched):
     driver.find_element(By.CSS_SELECTOR, "form[hx-post$='/playground/close'] button").click()
     wait(driver, lambda: playground_status(driver) in ("closing", ""), 30)
     assert not driver.find_elements(By.CSS_SELECTOR, "form[hx-post$='/playground/close'] button")
-    assert not driver.find_elements(By.CSS_SELECTOR, "#playground-sample")
+    assert not driver.find_elements(By.CSS_SELECTOR, "button#playground-sample")
     fresh.wait_for(lambda: fresh.api("GET", "/api/playground").json()["session"] is None, 60)
     for width, height in ((1366, 900), (390, 844)):
         driver.set_window_size(width, height)
@@ -227,7 +224,8 @@ def test_close_closes_and_the_menu_has_the_playground(driver, fresh, watched):
 def test_a_missing_dataset_folder_is_a_field_error(driver, fresh, watched):
     """Point 2, in dark mode: marked as typed, counted on its tab and in the summary after Save,
     which still saves (the folder may come later) and says what to fix before a run."""
-    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    dark = [{"name": "prefers-color-scheme", "value": "dark"}]
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": dark})
     driver.set_window_size(1366, 900)
     loaded(driver, f"{fresh.url}/configs/{ONE_STEP}/edit")
     driver.find_element(By.CSS_SELECTOR, "label[data-tab=concepts]").click()

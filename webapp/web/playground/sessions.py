@@ -33,7 +33,8 @@ def current() -> dict | None:
 
 def past_session(run: dict) -> dict:
     spec = store.run_config(run).get(MARKER) or {}
-    return {**run, "source": spec.get("source"), "source_run": spec.get("source_run"), "yielded_to": yielded_to(run["id"])}
+    return {**run, "source": spec.get("source"), "source_run": spec.get("source_run"),
+            "yielded_to": yielded_to(run["id"])}
 
 
 def yielded_to(session_id: int) -> int | None:
