@@ -99,8 +99,8 @@ def watched(driver, fresh):
     js(driver, OBSERVE_CHART)
     wait(driver, lambda: js(driver, "return document.querySelector('[data-testid=steps]').textContent")
          .strip()[:1] not in ("–", "0"), 240, "the run did not step")
-    seen["loss label while training"] = js(driver, "return document.querySelector('[data-testid=run-loss]')"
-                                                   ".previousElementSibling.textContent")
+    seen["labels while training"] = js(driver, "return [...document.querySelectorAll('#run-status dl.stats dt')]"
+                                               ".map(d => d.textContent.trim())")
     seen["state while training"] = fresh.run_state(run_id)["state"]
     assert fresh.wait_until_ended(run_id, 300)["state"] == "completed"
     wait(driver, lambda: js(driver, "return document.querySelector('#run-status .badge').textContent").strip()
@@ -108,8 +108,8 @@ def watched(driver, fresh):
     seen["run page shifts"], seen["charts"] = js(driver, "return window.__shifts"), js(driver, "return window.__charts")
     driver.close()
     driver.switch_to.window(dashboard)
-    wait(driver, lambda: js(driver, "return !!document.querySelector('[data-testid=next-steps]')"), 30,
-         "the dashboard offered no next steps")
+    wait(driver, lambda: js(driver, "const b = document.querySelector('#state .badge'); return b && b.dataset.state")
+         == "completed", 30, "the dashboard did not show the run's end")
     seen["dashboard shifts"] = js(driver, "return window.__shifts")
     seen["run_id"], seen["run page"] = run_id, run_page
     return seen
@@ -126,7 +126,7 @@ def test_the_live_chart_holds_its_axes_and_rounds_its_ticks(watched):
     """Point 8: "Loss" while training; the step and LR axes drawn once, not rescaled per update;
     round tick labels of at most 3 significant digits."""
     assert watched["state while training"] == "running"
-    assert watched["loss label while training"] == "Loss"
+    assert "Loss" in watched["labels while training"] and "Final loss" not in watched["labels while training"]
     charts = [c for c in watched["charts"] if c["x"]]
     assert len(charts) >= 2, charts
     assert all(c["x"] == charts[0]["x"] for c in charts), [c["x"] for c in charts]  # 0 .. total steps throughout
@@ -141,6 +141,8 @@ def test_the_end_of_a_run_offers_what_comes_next(driver, fresh, watched):
     """Point 6: no greyed buttons; the saved model is a link that downloads it; Download, Open in the
     playground, Run again; the heading no longer asks for a first training."""
     assert watched["heading before"] == "Start your first training"
+    wait(driver, lambda: js(driver, "return !!document.querySelector('[data-testid=next-steps]')"), 30,
+         "the dashboard offered no next steps")
     wait(driver, lambda: driver.find_element(By.CSS_SELECTOR, ".card.start h2").text == "Start a training", 15)
     assert js(driver, "return document.querySelectorAll('#controls button[disabled]').length") == 0
     assert not driver.find_elements(By.CSS_SELECTOR, "#state code")  # no server path
