@@ -62,7 +62,9 @@ class Page:
         return int(match.group(1)) if match else 0
 
     def enabled(self, command: str) -> bool:
-        return self.js("return !document.querySelector(`[data-command=${arguments[0]}]`).disabled", command)
+        # an ended run shows no command buttons at all (its next steps instead): absent is not enabled
+        return self.js("const b = document.querySelector(`[data-command=${arguments[0]}]`); return !!b && !b.disabled",
+                       command)
 
     def click(self, css: str) -> None:
         # #controls is swapped live: find and click in one go, again if the element went stale

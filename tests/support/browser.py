@@ -25,3 +25,14 @@ def chromium(user_data_dir, *extra_args: str):
         yield browser
     finally:
         browser.quit()
+
+
+def js(driver, script, *args):
+    """The value of ``script`` run in the page."""
+    return driver.execute_script(script, *args)
+
+
+def wait(driver, condition, timeout, message="", every: float = 0.2):
+    """Poll ``condition()`` until it is truthy (its value), or fail with ``message`` after ``timeout`` s."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(driver, timeout, poll_frequency=every).until(lambda _: condition(), message)

@@ -21,6 +21,7 @@ from webapp import store
 from webapp.eventlog import EventSink
 from webapp.protocol import Event, Reason, RunState, make_event
 from webapp.control.placement import eligible, waiting_reason
+from webapp.control.playground_yield import close_for, waiting_text, yielding_session
 from webapp.control.heartbeats import lapse_reason, read_beats, redis_just_started
 from webapp.settings import HEARTBEAT_TTL_S, assign_key, drain_key, taken_key
 from webapp.control.backup_carry import newest_uploaded_backup, not_carried_because, push_backup
@@ -90,6 +91,11 @@ class Dispatcher:
             target = self._target(run, beats)
             chosen = next((name for name, beat in sorted(idle.items()) if eligible(name, beat, target)), None)
             if chosen is None:
+                session = yielding_session(self.conn, run, target, beats)
+                if session is not None:  # a playground gives way to training
+                    close_for(self.conn, self.redis, self.sink, session, run)
+                    self._announce(run, waiting_text(session))
+                    continue
                 self._announce(run, waiting_reason(target, beats, busy, self.token_ok))
                 continue
             if self._hand_over(run, chosen, target.get("carry")):

@@ -225,3 +225,10 @@ def run_standing(conn, run_id: int) -> tuple[str | None, str, str | None] | None
     when there is no such run. Cheaper than get_run: no config, no progress to decode."""
     row = conn.execute("SELECT assignment, state, reason_code FROM runs WHERE id = ?", (run_id,)).fetchone()
     return tuple(row) if row else None
+
+
+def previous_of(conn, run_id: int, config_name: str) -> int | None:
+    """The newest run of the same config before this one that ended with its model (completed or stopped)."""
+    row = conn.execute(f"SELECT id FROM runs WHERE config_name = ? AND id < ? AND state IN ('completed', 'stopped')"
+                       f" AND {NOT_PLAYGROUND} ORDER BY id DESC LIMIT 1", (config_name, run_id)).fetchone()
+    return row[0] if row else None

@@ -27,7 +27,7 @@ def register(app: Flask) -> None:
     from webapp.web.notifications import services as notify_services
     from webapp.web.openapi import routes as openapi_routes
     from webapp.web.playground import pages as playground_pages
-    from webapp.web.runs import api as runs_api, banner as run_banner, downloads, pages as runs_pages
+    from webapp.web.runs import api as runs_api, banner as run_banner, downloads, next_steps, pages as runs_pages
     from webapp.web.samples import api as samples_api, pages as samples_pages
     from webapp.web.sse import fragments, routes as sse_routes
     from webapp.web.system import api as system_api, pages as system_pages
@@ -66,6 +66,7 @@ def register(app: Flask) -> None:
     filters.init_app(app)
     app.jinja_env.globals["ended_run_banner"] = run_banner.ended_run_banner  # base.html, every page
     app.jinja_env.globals["paused_notifications"] = notify_services.paused_banner  # base.html too
+    app.jinja_env.globals["run_next_steps"] = next_steps.next_steps  # the dashboard, once a run saved its model
     sse.init_app(app, render=fragments.render_event_fragments)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

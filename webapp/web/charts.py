@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from webapp.store import loss_buckets
+from webapp.web.chart_scales import nice_domain, rate_domain, step_domain, tick_label
 
 WIDTH, HEIGHT = 300, 60
 
@@ -77,20 +78,24 @@ def _scale(low: float, high: float, top: float, bottom: float):
     return lambda v: bottom - (v - low) / span * (bottom - top)
 
 
-def chart_geometry(points: list[dict], markers: list[dict], layout: Layout = WIDE) -> dict | None:
-    """Polylines and ticks for templates/runs/_chart.html, or None with no points."""
+def chart_geometry(points: list[dict], markers: list[dict], total_steps: int | None = None,
+                   lr_configured: float | None = None, layout: Layout = WIDE) -> dict | None:
+    """Polylines and ticks for templates/runs/_chart.html, or None with no points. The axes are
+    fixed where the config fixes them (steps 0..total, LR 0..its configured rate) and round
+    elsewhere (chart_scales), so a live update extends the lines instead of rescaling them."""
     losses = [p["loss"] for p in points if p["loss"] is not None]
     if not losses:
         return None
     first, last = points[0]["step"], points[-1]["step"]
+    x_low, x_high, x_ticks = step_domain(first, last, total_steps, layout.ticks)
     span = layout.width - layout.left - layout.right
-    x_at = lambda s: layout.left + (s - first) / ((last - first) or 1) * span  # noqa: E731
+    x_at = lambda s: layout.left + (s - x_low) / ((x_high - x_low) or 1) * span  # noqa: E731
     top, bottom = layout.top, layout.height - layout.bottom
-    count = layout.ticks
-    low, high = min(losses), max(losses)
+    low, high, loss_ticks = nice_domain(min(losses), max(losses), layout.ticks)
     y = _scale(low, high, top, bottom)
     lrs = [p["lr"] for p in points if p["lr"] is not None]
-    y_lr = _scale(min(lrs), max(lrs), top, bottom) if lrs else None
+    lr_low, lr_high, lr_ticks = rate_domain(lrs, lr_configured, layout.ticks)
+    y_lr = _scale(lr_low, lr_high, top, bottom) if lrs else None
 
     def line(key, scale):
         return " ".join(f"{x_at(p['step']):.1f},{scale(p[key]):.1f}" for p in points if p.get(key) is not None)
@@ -98,21 +103,21 @@ def chart_geometry(points: list[dict], markers: list[dict], layout: Layout = WID
         "layout": layout.name, "width": layout.width, "height": layout.height, "left": layout.left,
         "right": layout.width - layout.right, "top": top, "bottom": bottom,
         "loss": line("loss", y), "smooth": line("smooth", y), "lr": line("lr", y_lr) if y_lr else "",
-        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high, count)],
-        "lr_ticks": [{"y": round(y_lr(v), 1), "label": f"{v:.2g}"}
-                     for v in _ticks(min(lrs), max(lrs), count)] if lrs else [],
-        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in _ticks(first, last, count, whole=True)],
+        "y_ticks": [{"y": round(y(v), 1), "label": tick_label(v)} for v in loss_ticks],
+        "lr_ticks": [{"y": round(y_lr(v), 1), "label": tick_label(v)} for v in lr_ticks] if lrs else [],
+        "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))} for s in x_ticks],
         "markers": [{**m, "x": round(x_at(m["step"]), 1)} for m in markers
-                    if m.get("step") is not None and first <= m["step"] <= last],
+                    if m.get("step") is not None and x_low <= m["step"] <= x_high],
+        "dot": _only_point(points, x_at, y),
         "count": len(points), "first": first, "last": last,
     }
 
 
-def _ticks(low: float, high: float, count: int = 4, whole: bool = False) -> list[float]:
-    if high <= low:
-        return [low]
-    values = [low + (high - low) * i / count for i in range(count + 1)]
-    return sorted({round(v) for v in values}) if whole else values
+def _only_point(points: list[dict], x_at, y) -> dict | None:
+    """A chart of one point draws it as a dot (a one-point polyline draws nothing)."""
+    if len(points) != 1 or points[0]["loss"] is None:
+        return None
+    return {"x": round(x_at(points[0]["step"]), 1), "y": round(y(points[0]["loss"]), 1)}
 
 
 # -- the compare page's chart: several runs' smoothed loss on one set of axes ------------------
@@ -130,7 +135,7 @@ def overlay_geometry(curves: list[dict], layout: Layout = WIDE) -> dict | None:
     span = layout.width - layout.left - layout.right
     x_at = lambda s: layout.left + (s - first) / ((last - first) or 1) * span  # noqa: E731
     top, bottom = layout.top, layout.height - layout.bottom
-    low, high = min(values), max(values)
+    low, high, y_ticks = nice_domain(min(values), max(values), layout.ticks)
     y = _scale(low, high, top, bottom)
     lines = [{"label": c["label"], "index": index,
               "points": " ".join(f"{x_at(p['step']):.1f},{y(p['smooth']):.1f}"
@@ -140,7 +145,7 @@ def overlay_geometry(curves: list[dict], layout: Layout = WIDE) -> dict | None:
         "layout": layout.name, "width": layout.width, "height": layout.height, "left": layout.left,
         "right": layout.width - layout.right, "top": top, "bottom": bottom,
         "lines": lines, "first": first, "last": last,
-        "y_ticks": [{"y": round(y(v), 1), "label": f"{v:.4g}"} for v in _ticks(low, high, layout.ticks)],
+        "y_ticks": [{"y": round(y(v), 1), "label": tick_label(v)} for v in y_ticks],
         "x_ticks": [{"x": round(x_at(s), 1), "label": str(int(s))}
-                    for s in _ticks(first, last, layout.ticks, whole=True)],
+                    for s in step_domain(first, last, None, layout.ticks)[2] if first <= s <= last],
     }

@@ -19,6 +19,7 @@ from webapp.config.forms import TAB_KEYS, TABS, apply_form, check_text, new_conc
 from webapp.config.library import Stored, sanitize_name
 from webapp.config.loading import ConfigFormatError, dumps, normalise, pack, parse_json
 from webapp.web.runs import actions as run_actions
+from webapp.web.configs.folders import folder_text, missing_folder_errors
 from webapp.web.configs.scans import scanner
 from webapp.web.configs.files import MAX_BODY, library, library_errors, read_roots, workspace
 from webapp.web.errors import ApiError
@@ -154,10 +155,13 @@ def render_editor(stored: Stored, config: dict, saved: dict, *, tab: str, form_e
     errors.update(form_errors or {})
     roots, scans = read_roots(), scanner(current_app)
     backend = (report.backend or {}).get("name")
+    all_errors = report.errors + [{"field": k, "message": v} for k, v in (form_errors or {}).items()]
+    folders = missing_folder_errors(config, set(errors)) if isinstance(config.get("concepts"), list) else []
+    all_errors += folders
+    errors.update(errors_by_field(folders))
     view = EditorView(config, errors, texts or {}, errors_by_field(report.warnings), workspace(), saved,
                       check_url=url_for(".check_field"), choices=offered_choices(config, backend),
                       stats_of=lambda concept: scans.cached(concept, workspace(), roots))
-    all_errors = report.errors + [{"field": k, "message": v} for k, v in (form_errors or {}).items()]
     template = "configs/_editor.html" if is_htmx() else "configs/editor.html"
     return render_template(template, stored=stored, name=stored.name, view=view, tabs=TABS, tab=tab,
                            tab_errors=_errors_per_tab(all_errors), unsaved=unsaved,
@@ -214,7 +218,10 @@ def edit_post(name: str):
     if not is_htmx():
         return redirect(url_for(".edit", name=name, tab=tab, saved=version), 303)
     stored = Stored(name, result.config, version, stored.read_only)  # as save wrote it: no second read
-    return render_editor(stored, result.config, result.config, tab=tab, message="Saved.", report=report)
+    # saved even with a missing image folder (it may be made later); the summary says what to fix first
+    missing = missing_folder_errors(result.config, set()) if isinstance(result.config.get("concepts"), list) else []
+    message = "Saved, but a run cannot start until the settings below are fixed." if missing else "Saved."
+    return render_editor(stored, result.config, result.config, tab=tab, message=message, report=report)
 
 
 def _saved_elsewhere(config: dict, typed_name: str):
@@ -260,7 +267,8 @@ LIST_ACTIONS = {"add_concept": _add_concept, "add_dataset": _add_concept, "remov
 def check_field():
     """One input's error while it is typed (htmx sends the input's name in HX-Trigger-Name)."""
     path = request.headers.get("HX-Trigger-Name") or next(iter(request.form), "")
-    message = check_text(path, request.form.get(path)) if path else "no field given"
+    message = (check_text(path, request.form.get(path)) or folder_text(path, request.form.get(path))) if path \
+        else "no field given"
     return render_template("configs/_field_error.html", id=input_id(path), message=message or "")
 
 

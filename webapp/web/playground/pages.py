@@ -2,7 +2,7 @@
 session is lives in ``sessions``."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request, url_for
 
 from webapp import store
 from webapp.config.builtin.train_settings import SAMPLE_SCHEDULERS
@@ -37,6 +37,9 @@ def open_form():
     values = json_body() if request.is_json else request.form
     run_id = open_session(values.get("source"), idle_arg(values))
     if request.headers.get("HX-Request"):
+        # opened from elsewhere (a finished run's next steps): go to it; from its own page: show it
+        if values.get("then") == "playground":
+            return "", 204, {"HX-Redirect": url_for("playground.page")}
         return "", 204, {"HX-Refresh": "true"}
     return jsonify(run_id=run_id, state="queued"), 202
 

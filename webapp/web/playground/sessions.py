@@ -33,7 +33,14 @@ def current() -> dict | None:
 
 def past_session(run: dict) -> dict:
     spec = store.run_config(run).get(MARKER) or {}
-    return {**run, "source": spec.get("source"), "source_run": spec.get("source_run")}
+    return {**run, "source": spec.get("source"), "source_run": spec.get("source_run"),
+            "yielded_to": yielded_to(run["id"])}
+
+
+def yielded_to(session_id: int) -> int | None:
+    """The training run this session was closed for (control/playground_yield.py logs it), or None."""
+    logs = store.recent_events(get_db(), session_id, "log", limit=10)
+    return next((e["data"]["yielded_to"] for e in reversed(logs) if e["data"].get("yielded_to")), None)
 
 
 def require_open() -> dict:

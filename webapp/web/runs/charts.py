@@ -32,9 +32,20 @@ def render_chart(run_id: int) -> str:
     run = store.get_run(get_db(), run_id)
     found = markers(run_id, run["output_path"] if run else None)
     series = loss_series(get_db(), run_id, CHART_POINTS)
-    chart = chart_geometry(series["points"], found)
-    narrow = chart_geometry(loss_series(get_db(), run_id, NARROW_POINTS)["points"], found, NARROW) if chart else None
+    axes = fixed_axes(run)
+    chart = chart_geometry(series["points"], found, *axes)
+    narrow = (chart_geometry(loss_series(get_db(), run_id, NARROW_POINTS)["points"], found, *axes, layout=NARROW)
+              if chart else None)
     return render_template("runs/_chart.html", chart=chart, narrow=narrow, total=series["total"], run_id=run_id)
+
+
+def fixed_axes(run: dict | None) -> tuple[int | None, float | None]:
+    """(total steps, configured learning rate): what fixes the chart's x and LR axes from its first point."""
+    if run is None:
+        return None, None
+    progress = run.get("progress") or {}
+    rate = store.run_config(run).get("learning_rate")
+    return progress.get("max_step"), rate if isinstance(rate, (int, float)) and rate > 0 else None
 
 
 CHART_CACHE_RUNS = 32  # charts kept per process
