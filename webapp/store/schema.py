@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import loss_summary, assignments, model_versions, uploads
+from . import loss_summary, assignments, dataset_manifests, model_versions, uploads
 from .db import setting
 
 SCHEMA = """
@@ -78,4 +78,5 @@ def init_schema(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE metrics ADD COLUMN {name} INTEGER NOT NULL DEFAULT {int(name == 'attempt')}")
     if setting(conn, loss_summary.BUCKETS_KEY) != loss_summary.BUCKETS_VERSION:  # from before them
         loss_summary.mark_all_buckets_stale(conn)
+    dataset_manifests.init_schema(conn)
     model_versions.backfill(conn)  # the versions of runs recorded before model versions: once
