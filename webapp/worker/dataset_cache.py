@@ -1,6 +1,8 @@
 """The worker's cache of the files of datasets sent to it, by content: ``blobs/<sha256[:2]>/<sha256>``
-under ``<worker folder>/dataset-cache/``. A run's concept folder is materialised from it as hard
-links (a copy where links cannot be made) in ``runs/<run id>/<concept>/``, removed when the run ends.
+under ``<worker folder>/dataset-cache/``. A run's concept folder is materialised from it as copies
+in ``runs/<run id>/<concept>/``, removed when the run ends. Not hard links: the trainer refuses a
+file with more than one link (config/confined.py: a link could name a file outside the read roots);
+``shutil.copyfile`` uses the kernel's copy (a reflink where the filesystem has them).
 
 Bounded by OTWEB_DATASET_CACHE_MB: when a delivery leaves it over the cap, the least recently used
 files go first (a blob's mtime is set each time a run uses it), never one a run in progress holds
@@ -70,7 +72,7 @@ class DatasetCache:
         return found
 
     def materialise(self, run_id: int, concept: int, files: dict) -> Path:
-        """The concept's folder for the run: each file (relative path -> [size, sha256]) linked from
+        """The concept's folder for the run: each file (relative path -> [size, sha256]) copied from
         the cache; the blobs' use time set now (least recently used goes first)."""
         folder = self.runs / str(run_id) / str(concept)
         shutil.rmtree(folder, ignore_errors=True)
@@ -79,10 +81,7 @@ class DatasetCache:
         for relative, (_size, sha256) in files.items():
             target, blob = confined(folder, relative), self.blob(sha256)
             target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(blob, target)
-            except OSError:  # another filesystem, or links not allowed
-                shutil.copyfile(blob, target)
+            shutil.copyfile(blob, target)
             os.utime(blob, (now, now))
         return folder
 

@@ -66,8 +66,9 @@ class DatasetReceiver:
         self.cache.evict()
         files = sum(len(e["files"]) for e in manifest["concepts"])
         outcome = {"files": files, "sent": len(missing), "bytes_sent": sent, "local": sorted(local)}
-        self.status(f"dataset ready: {files} files, {len(missing)} sent ({sent / 1e6:.1f} MB), "
-                    f"{max(0, files - len(missing))} already on this worker")
+        # by content: two files with the same bytes (a caption used twice) travel once
+        self.status(f"dataset ready: {files} files, {len(missing)} of {len(needed)} distinct sent "
+                    f"({sent / 1e6:.1f} MB)" + (f", {len(local)} folder(s) of this worker's own used" if local else ""))
         return {**config, "concepts": concepts}, outcome
 
     def _manifest(self, key) -> dict:
@@ -120,7 +121,7 @@ class DatasetReceiver:
             if finished and (time.monotonic() - shown >= PROGRESS_EVERY_S or done == len(wanted)):
                 shown = time.monotonic()
                 self.status(f"sending dataset: {done} / {len(wanted)} files, "
-                            f"{received / 1e6:.0f} MB of {total_bytes / 1e6:.0f} MB")
+                            f"{received / 1e6:.1f} MB of {total_bytes / 1e6:.1f} MB")
         return received
 
     def _forget(self, key) -> None:
