@@ -71,3 +71,20 @@ def test_a_run_records_its_manifest_once_by_fingerprint(app, workspace):
     assert recorded["fingerprint"] == manifests[0]["fingerprint"] and recorded["files"] == manifests[0]["files"]
     assert conn.execute("SELECT COUNT(*) FROM dataset_manifests").fetchone()[0] == 1
     conn.close()
+
+
+def test_the_run_and_model_version_pages_say_what_changed_since_the_run(app, client, workspace):
+    folder = _dataset(workspace / "datasets" / "mine", count=3)
+    config = {"concepts": [{"path": "datasets/mine"}], "base_model_name": "m"}
+    conn = store.connect(app.config["DATABASE"])
+    run_id = store.create_run(conn, "mine", config)
+    store.dataset_manifests.record_run(conn, run_id, concept_manifests(config, workspace, HashCache()))
+    with conn:
+        version_id = store.model_versions.register(conn, run_id, {"kind": "output", "path": "out.safetensors"}, {}, 1.0)
+    conn.close()
+    assert "since this run: unchanged" in client.get(f"/runs/{run_id}").get_data(as_text=True)
+    (folder / "extra.png").write_bytes(b"new")
+    (folder / "img1.txt").write_text("fixed caption")
+    said = "since this run: 1 file added, 1 caption changed"
+    assert said in client.get(f"/runs/{run_id}").get_data(as_text=True)
+    assert said in client.get(f"/models/{version_id}").get_data(as_text=True)

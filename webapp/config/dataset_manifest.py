@@ -143,3 +143,22 @@ def describe(change: dict | None) -> str:
              f"{change['files_changed']} file{'s' * (change['files_changed'] != 1)} changed"
              if change["files_changed"] else ""]
     return ", ".join(p for p in parts if p) or "unchanged"
+
+
+def changes_since(recorded: list[dict], config: dict, base_dir: Path, cache: HashCache, roots=None) -> list[dict]:
+    """Per recorded concept (store.dataset_manifests.of_run): its path, the files it had and what
+    changed since in its folder here (``summary``: words; ``change``: counts, None when the folder
+    is not readable here). Blocking: hashes what changed."""
+    concepts, found = config.get("concepts") or [], []
+    for entry in recorded:
+        concept = concepts[entry["concept"]] if entry["concept"] < len(concepts) else {}
+        concept = {**(concept if isinstance(concept, dict) else {}), "path": entry["path"]}
+        folder = concept_folder(concept, base_dir, roots)
+        change = None
+        if folder is not None and folder.is_dir():
+            now = folder_manifest(folder, concept.get("include_subdirectories") is True, cache, roots)
+            change = changes(entry["files"], now["files"])
+        found.append({"path": entry["path"], "count": entry["count"], "bytes": entry["bytes"],
+                      "fingerprint": entry["fingerprint"], "change": change, "summary": describe(change)})
+    cache.save()
+    return found

@@ -102,13 +102,15 @@ class Worker:
 
     def _run_bound(self, assignment: dict, config: dict, run_dir) -> RunState:
         run_id = assignment["run_id"]
-        config = self._receive_dataset(assignment, config)
-        if config is None or self._refuses_paths(run_id, config, run_dir):
+        given = self._receive_dataset(assignment, config)  # its concepts' paths on this host
+        if given is None or self._refuses_paths(run_id, given, run_dir):
             return RunState.FAILED
         received = self._receive_backup(assignment, run_dir)
         if received is None:
             return RunState.FAILED
+        # the config as the web sent it (a clone of the run reads the dataset where the web has it)
         _write_atomic(run_dir / CONFIG_NAME, json.dumps(config, indent=2))
+        config = given
         uploads = FolderSync(self.sink, run_id, run_dir, upload_max_bytes())
         uploads.already_there(received)  # the web sent them: no need to send them back
         uploads.start()
