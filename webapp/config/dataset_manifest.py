@@ -59,7 +59,7 @@ class HashCache:
         with self._lock:
             text, self._dirty = json.dumps(self._sums, separators=(",", ":")), False
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
+        temp = self.file.with_name(f".{self.file.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # per writer
         temp.write_text(text)
         os.replace(temp, self.file)
 
