@@ -32,7 +32,7 @@ from webapp.settings import dataset_key
 
 log = logging.getLogger(__name__)
 WINDOW_CHUNKS = 32        # chunks waiting in Redis at most (~350 KB of JSON each)
-READ_BATCH = 8            # chunks read per trip to the thread pool
+READ_BATCH = 2            # chunks per trip to the thread pool and per push: a 2.8 MB send blocked the loop > 50 ms under load
 KEY_TTL_S = 3600          # a worker that never reads them does not leave them in Redis for ever
 WANT_WAIT_S = 600.0       # the worker hashes its own copy (if any) before it answers
 STALL_S = 120.0           # the worker took no chunk for this long: it is gone
