@@ -95,13 +95,17 @@ class BenchWorker:
 
 class MemorySampler:
     def __init__(self, client):
-        self.client, self.peak, self.stopping = client, 0, threading.Event()
+        self.client, self.peak, self.stopping, self.at_peak = client, 0, threading.Event(), {}
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while not self.stopping.is_set():
-            self.peak = max(self.peak, int(self.client.info("memory")["used_memory"]))
+            info = self.client.info("memory")
+            if int(info["used_memory"]) > self.peak:  # and what it was made of
+                self.peak = int(info["used_memory"])
+                self.at_peak = {k: info.get(k) for k in ("used_memory_dataset", "mem_clients_normal",
+                                                          "mem_aof_buffer", "used_memory_overhead")}
             self.stopping.wait(0.02)
 
     def stop(self) -> int:
@@ -170,14 +174,16 @@ def main() -> None:
               "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
               "delivery_mb_s_median": total / 1e6 / statistics.median(p["delivery_s"] for p in pairs),
               "redis_used_memory_baseline": baseline_memory, "redis_used_memory_peak_sampled": peak,
-              "redis_used_memory_peak_info": info_peak, "loop_blocked_over_50ms": blocked}
+              "redis_used_memory_peak_info": info_peak, "redis_at_peak": sampler.at_peak,
+              "loop_blocked_over_50ms": blocked}
     print(table(["pair", "delivery", "copytree", "ratio", "sent", "second run sent"],
                 [[i + 1, f"{p['delivery_s']:.2f} s", f"{p['copy_s']:.2f} s", f"{r:.1f}x", p["sent"],
                   f"{p['second_run_sent']} files, {p['second_run_bytes']} B"] for i, (p, r) in enumerate(zip(pairs, ratios))]))
     print(f"{2 * args.images} files, {total / 1e6:.0f} MB; first delivery (web hashing cold) {first['seconds']:.2f} s; "
           f"delivery/copy median {result['ratio_median']:.1f}x (spread {result['ratio_min']:.1f}-{result['ratio_max']:.1f}); "
           f"Redis used_memory peak {peak / 1e6:.1f} MB sampled ({info_peak / 1e6:.1f} MB INFO, "
-          f"{baseline_memory / 1e6:.1f} MB before); event loop blocked > 50 ms: {blocked['reports']} times")
+          f"{baseline_memory / 1e6:.1f} MB before; at the peak {sampler.at_peak}); "
+          f"event loop blocked > 50 ms: {blocked['reports']} times")
     write_results(NAME, result)
 
 

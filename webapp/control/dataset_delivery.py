@@ -8,7 +8,8 @@ config/dataset_manifest.py) and records it as what the run trains on; the worker
 sha256s it lacks (``want``: none when its own folder at the same path holds the same manifest, or
 its cache holds every file); only those travel, in 256 KiB chunks, each file checked by sha256 as
 it arrives (worker/dataset_receive.py). Flow control: at most WINDOW_CHUNKS chunks wait in Redis
-(the worker pops them), so Redis holds ~11 MB of a delivery however large the dataset.
+(the worker pops them) and while Redis' append-only buffer holds less than AOF_BUFFER_MAX, so a
+delivery adds ~20 MB to Redis' memory however large the dataset (bench_dataset_delivery.py).
 
 Each delivery runs in a thread of its own (a greenlet under gevent); reading and hashing files run
 in gevent's pool of real threads, never on the web's event loop. Whatever goes wrong is written to
@@ -31,12 +32,16 @@ from webapp.eventlog import file_chunks
 from webapp.settings import dataset_key
 
 log = logging.getLogger(__name__)
-WINDOW_CHUNKS = 32        # chunks waiting in Redis at most (~350 KB of JSON each)
+WINDOW_CHUNKS = 16        # chunks waiting in Redis at most (~350 KB of JSON each)
+# Redis keeps what it has not yet written to its append-only file in a buffer (a 1 GB delivery at
+# ~20 MB/s left 14.7 MB there, more than the window): the web pushes only while it holds less
+AOF_BUFFER_MAX = 8 * 1024 * 1024
 READ_BATCH = 2            # chunks per trip to the thread pool and per push: a 2.8 MB send blocked the loop > 50 ms under load
 KEY_TTL_S = 3600          # a worker that never reads them does not leave them in Redis for ever
 WANT_WAIT_S = 600.0       # the worker hashes its own copy (if any) before it answers
 STALL_S = 120.0           # the worker took no chunk for this long: it is gone
 POLL_S = 0.02
+AOF_CHECK_S = 0.05
 
 
 class DeliveryFailed(RuntimeError):
@@ -49,6 +54,7 @@ class DatasetDelivery:
         self.hashes = HashCache(self.workspace / "cache" / "dataset-hashes.json")
         self.sent = {"files": 0, "bytes": 0, "deliveries": 0}
         self.peak_window = 0
+        self._aof_checked, self._aof_bytes = float("-inf"), 0
 
     def offer(self, worker: str, assignment_id: str, run_id: int, config: dict) -> dict | None:
         """When some concept folder of the run is on this host: start sending it, and return what the
@@ -102,7 +108,7 @@ class DatasetDelivery:
         reader = file_chunks(path, sha256, digest=sha256)
         while batch := off_loop(_encoded, reader, READ_BATCH):
             stalled_since = time.monotonic()
-            while (waiting := self.redis.llen(chunks_key)) + len(batch) > WINDOW_CHUNKS:
+            while (waiting := self.redis.llen(chunks_key)) + len(batch) > WINDOW_CHUNKS or self._aof_full():
                 if time.monotonic() - stalled_since > STALL_S:
                     raise DeliveryFailed(f"the worker took no part of the dataset for {STALL_S:.0f} s")
                 time.sleep(POLL_S)
@@ -113,6 +119,18 @@ class DatasetDelivery:
             pipe.execute()
         self.sent["files"] += 1
         self.sent["bytes"] += path.stat().st_size
+
+
+    def _aof_full(self) -> bool:
+        """Whether Redis' append-only buffer is over AOF_BUFFER_MAX (read at most every AOF_CHECK_S)."""
+        now = time.monotonic()
+        if now - self._aof_checked >= AOF_CHECK_S:
+            self._aof_checked = now
+            try:
+                self._aof_bytes = int(self.redis.info("memory").get("mem_aof_buffer") or 0)
+            except redis.ResponseError:  # a Redis user without INFO: the window alone bounds it
+                self._aof_bytes = 0
+        return self._aof_bytes > AOF_BUFFER_MAX
 
 
 def _encoded(reader, count: int) -> list[str]:

@@ -23,7 +23,7 @@ MANIFEST_WAIT_S = 300.0    # the web hashes the dataset first (once; after that 
 CHUNK_WAIT_S = 120.0       # no chunk for this long: the web stopped sending
 BLOCK_S = 2                # one BLPOP's wait (the client's socket timeout is longer)
 PROGRESS_EVERY_S = 1.0
-POP_BATCH = 16             # chunks taken per round trip after the first
+POP_BATCH = 8              # chunks taken per round trip after the first (Redis buffers the reply)
 
 
 class DeliveryError(RuntimeError):
