@@ -103,3 +103,23 @@ def test_the_webs_error_or_its_silence_ends_the_wait(fleet, monkeypatch):
     monkeypatch.setattr(dataset_receive, "MANIFEST_WAIT_S", 0.3)
     with pytest.raises(DeliveryError, match="no manifest"):
         fleet["receiver"].receive({"id": "d2", "run_id": 1}, {"concepts": []})
+
+
+def test_a_delivery_error_fails_the_run_with_its_reason_code_and_no_trainer_starts(workspace, config_dir, redis_url):
+    from webapp.eventlog import decode_entry
+    from webapp.protocol import Reason, RunState
+    from webapp.settings import Settings, worker_stream
+    from webapp.worker.loop import Worker
+    settings = Settings.from_env(workspace=workspace, config_dir=config_dir, redis_url=redis_url,
+                                 worker_name="courier-fail")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.delete(worker_stream("courier-fail"))
+    client.set(dataset_key("courier-fail", "e1", "error"), "the web could not send the dataset: img3.png is gone")
+    worker = Worker(settings)
+    assignment = {"id": "e1", "run_id": 434343, "config_name": "demo", "dataset": {"manifest": "x"},
+                  "config": {"concepts": [{"path": "datasets/shapes"}]}}
+    assert worker.run_one(assignment) == RunState.FAILED
+    assert not (settings.worker_run_dir(434343) / "config.json").exists()   # no trainer was started for it
+    entries = [decode_entry(fields) for _, fields in client.xrange(worker_stream("courier-fail"))]
+    (failed,) = [e["data"] for e in entries if e.get("event") == "run" and e["data"]["state"] == "failed"]
+    assert failed["reason_code"] == Reason.DATASET_DELIVERY.value and "img3.png is gone" in failed["reason"]
