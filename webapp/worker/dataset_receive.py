@@ -60,11 +60,14 @@ class DatasetReceiver:
         finally:
             self._forget(key)
         concepts = [dict(c) if isinstance(c, dict) else c for c in concepts]
-        for entry in manifest["concepts"]:
-            folder = local.get(entry["concept"]) or self.cache.materialise(assignment["run_id"], entry["concept"],
-                                                                           entry["files"])
-            concepts[entry["concept"]]["path"] = str(folder)
-        self.cache.evict()
+        try:
+            for entry in manifest["concepts"]:
+                folder = local.get(entry["concept"]) or self.cache.materialise(
+                    assignment["run_id"], entry["concept"], entry["files"])
+                concepts[entry["concept"]]["path"] = str(folder)
+            self.cache.evict()
+        except (UploadError, OSError) as exc:  # a full disk, a name that would leave the folder
+            raise DeliveryError(f"the dataset could not be placed for the trainer: {exc}") from exc
         files = sum(len(e["files"]) for e in manifest["concepts"])
         outcome = {"files": files, "sent": len(missing), "bytes_sent": sent, "local": sorted(local)}
         # by content: two files with the same bytes (a caption used twice) travel once
