@@ -85,6 +85,7 @@ class Reason(str, Enum):
     STOPPED_EARLY = "stopped_early"        # stopped before its first training step
     REFUSED = "refused"                    # the worker refused it before it started (its paths, a carried backup)
     CANCELED = "canceled"                  # taken out of the queue before it ran
+    DATASET_DELIVERY = "dataset_delivery"  # its dataset could not be sent to its worker (control/dataset_delivery.py)
 
 
 def make_event(event: Event | str, **data) -> dict:

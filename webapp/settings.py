@@ -165,6 +165,19 @@ def carry_key(worker: str, assignment_id: str) -> str:
     return worker_prefix(worker) + f"carry:{assignment_id}"
 
 
+def dataset_key(worker: str, assignment_id: str, part: str) -> str:
+    """A dataset sent to a worker (control/dataset_delivery.py, worker/dataset_receive.py): ``manifest``
+    (what the run's concepts hold), ``want`` (the sha256s the worker lacks), ``chunks`` (a bounded
+    window of them), ``error`` (why the web could not send it)."""
+    return worker_prefix(worker) + f"ds:{assignment_id}:{part}"
+
+
+def dataset_cache_bytes(env=None) -> int:
+    """OTWEB_DATASET_CACHE_MB: how much a worker's cache of datasets sent to it may hold (least
+    recently used go first; a dataset a run uses is never evicted)."""
+    return int(float(env_text("OTWEB_DATASET_CACHE_MB", "20000", env)) * 1e6)
+
+
 def taken_key(worker: str) -> str:
     """Where a worker keeps the assignment it took until its run has ended (reliable queue)."""
     return worker_prefix(worker) + "taken"

@@ -31,13 +31,14 @@ LAPSE_CHECK_S = 1.0  # how often heartbeats are read while no run waits in the q
 
 class Dispatcher:
     def __init__(self, conn, redis_client: redis.Redis, token_ok=lambda name: True,
-                 ttl_s: float = HEARTBEAT_TTL_S, run_dir=None):
+                 ttl_s: float = HEARTBEAT_TTL_S, run_dir=None, datasets=None):
         """token_ok(name): whether a worker may be given runs (a live worker token of its name, when
         accounts are on; its heartbeat was written by its own Redis user). run_dir(run_id): this
         host's copy of a run's folder, where uploaded backups are (None: a resume always waits for
-        the run's own worker)."""
+        the run's own worker). datasets: a control/dataset_delivery.DatasetDelivery, which sends a run's
+        dataset folders on this host to its worker (None: none are sent)."""
         self.conn, self.redis, self.token_ok, self.ttl_s = conn, redis_client, token_ok, ttl_s
-        self.run_dir = run_dir
+        self.run_dir, self.datasets = run_dir, datasets
         self.sink = EventSink(conn, redis_client)
         self.started = time.monotonic()
         self.last_seen: dict[str, float] = {}
@@ -138,6 +139,8 @@ class Dispatcher:
         payload = {"id": assignment_id, "run_id": run["id"], "config_name": run["config_name"],
                    "config": store.run_config(run), "resume": bool(run.get("resume_requested"))}
         try:
+            if self.datasets is not None:
+                payload["dataset"] = self.datasets.offer(worker, assignment_id, run["id"], payload["config"])
             if carry is not None:
                 payload["backup"] = push_backup(self.redis, worker, assignment_id, Path(self.run_dir(run["id"])), carry,
                                                 store.uploads.of_run(self.conn, run["id"], "backups"))

@@ -20,6 +20,7 @@ from contextlib import closing
 import redis
 from webapp import store
 from webapp.settings import DISPATCH_LOCK
+from webapp.control.dataset_delivery import DatasetDelivery
 from webapp.control.dispatch import Dispatcher
 from webapp.control.housekeeping import Housekeeping
 from webapp.control.identities import Identities
@@ -38,10 +39,12 @@ TOKEN_CHECK_S = 5.0
 
 
 class ControlLoop:
-    def __init__(self, redis_url: str, database, run_dir, accounts_on: bool):
+    def __init__(self, redis_url: str, database, run_dir, accounts_on: bool, workspace=None):
         """run_dir(run_id): this host's copy of a run's folder. accounts_on: a worker is given runs
-        only with a live worker token of its name."""
+        only with a live worker token of its name. workspace: the web's, whose datasets (and the
+        data roots') are sent to the worker that trains on them (None: none are sent)."""
         self.redis_url, self.database, self.run_dir, self.accounts_on = redis_url, database, run_dir, accounts_on
+        self.workspace = workspace
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.notifier_thread: threading.Thread | None = None
@@ -79,7 +82,9 @@ class ControlLoop:
                                       socket_timeout=5, health_check_interval=15)
         with closing(store.connect(self.database)) as conn:
             self.recorder = Recorder(conn, client, self.run_dir, self.consumer)
-            self.dispatcher = Dispatcher(conn, client, token_ok=self._token_checker(conn), run_dir=self.run_dir)
+            datasets = DatasetDelivery(client, self.database, self.workspace) if self.workspace else None
+            self.dispatcher = Dispatcher(conn, client, token_ok=self._token_checker(conn), run_dir=self.run_dir,
+                                         datasets=datasets)
             identities = Identities(conn, client)
             housekeeping = Housekeeping(conn, self.run_dir)
             lock = client.lock(DISPATCH_LOCK, timeout=LOCK_TTL_S, blocking=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import loss_summary, assignments, compaction, disk_use, model_versions, notifications, uploads
+from . import loss_summary, assignments, compaction, dataset_manifests, disk_use, model_versions, notifications, uploads
 from .db import setting
 
 SCHEMA = """
@@ -81,4 +81,5 @@ def init_schema(conn: sqlite3.Connection) -> None:
     if setting(conn, loss_summary.BUCKETS_KEY) != loss_summary.BUCKETS_VERSION:  # from before them
         loss_summary.mark_all_buckets_stale(conn)
     disk_use.init(conn)
+    dataset_manifests.init_schema(conn)
     model_versions.backfill(conn)  # the versions of runs recorded before model versions: once

@@ -19,8 +19,10 @@ import redis
 from webapp.config import paths
 from webapp.protocol import Event, Reason, RunState, dumps, make_event
 from webapp.settings import (CONFIG_NAME, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, restart_cause, upload_max_bytes, assign_key, commands_key, drain_key,
-                             heartbeat_key, joined_key, taken_key, worker_stream, worker_user)
+                             dataset_cache_bytes, heartbeat_key, joined_key, taken_key, worker_stream, worker_user)
 from webapp.worker.backup_receive import CarryError, receive_backup
+from webapp.worker.dataset_cache import DatasetCache
+from webapp.worker.dataset_receive import DatasetReceiver, DeliveryError
 from webapp.worker.heartbeat import GpuProbe, beat
 from webapp.worker.stream_sink import StreamSink
 from webapp.worker.supervisor import TrainerHost
@@ -57,6 +59,7 @@ class Worker:
         self.host: TrainerHost | None = None
         self.draining = False
         self.warm: WarmTrainer | None = None
+        self.datasets = DatasetCache(settings.worker_dir / "dataset-cache", dataset_cache_bytes())
 
     def serve_forever(self) -> None:
         self._install_signal_handlers()
@@ -92,12 +95,22 @@ class Worker:
         if assignment.get("resume"):
             config = {**config, "continue_last_backup": True}  # the trainer picks the newest backup
         self.sink.bind(run_id, assignment["id"], run_dir)
-        if self._refuses_paths(run_id, config, run_dir):
+        try:
+            return self._run_bound(assignment, config, run_dir)
+        finally:
+            self.datasets.release(run_id)  # its materialised folders; its files may be evicted now
+
+    def _run_bound(self, assignment: dict, config: dict, run_dir) -> RunState:
+        run_id = assignment["run_id"]
+        given = self._receive_dataset(assignment, config)  # its concepts' paths on this host
+        if given is None or self._refuses_paths(run_id, given, run_dir):
             return RunState.FAILED
         received = self._receive_backup(assignment, run_dir)
         if received is None:
             return RunState.FAILED
+        # the config as the web sent it (a clone of the run reads the dataset where the web has it)
         _write_atomic(run_dir / CONFIG_NAME, json.dumps(config, indent=2))
+        config = given
         uploads = FolderSync(self.sink, run_id, run_dir, upload_max_bytes())
         uploads.already_there(received)  # the web sent them: no need to send them back
         uploads.start()
@@ -122,6 +135,22 @@ class Worker:
             self._keep_warm()
         log.info("run %s ended: %s", run_id, state.value)
         return state
+
+    def _receive_dataset(self, assignment: dict, config: dict) -> dict | None:
+        """The run's dataset, when the web sends it (its folders are on the web's host): the config
+        with its concepts' paths on this host; None when it could not be received (the run failed)."""
+        if not assignment.get("dataset"):
+            return config
+        roots = paths.read_roots(self.settings.data_dir, self.settings.config_dir)
+        status = lambda text: self.sink.emit(assignment["run_id"], make_event(Event.STATUS, text=text))  # noqa: E731
+        try:
+            config, _ = DatasetReceiver(self.redis, self.name, self.datasets, self.settings.data_dir, roots,
+                                        status).receive(assignment, config)
+        except DeliveryError as exc:
+            self.sink.emit(assignment["run_id"], make_event(Event.RUN, state=RunState.FAILED.value, reason=str(exc),
+                                                            reason_code=Reason.DATASET_DELIVERY.value))
+            return None
+        return config
 
     def _receive_backup(self, assignment: dict, run_dir) -> list[str] | None:
         """The backup a resume on this worker was sent with (its own worker is gone); [] when none,

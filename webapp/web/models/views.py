@@ -9,6 +9,7 @@ from flask import url_for
 
 from webapp import store
 from webapp.web.models import files as model_files
+from webapp.web.runs.dataset_changes import dataset_changes
 from webapp.config.diff import differing
 from webapp.web.api_input import MAX_ID
 from webapp.web.errors import ApiError
@@ -61,6 +62,7 @@ def version_detail(version: dict) -> dict:
     run = store.get_run(get_db(), version["run_id"])
     view["config"] = json.loads(run["config_json"]) if run else None
     view["dataset"] = store.model_versions.dataset_fingerprint(get_db(), version["run_id"])
+    view["dataset_changes"] = dataset_changes(version["run_id"], view["config"])
     return view
 
 

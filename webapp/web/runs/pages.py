@@ -17,6 +17,7 @@ from webapp.web.auth.identity import can
 from webapp.web.extensions import get_db
 from webapp.web.runs.actions import cancel, clone_config, delete, enqueue
 from webapp.web.runs.charts import cached_chart
+from webapp.web.runs.dataset_changes import dataset_changes
 from webapp.web.runs.files import run_dir, run_files
 from webapp.web.runs.log import log_view
 from webapp.web.runs.views import config_as_run, get_run_view, summarize
@@ -54,9 +55,10 @@ def compare():
 def page(run_id: int):
     run = get_run_view(run_id)
     conn = get_db()
+    config = config_as_run(store.get_run(conn, run_id))
     return render_template(
-        "runs/run.html", run=run, last_seq=store.last_seq(conn),
-        config_text=json.dumps(config_as_run(store.get_run(conn, run_id)), indent=2),
+        "runs/run.html", run=run, last_seq=store.last_seq(conn), dataset_changes=dataset_changes(run_id, config),
+        config_text=json.dumps(config, indent=2),
         timeline=store.timeline(conn, run_id), samples=store.list_samples(conn, run_id, limit=60),
         chart_html=cached_chart(run_id), log=log_view(run_id, fold=not can("admin")), query="",
         files=run_files(run_dir(run_id), run["output_path"]), kept=store.kept_files(conn, run_id),

@@ -10,6 +10,7 @@ from webapp.protocol import Event, RunState
 STAGES = (
     ("queued", "Waiting for a worker", ()),
     ("starting", "Starting the trainer", ("starting",)),
+    ("dataset", "Sending the dataset", ("sending dataset", "dataset ready")),
     ("loading", "Loading the model", ("loading model", "resuming")),
     ("data", "Preparing the data", ("preparing data", "caching")),
     ("training", "Training", ("training", "sampling", "creating backup")),
@@ -45,7 +46,7 @@ def run_stages(conn, run: dict) -> list[dict]:
     stages, reached = [], [key for key in STAGE_KEYS if key in began]
     for key, label, _ in STAGES:
         entry = {"key": key, "label": label, "began": began.get(key), "seconds": None,
-                 "detail": detail.get(key, "") if key in ("data", "loading") else ""}
+                 "detail": detail.get(key, "") if key in ("dataset", "data", "loading") else ""}
         if key == current:
             entry["state"] = "current"
         elif key in began:
