@@ -230,7 +230,7 @@ def main(args) -> None:
         worker = bench.worker()
         web, url = bench.web()
         wait_http(url + "/api/health", proc=web)
-        wait_demo(bench, demo)
+        wait_demo(bench, demo, timeout=300)  # the demo model: ~15 s on a quiet VM, minutes on a busy one
         config = short_config(bench.config_dir, bench.workspace, args.batch_size)
         config_path = bench.tmp / "short.json"
         config_path.write_text(json.dumps(config))
