@@ -1,7 +1,8 @@
 """Tiny Stable Diffusion models (1.x, 2.x, XL) built offline from configs: the demo's and the tests' base.
 
-64 px images, a VAE with an 8x downscale (4 x 8 x 8 latents, as SD 1.x has 4 x 64 x 64 at
-512 px) whose weights make it a mosaic codec (mosaic_vae.py), a random two-block UNet, a random
+64 px images, a VAE with a 4x downscale (4 x 16 x 16 latents; SD 1.x has 8x, 4 x 64 x 64 at 512 px:
+at 8x the demo's 64 px shapes were 8x8 blobs) whose weights make it a mosaic codec (mosaic_vae.py),
+a random two-block UNet (cross-attention on its 8x8 level only, as cheap as before), a random
 two-layer CLIP text encoder of width 32 and a CLIP tokenizer whose vocabulary is written here:
 single characters plus the caption words.
 """
