@@ -21,12 +21,17 @@ each arm, and the share of the machine the rest took. The whole machine's busy t
 what neither the trainer, the product nor this script used is foreign load (other users of a
 shared host), recorded per run with the load average. Before each run the benchmark waits until
 the product's processes are idle (the worker's next warm trainer imports torch after every B).
-Runs alternate A B A B (--pairs, default 8, of --seconds, default 30, of steps each). Figures: per
-pair the steps/s ratio B/A and the trainer's CPU per step B/A; their median over the undisturbed
-pairs (foreign load < 5% in both runs; over all pairs if none is), with min-max and IQR.
+Runs go in ABBA order (A B, B A, A B, ...: --pairs, default 10, of --seconds, default 15, of steps
+each), so that a machine that slows or speeds up over the minutes weighs on both arms alike. Figures
+(overhead_stats.py): per pair the trainer's CPU seconds per step B/A (primary: user + system of the
+trainer process and all its threads, from /proc; what other users of a shared machine change least)
+and the steps/s ratio B/A (secondary: wall clock); the median over the undisturbed pairs (foreign
+load < 5% in both runs; over all pairs if none is) with IQR, min-max and a bootstrap 95% interval of
+the median; a ratio is "within X %" only when that interval is. The UI's own CPU (worker, web,
+Redis, SSE clients) is counted apart, per trainer step.
 
-    .venv/bin/python benchmarks/bench_training_overhead.py [--pairs 8 --seconds 30 --threads auto]
-    (8 pairs of 30 s: about 10 minutes on the 2-core VM; --pairs 2 --seconds 10 checks it end to end)
+    .venv/bin/python benchmarks/bench_training_overhead.py [--pairs 10 --seconds 15 --threads auto]
+    (10 pairs of 15 s: about 9 minutes on the 2-core VM; --pairs 2 --seconds 5 checks it end to end)
 """
 from __future__ import annotations
 
@@ -164,6 +169,8 @@ def measure(trainer_pids, others, wait) -> dict:
     foreign = None if None in known else known[0] - sum(known[1:])
     return {**result, "steps_per_s": steps / result["seconds"],
             "trainer_cpu_s_per_step": used["trainer"] and used["trainer"] / steps, "stack_cpu_s": used["stack"],
+            # the UI's own CPU (worker, web, Redis, SSE clients) per step the trainer made
+            "ui_cpu_s_per_step": used["stack"] and used["stack"] / steps,
             # the share of the machine the product's other processes took while the trainer stepped
             "stack_cpu_share": used["stack"] and used["stack"] / capacity,
             # ... and the share that processes outside this benchmark took (other users of the host)
@@ -223,18 +230,19 @@ def main(args) -> None:
         worker = bench.worker()
         web, url = bench.web()
         wait_http(url + "/api/health", proc=web)
-        wait_demo(bench, demo)
+        wait_demo(bench, demo, timeout=300)  # the demo model: ~15 s on a quiet VM, minutes on a busy one
         config = short_config(bench.config_dir, bench.workspace, args.batch_size)
         config_path = bench.tmp / "short.json"
         config_path.write_text(json.dumps(config))
         # the worker's own CPU (not its trainer's), gunicorn's master and worker, Redis
         stack_pids = [worker.pid, web.pid, bench.redis_pid, *(p.pid for p in psutil.Process(web.pid).children())]
         runs = []
+        arms = {"A": lambda: run_quiet(bench, config_path, args.seconds, stack_pids, worker.pid),
+                "B": lambda: run_stack(bench, url, config, args.seconds, worker.pid, stack_pids)}
         for pair in range(args.pairs):
-            settle(stack_pids, worker.pid)
-            runs.append(run_quiet(bench, config_path, args.seconds, stack_pids, worker.pid))
-            settle(stack_pids, worker.pid)
-            runs.append(run_stack(bench, url, config, args.seconds, worker.pid, stack_pids))
+            for kind in ("AB" if pair % 2 == 0 else "BA"):  # ABBA: a drift of the machine hits both arms alike
+                settle(stack_pids, worker.pid)
+                runs.append(arms[kind]())
             print(f"pair {pair + 1}: " + " ".join(f"{r['kind']}: {r['steps_per_s']:.3f} steps/s" for r in runs[-2:]),
                   file=sys.stderr, flush=True)
         if worker.poll() is not None:
@@ -265,8 +273,8 @@ if __name__ == "__main__":
         quiet_child(*sys.argv[2:6])
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=8, help="A/B pairs (ABAB...)")
-    parser.add_argument("--seconds", type=float, default=30, help="steps a run takes before it is stopped")
+    parser.add_argument("--pairs", type=int, default=10, help="A/B pairs, in ABBA order")
+    parser.add_argument("--seconds", type=float, default=15, help="steps a run takes before it is stopped")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--threads", default="auto",
                         help="OTWEB_TRAINER_THREADS for both arms (default auto: the cores but one)")

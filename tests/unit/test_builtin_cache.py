@@ -102,5 +102,5 @@ def test_a_stop_during_caching_leaves_whole_entries(demo, tmp_path):
     assert len(files) == 2
     for path in files:
         assert path.suffix == ".pt" and not path.name.startswith(".")
-        assert torch.load(path, weights_only=True).shape == (4, 8, 8)
+        assert torch.load(path, weights_only=True).shape == (4, 16, 16)
     backend.train()  # reports a stopped run without training

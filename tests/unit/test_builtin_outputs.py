@@ -108,7 +108,7 @@ def test_lora_reloads_with_diffusers_in_both_formats(tiny, tmp_path, family):
         assert saved["otweb.global_step"] == "12" and saved["ss_network_dim"] == str(RANK)
 
     diffusers_keys = load_file(tmp_path / "out" / "SAFETENSORS.safetensors")
-    assert "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight" in diffusers_keys
+    assert "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight" in diffusers_keys
     assert "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight" in diffusers_keys
     saved = file_metadata(tmp_path / "out" / "SAFETENSORS.safetensors")
     adapters = json.loads(saved[outputs.LORA_METADATA_KEY])
@@ -129,7 +129,7 @@ def test_lora_reloads_with_diffusers_in_both_formats(tiny, tmp_path, family):
         expected = UNET_ALPHA if prefix == "lora_unet" else TEXT_ALPHA
         assert all(alphas[key].item() == expected for key in mine), prefix
     assert len(kohya) == 3 * sum(counts.values())
-    name = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    name = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
     assert kohya[f"{name}.lora_down.weight"].shape[0] == RANK
     assert kohya[f"{name}.lora_up.weight"].shape[1] == RANK
     assert f"{text_prefixes[-1]}_text_model_encoder_layers_1_mlp_fc2.lora_up.weight" in kohya

@@ -260,9 +260,10 @@ class Standalone:
         return True
 
     def _ensure_demo(self) -> None:
-        if (self.settings.config_dir / "demo.json").exists():
+        from webapp.trainer.demo import demo_current  # torch-free: only reads the version file
+        if demo_current(self.settings.workspace, self.settings.config_dir):
             return
-        print("otweb: building the demo model and dataset (first start only)…", flush=True)
+        print("otweb: building the demo model and dataset (first start, or a new demo model)…", flush=True)
         subprocess.run([sys.executable, "-m", "webapp.cli", "demo"], env=self.settings.export_env(), check=True)
 
     def _add(self, name: str, command: list[str], env: dict, ready=None, umask: int | None = None) -> None:

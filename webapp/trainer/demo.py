@@ -34,6 +34,11 @@ SHAPES = ("circle", "square", "triangle")
 CAPTION_WORDS = sorted({"a", "on", "background", *COLOURS, *SHAPES})
 DEMO_SAMPLES = (("a red circle on a blue background", 42),
                 ("a yellow triangle on a green background", 7))
+# what `otweb demo` builds: raise it when the tiny model or the dataset change, so that a workspace
+# built before gets them rebuilt (by `otweb demo`, and by `otweb serve`'s start). 2: 16x16 latents
+# (a 4x mosaic VAE) and centred shapes, so the last samples show the shapes, not 8x8 blobs
+MODEL_VERSION = 2
+VERSION_FILE = "otweb-demo-version"
 
 
 def caption(shape: str, colour: str, background: str) -> str:
@@ -42,11 +47,13 @@ def caption(shape: str, colour: str, background: str) -> str:
 
 def draw_shape(shape: str, colour: str, background: str, rng: random.Random,
                size: int = IMAGE_SIZE) -> Image.Image:
-    """One flat shape, of a random size and place, on a flat background."""
+    """One flat shape on a flat background: large and near the centre (its size and place vary a
+    little), so that what the demo learns of a caption in a minute is that shape, not a blur of
+    shapes at many places."""
     image = Image.new("RGB", (size, size), COLOURS[background])
-    extent = rng.randint(size * 3 // 8, size * 3 // 4)
-    left = rng.randint(2, size - extent - 2)
-    top = rng.randint(2, size - extent - 2)
+    extent = rng.randint(size * 11 // 16, size * 3 // 4)
+    left = (size - extent) // 2 + rng.randint(-2, 2)
+    top = (size - extent) // 2 + rng.randint(-2, 2)
     box = (left, top, left + extent, top + extent)
     draw = ImageDraw.Draw(image)
     if shape == "circle":
@@ -60,7 +67,7 @@ def draw_shape(shape: str, colour: str, background: str, rng: random.Random,
 
 
 # the few subjects the demo learns: each is drawn at several sizes and places, so that a sample
-# of its caption can be told apart from the others (and from noise) at the demo's 8x8 latents
+# of its caption can be told apart from the others (and from noise) at the demo's 16x16 latents
 SUBJECTS = (("circle", "red", "blue"), ("triangle", "yellow", "green"),
             ("square", "white", "black"))
 
@@ -95,7 +102,7 @@ def demo_config(family: str = "sd15") -> dict:
     suffix = "" if family == "sd15" else f"-{family}"
     samples = [{"__version": 0, "enabled": True, "prompt": prompt, "negative_prompt": "",
                 "width": IMAGE_SIZE, "height": IMAGE_SIZE, "seed": seed, "random_seed": False,
-                "diffusion_steps": 10, "cfg_scale": 3.0, "noise_scheduler": "DDIM"}
+                "diffusion_steps": 10, "cfg_scale": 5.0, "noise_scheduler": "DDIM"}
                for prompt, seed in DEMO_SAMPLES]
     concept = {"__version": 2, "name": "shapes", "path": DATASET_DIR, "enabled": True,
                "type": "STANDARD", "include_subdirectories": False, "balancing": 1.0,
@@ -114,6 +121,9 @@ def demo_config(family: str = "sd15") -> dict:
         "learning_rate_scheduler": "COSINE", "learning_rate": 5e-3,
         "learning_rate_warmup_steps": 0, "epochs": 80, "batch_size": 4,
         "gradient_accumulation_steps": 1, "train_dtype": "FLOAT_32", "seed": 42,
+        # min-SNR weighting: the noisy timesteps, where a sample's shape is decided, weigh more; with
+        # it the 16x16 latents show a triangle after 480 steps (without it, a blur)
+        "loss_weight_fn": "MIN_SNR_GAMMA", "loss_weight_strength": 5.0,
         "peft_type": "LORA", "lora_rank": 8, "lora_alpha": 8.0, "lora_weight_dtype": "FLOAT_32",
         "layer_filter_preset": "full", "layer_filter": "",
         "optimizer": {"__version": 0, "optimizer": "ADAMW", "weight_decay": 0.01},
@@ -138,26 +148,47 @@ def demo_config(family: str = "sd15") -> dict:
 def build_demo(workspace: Path, config_dir: Path, force: bool = False, family: str = "sd15") -> Path:
     """Write the tiny model of the family (sd15, sd2, sdxl), the shapes dataset and its config
     (``demo.json``, ``demo-sd2.json``, ``demo-sdxl.json``); return the config's path. Parts that
-    exist are kept unless ``force``. There is no pre-training: the VAE is built as a mosaic codec
+    exist are kept unless ``force``, but a model of another MODEL_VERSION (or none) is built again,
+    with the dataset. There is no pre-training: the VAE is built as a mosaic codec
     and the UNet stays random; the LoRA run is what teaches it the shapes' colours."""
     if family not in FAMILIES:
         raise ValueError(f"unknown demo model {family!r}: one of {', '.join(FAMILIES)}")
     _, model_name, config_name = FAMILIES[family]
     workspace, config_dir = Path(workspace), Path(config_dir)
     model_dir = workspace / model_name
-    if force or not (model_dir / "model_index.json").is_file():
+    outdated = not model_current(model_dir)
+    if force or outdated:
         from webapp.trainer.builtin.tiny_model import build_tiny_model  # torch only when the model is built
         build_tiny_model(model_dir, CAPTION_WORDS, family=family)
+        _write_atomically(model_dir / VERSION_FILE, f"{MODEL_VERSION}\n")
     dataset_dir = workspace / DATASET_DIR
-    if force or not dataset_dir.is_dir():
+    if force or outdated or not dataset_dir.is_dir():
         write_dataset(dataset_dir)
     config_path = config_dir / config_name
     if force or not config_path.is_file():
         config_dir.mkdir(parents=True, exist_ok=True)
-        temp = config_path.with_name(f".{config_name}.tmp")
-        temp.write_text(json.dumps(demo_config(family), indent=4) + "\n", encoding="utf-8")
-        os.replace(temp, config_path)
+        _write_atomically(config_path, json.dumps(demo_config(family), indent=4) + "\n")
     return config_path
+
+
+def model_current(model_dir: Path) -> bool:
+    """The tiny model in the folder is complete and of this MODEL_VERSION."""
+    try:
+        version = (Path(model_dir) / VERSION_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return version == str(MODEL_VERSION) and (Path(model_dir) / "model_index.json").is_file()
+
+
+def demo_current(workspace: Path, config_dir: Path) -> bool:
+    """The demo (sd15) is built and its model is of this version: what `otweb serve` checks at start."""
+    return (Path(config_dir) / CONFIG_NAME).is_file() and model_current(Path(workspace) / MODEL_DIR)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
 
 
 def _remove_tree(path: Path) -> None:

@@ -1,8 +1,8 @@
 """Set a diffusers AutoencoderKL's weights so that it is a mosaic codec, without training.
 
-The encoder averages each 8x8 pixel block (latent channels 0-2 = RGB, 3 = 0) and the decoder
-repeats each latent pixel over its block: a 64 px image comes back as an 8x8 mosaic with its
-colours intact. A random VAE decodes noise, and a tiny one learns flat colours slowly, so the
+The encoder averages each pixel block (2^(blocks - 1) square: 4x4 with the tiny model's 3 blocks;
+latent channels 0-2 = RGB, 3 = 0) and the decoder repeats each latent pixel over its block: a 64 px
+image comes back as a 16x16 mosaic with its colours intact. A random VAE decodes noise, and a tiny one learns flat colours slowly, so the
 demo model starts from this and its samples show coloured shapes.
 
 How: every residual branch and the attention output are zeroed (identity blocks), the
@@ -85,8 +85,8 @@ def _gather(conv: torch.nn.Conv2d, bias: float) -> None:
 
 @torch.no_grad()
 def make_mosaic_vae(vae) -> None:
-    """In place; the VAE needs 4 blocks, at least 16 channels each, and GroupNorm groups of at
-    least 4 channels in the decoder's last block."""
+    """In place; the VAE needs at least 16 channels a block and GroupNorm groups of at least 4
+    channels in the decoder's last block (any number of blocks: each but the last halves the size)."""
     encoder, decoder = vae.encoder, vae.decoder
     _identity_blocks(vae)
     _spread(encoder.conv_in)

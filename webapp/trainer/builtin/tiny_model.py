@@ -1,7 +1,8 @@
 """Tiny Stable Diffusion models (1.x, 2.x, XL) built offline from configs: the demo's and the tests' base.
 
-64 px images, a VAE with an 8x downscale (4 x 8 x 8 latents, as SD 1.x has 4 x 64 x 64 at
-512 px) whose weights make it a mosaic codec (mosaic_vae.py), a random two-block UNet, a random
+64 px images, a VAE with a 4x downscale (4 x 16 x 16 latents; SD 1.x has 8x, 4 x 64 x 64 at 512 px:
+at 8x the demo's 64 px shapes were 8x8 blobs) whose weights make it a mosaic codec (mosaic_vae.py),
+a random two-block UNet (cross-attention on its 8x8 level only, as cheap as before), a random
 two-layer CLIP text encoder of width 32 and a CLIP tokenizer whose vocabulary is written here:
 single characters plus the caption words.
 """
@@ -21,7 +22,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from webapp.trainer.builtin.mosaic_vae import make_mosaic_vae
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-LATENT_SIZE = 8
+LATENT_SIZE = 16
+DOWNSCALE = 4  # 64 px images -> 16 x 16 latents: 4 px mosaic tiles, fine enough to tell the shapes apart
 FAMILIES = ("sd15", "sd2", "sdxl")
 
 
@@ -70,14 +72,14 @@ def make_text_encoder(tokenizer: CLIPTokenizer, hidden_act: str = "quick_gelu") 
 
 
 def make_vae() -> AutoencoderKL:
-    # four blocks: an 8x downscale, as in SD 1.x; 4 channels a GroupNorm group in the decoder's
-    # last block, as make_mosaic_vae needs
-    blocks = (16, 32, 64, 64)
+    # three blocks: a 4x downscale (SD 1.x has four, 8x); 4 channels a GroupNorm group in the
+    # decoder's last block, as make_mosaic_vae needs
+    blocks = (16, 32, 64)
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=blocks,
         down_block_types=("DownEncoderBlock2D",) * len(blocks),
         up_block_types=("UpDecoderBlock2D",) * len(blocks),
-        layers_per_block=1, norm_num_groups=4, sample_size=LATENT_SIZE * 8,
+        layers_per_block=1, norm_num_groups=4, sample_size=LATENT_SIZE * DOWNSCALE,
         scaling_factor=1.8)  # mosaic latents of the demo shapes have a std of about 1 / 1.8
 
 
@@ -86,8 +88,8 @@ def make_unet(family: str = "sd15") -> UNet2DConditionModel:
     a cross-attention width of both encoders together and the pooled text + size/crop ids added
     to the time embedding ("text_time")."""
     shared = dict(sample_size=LATENT_SIZE, in_channels=4, out_channels=4, layers_per_block=1,
-                  block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=8,
+                  block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=8,
                   norm_num_groups=8)
     if family == "sd15":
         return UNet2DConditionModel(cross_attention_dim=32, **shared)
