@@ -27,7 +27,7 @@ def list_for_run(conn, run_id: int, prompt: str | None = None, kind: str | None 
     return [sample_dict(r) for r in rows]
 
 
-GALLERY_SOURCES = {"training": "IS NULL", "playground": "IS NOT NULL"}
+GALLERY_SOURCES = ("training", "playground")  # a run's kind (store.run_columns)
 
 
 def across_runs(conn, prompt: str | None = None, source: str | None = None, run_id: int | None = None,
@@ -35,14 +35,15 @@ def across_runs(conn, prompt: str | None = None, source: str | None = None, run_
     """The gallery of every run's samples, newest first, each with its run's config name and
     whether a playground made it; ``before``: a sample id, for the next (older) page."""
     query = ("SELECT samples.*, runs.config_name AS config_name,"
-             f" json_extract(runs.config_json, '$.{PLAYGROUND_MARKER}') IS NOT NULL AS playground"
+             " runs.kind = 'playground' AS playground"
              " FROM samples JOIN runs ON runs.id = samples.run_id WHERE 1 = 1")
     params: list = []
     if prompt:
         query += " AND instr(lower(samples.prompt), lower(?)) > 0"
         params.append(prompt)
     if source in GALLERY_SOURCES:
-        query += f" AND json_extract(runs.config_json, '$.{PLAYGROUND_MARKER}') {GALLERY_SOURCES[source]}"
+        query += " AND runs.kind = ?"
+        params.append(source)
     if run_id is not None:
         query += " AND samples.run_id = ?"
         params.append(run_id)
