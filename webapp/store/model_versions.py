@@ -146,10 +146,17 @@ def backfill(conn) -> int:
 
 # -- reading ----------------------------------------------------------------------------------
 
-ORDERS = {"newest": "v.id DESC", "loss": "v.loss IS NULL, v.loss ASC, v.id DESC", "step": "v.global_step DESC, v.id DESC"}
+ORDERS = {"newest": "v.id DESC", "loss": "v.loss IS NULL, v.loss ASC, v.id DESC",
+          "step": "COALESCE(v.global_step, -1) DESC, v.id DESC"}
+# each order's sort key as a row value, "greater" meaning "later in the list": a keyset page goes
+# on after the cursor version's key (looked up by its id)
+ORDER_KEYS = {"loss": "({t}.loss IS NULL, COALESCE({t}.loss, 0), -{t}.id)",
+              "step": "(-COALESCE({t}.global_step, -1), -{t}.id)"}
 
 
-def list_versions(conn, filters: dict | None = None, order: str = "newest", limit: int = 500) -> list[dict]:
+def list_versions(conn, filters: dict | None = None, order: str = "newest", limit: int = 500,
+                  before: int | None = None) -> list[dict]:
+    """``before``: a version id (the last of the previous page, in this order) for the next page."""
     filters = {k: v for k, v in (filters or {}).items() if v not in (None, "")}
     where, params = [], []
     for column, key in (("v.config_name", "model"), ("v.base_model", "base_model"), ("v.method", "method"),
@@ -162,6 +169,13 @@ def list_versions(conn, filters: dict | None = None, order: str = "newest", limi
         params.append(filters["tag"])
     if filters.get("picked"):
         where.append("v.picked = 1")
+    if before is not None and order == "newest":  # by id alone: a deleted cursor version still pages on
+        where.append("v.id < ?")
+        params.append(before)
+    elif before is not None:
+        key = ORDER_KEYS[order]
+        where.append(f"{key.format(t='v')} > (SELECT {key.format(t='c')[1:-1]} FROM model_versions c WHERE c.id = ?)")
+        params.append(before)
     query = ("SELECT v.*, r.state AS run_state FROM model_versions v JOIN runs r ON r.id = v.run_id"
              + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {ORDERS[order]} LIMIT ?")
     versions = [dict(row) for row in conn.execute(query, (*params, limit))]

@@ -14,9 +14,13 @@ from ..protocol import PLAYGROUND_MARKER
 
 
 def list_for_run(conn, run_id: int, prompt: str | None = None, kind: str | None = None,
-                 limit: int = 500) -> list[dict]:
-    """Newest first; ``prompt`` matches a part of the prompt (case-insensitive)."""
+                 limit: int = 500, before: int | None = None) -> list[dict]:
+    """Newest first; ``prompt`` matches a part of the prompt (case-insensitive); ``before``: a
+    sample id, for the next (older) page."""
     query, params = "SELECT * FROM samples WHERE run_id = ?", [run_id]
+    if before is not None:
+        query += " AND id < ?"
+        params.append(before)
     if prompt:
         query += " AND instr(lower(prompt), lower(?)) > 0"
         params.append(prompt)
@@ -97,8 +101,10 @@ def lora_sources(conn, workspace: Path, run_dir) -> list[dict]:
     (trained.safetensors: no LoRA file layout). Each has a stable key ("<run id>:<n>"), so a
     request names a key, never a path."""
     sources = []
+    # LoRA trainings only, by the columns written at creation: no config is parsed for the rest
     rows = conn.execute("SELECT id, config_name, config_json, output_path, state FROM runs"
-                        " WHERE state IN ('completed', 'stopped', 'failed', 'interrupted') ORDER BY id DESC LIMIT 200")
+                        " WHERE kind = 'training' AND method = 'LORA'"
+                        " AND state IN ('completed', 'stopped', 'failed', 'interrupted') ORDER BY id DESC LIMIT 200")
     for row in rows:
         config = json.loads(row["config_json"])
         if PLAYGROUND_MARKER in config or not config.get("base_model_name"):
