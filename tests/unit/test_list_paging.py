@@ -10,6 +10,7 @@ import pytest
 from support.model_runs import record_run
 from webapp import store
 from webapp.protocol import PLAYGROUND_MARKER, Event, make_event
+from webapp.web.runs.pages import HISTORY_PAGE
 
 
 @pytest.fixture
@@ -45,10 +46,10 @@ def test_run_pages_have_no_gaps_or_duplicates_while_runs_start(client, db):
 
 
 def test_the_runs_page_links_to_older_runs(client, db):
-    made = trainings(db, 55, training_method="LORA")
+    made = trainings(db, HISTORY_PAGE + 5, training_method="LORA")
     html = client.get("/runs?method=LORA").text
     shown = {int(i) for i in re.findall(r'data-run-id="(\d+)"', html)}
-    assert len(shown) == 50 and max(made) in shown
+    assert len(shown) == HISTORY_PAGE and max(made) in shown
     link = re.search(r'href="(/runs\?[^"]*before=(\d+)[^"]*)" *>Older runs', html.replace("&amp;", "&"))
     assert link and "method=LORA" in link.group(1)
     older = client.get(link.group(1)).text

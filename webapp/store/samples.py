@@ -101,16 +101,11 @@ def lora_sources(conn, workspace: Path, run_dir) -> list[dict]:
     (trained.safetensors: no LoRA file layout). Each has a stable key ("<run id>:<n>"), so a
     request names a key, never a path."""
     sources = []
-    # LoRA trainings only, by the columns written at creation: no config is parsed for the rest
-    rows = conn.execute("SELECT id, config_name, config_json, output_path, state FROM runs"
-                        " WHERE kind = 'training' AND method = 'LORA'"
+    # LoRA trainings only, by the columns written at creation; a config is read only for a run
+    # with files to open (a history of thousands of runs is mostly files long deleted)
+    rows = conn.execute("SELECT id, config_name, output_path FROM runs WHERE kind = 'training' AND method = 'LORA'"
                         " AND state IN ('completed', 'stopped', 'failed', 'interrupted') ORDER BY id DESC LIMIT 200")
     for row in rows:
-        config = json.loads(row["config_json"])
-        if PLAYGROUND_MARKER in config or not config.get("base_model_name"):
-            continue
-        if config.get("training_method", "FINE_TUNE") != "LORA":  # OneTrainer's default method
-            continue
         files = []
         if row["output_path"] and Path(row["output_path"]).is_file():
             files.append(Path(row["output_path"]))
@@ -118,6 +113,10 @@ def lora_sources(conn, workspace: Path, run_dir) -> list[dict]:
         if folder.is_dir():
             files += sorted(p for p in folder.rglob("*.safetensors")
                             if p not in files and p.name != "trained.safetensors")
+        config = json.loads(conn.execute("SELECT config_json FROM runs WHERE id = ?", (row["id"],)).fetchone()[0]) \
+            if files else {}
+        if not config.get("base_model_name"):
+            continue
         for index, path in enumerate(files):
             label = path.relative_to(folder).as_posix() if folder in path.parents else path.name
             sources.append({"key": f"{row['id']}:{index}", "run_id": row["id"], "label": label,

@@ -13,7 +13,7 @@ from webapp.web.errors import _answer as error_answer
 from webapp.web.extensions import get_db
 
 bp = Blueprint("models", __name__)
-MODELS_PAGE = 50  # versions a page shows; "Older versions" pages on in the page's order
+MODELS_PAGE = 20  # versions a page shows (each stats its file); "Older versions" pages on in the page's order
 
 
 @bp.errorhandler(ApiError)
