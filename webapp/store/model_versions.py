@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS model_versions (
     UNIQUE (run_id, kind, path)
 );
 CREATE INDEX IF NOT EXISTS model_versions_model ON model_versions(config_name, id);
+-- the list's other orders (ORDERS): a page reads its rows, never sorts every version
+CREATE INDEX IF NOT EXISTS model_versions_loss ON model_versions(loss IS NULL, loss, id DESC);
+CREATE INDEX IF NOT EXISTS model_versions_step ON model_versions(COALESCE(global_step, -1), id);
 CREATE TABLE IF NOT EXISTS model_tags (
     version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
     tag TEXT NOT NULL,

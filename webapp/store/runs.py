@@ -186,8 +186,11 @@ def playground_sessions(conn, limit: int = 20, before: int | None = None) -> lis
 def distinct_values(conn) -> dict:
     """The choices the history filters offer (each read from its index)."""
     def column(expression):
-        sql = f"SELECT DISTINCT {expression} FROM runs WHERE {NOT_PLAYGROUND} ORDER BY 1"
-        return [r[0] for r in conn.execute(sql) if r[0] is not None]
+        # a skip scan: one index seek per value (a DISTINCT read every training's index entry)
+        sql = (f"WITH RECURSIVE v(x) AS (SELECT MIN({expression}) FROM runs WHERE {NOT_PLAYGROUND} UNION ALL"
+               f" SELECT (SELECT MIN({expression}) FROM runs WHERE {NOT_PLAYGROUND} AND {expression} > x)"
+               " FROM v WHERE x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")
+        return [r[0] for r in conn.execute(sql)]
     return {"state": [s.value for s in RunState], "model_type": column("model_type"),
             "method": column("method"), "started_by": column(STARTER)}
 
