@@ -44,6 +44,9 @@ CREATE INDEX IF NOT EXISTS model_versions_model ON model_versions(config_name, i
 -- the list's other orders (ORDERS): a page reads its rows, never sorts every version
 CREATE INDEX IF NOT EXISTS model_versions_loss ON model_versions(loss IS NULL, loss, id DESC);
 CREATE INDEX IF NOT EXISTS model_versions_step ON model_versions(COALESCE(global_step, -1), id);
+CREATE INDEX IF NOT EXISTS model_versions_base ON model_versions(base_model);
+CREATE INDEX IF NOT EXISTS model_versions_method ON model_versions(method, id);
+CREATE INDEX IF NOT EXISTS model_tags_tag ON model_tags(tag);
 CREATE TABLE IF NOT EXISTS model_tags (
     version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
     tag TEXT NOT NULL,
@@ -210,13 +213,11 @@ def _attach_tags(conn, versions: list[dict]) -> None:
 
 def choices(conn) -> dict:
     """The values each filter can take, for the page's selects."""
-    def values(sql):
-        return [r[0] for r in conn.execute(sql) if r[0]]
-    return {"model": values("SELECT DISTINCT config_name FROM model_versions ORDER BY 1"),
-            "base_model": values("SELECT DISTINCT base_model FROM model_versions ORDER BY 1"),
-            "method": values("SELECT DISTINCT method FROM model_versions ORDER BY 1"),
-            "tag": values("SELECT DISTINCT tag FROM model_tags ORDER BY 1"),
-            "kind": list(KINDS)}
+    from .db import distinct  # each by an index: one seek per value, not a read of every version
+    def values(table, column):
+        return [value for value in distinct(conn, table, column) if value]
+    return {"model": values("model_versions", "config_name"), "base_model": values("model_versions", "base_model"),
+            "method": values("model_versions", "method"), "tag": values("model_tags", "tag"), "kind": list(KINDS)}
 
 
 def samples_near(conn, run_id: int, step: int | None, limit: int = 4) -> list[dict]:

@@ -9,6 +9,7 @@ import json
 import time
 
 from ..protocol import RunState
+from .db import distinct
 from .run_columns import FILTERS, PLAYGROUND, STARTER, TRAINING, filter_clause, values_for
 
 MAX_CURSOR = 2**63 - 1  # above every id: the first page
@@ -186,11 +187,7 @@ def playground_sessions(conn, limit: int = 20, before: int | None = None) -> lis
 def distinct_values(conn) -> dict:
     """The choices the history filters offer (each read from its index)."""
     def column(expression):
-        # a skip scan: one index seek per value (a DISTINCT read every training's index entry)
-        sql = (f"WITH RECURSIVE v(x) AS (SELECT MIN({expression}) FROM runs WHERE {NOT_PLAYGROUND} UNION ALL"
-               f" SELECT (SELECT MIN({expression}) FROM runs WHERE {NOT_PLAYGROUND} AND {expression} > x)"
-               " FROM v WHERE x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")
-        return [r[0] for r in conn.execute(sql)]
+        return distinct(conn, "runs", expression, NOT_PLAYGROUND)
     return {"state": [s.value for s in RunState], "model_type": column("model_type"),
             "method": column("method"), "started_by": column(STARTER)}
 
