@@ -46,12 +46,12 @@ CREATE INDEX IF NOT EXISTS model_versions_loss ON model_versions(loss IS NULL, l
 CREATE INDEX IF NOT EXISTS model_versions_step ON model_versions(COALESCE(global_step, -1), id);
 CREATE INDEX IF NOT EXISTS model_versions_base ON model_versions(base_model);
 CREATE INDEX IF NOT EXISTS model_versions_method ON model_versions(method, id);
-CREATE INDEX IF NOT EXISTS model_tags_tag ON model_tags(tag);
 CREATE TABLE IF NOT EXISTS model_tags (
     version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
     tag TEXT NOT NULL,
     PRIMARY KEY (version_id, tag)
 );
+CREATE INDEX IF NOT EXISTS model_tags_tag ON model_tags(tag);
 CREATE TABLE IF NOT EXISTS run_datasets (
     run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
     fingerprint_json TEXT NOT NULL,
