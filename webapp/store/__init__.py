@@ -10,7 +10,7 @@ calls are re-exported here, so a caller writes ``store.get_run(conn, id)``;
 the gallery's and the accounts' own calls are reached as ``store.samples.grid(...)`` and
 ``store.accounts.add_user(...)``.
 """
-from . import accounts, compaction, dataset_manifests, disk_use, loss_summary, db, events, assignments, metrics, model_versions, notifications, run_selection, runs, samples, schema, uploads  # noqa: F401
+from . import accounts, compaction, dataset_manifests, disk_use, loss_summary, db, events, assignments, metrics, model_versions, notifications, run_columns, run_selection, runs, samples, schema, uploads  # noqa: F401
 from .db import connect, setting, transaction  # noqa: F401
 from .events import append_event, chart_version, events_since, first_events, kept_files, last_seq, recent_events  # noqa: F401
 from .metrics import append_metrics, loss_buckets, recent_losses  # noqa: F401

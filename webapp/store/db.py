@@ -17,6 +17,16 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def distinct(conn, table: str, expression: str, where: str = "1 = 1") -> list:
+    """The values of ``expression`` (NULL left out), ascending, by a skip scan: one index seek per
+    value where an index starts with ``where``'s columns and then ``expression`` (SELECT DISTINCT
+    reads every row: ~10 ms at 20,000 runs, every time a list shows its filters)."""
+    sql = (f"WITH RECURSIVE v(x) AS (SELECT MIN({expression}) FROM {table} WHERE {where} UNION ALL"
+           f" SELECT (SELECT MIN({expression}) FROM {table} WHERE {where} AND {expression} > x)"
+           " FROM v WHERE x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")
+    return [row[0] for row in conn.execute(sql)]
+
+
 def setting(conn, key: str) -> str | None:
     row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
     return row[0] if row else None

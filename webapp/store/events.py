@@ -140,6 +140,14 @@ def events_since(conn, after_seq: int, run_id: int | None = None, limit: int = 1
              "time": r["time"]} for r in rows]
 
 
+def events_before(conn, run_id: int, before_seq: int, limit: int = 1000) -> list[dict]:
+    """The run's ``limit`` events just before ``before_seq``, oldest first: a keyset page going back."""
+    rows = conn.execute("SELECT * FROM events WHERE run_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                        (run_id, before_seq, limit)).fetchall()
+    return [{"seq": r["seq"], "run_id": r["run_id"], "event": r["name"], "data": json.loads(r["data"]),
+             "time": r["time"]} for r in reversed(rows)]
+
+
 def recent_events(conn, run_id: int, name: str, limit: int = 30) -> list[dict]:
     rows = conn.execute("SELECT * FROM events WHERE run_id = ? AND name = ? ORDER BY seq DESC LIMIT ?",
                         (run_id, name, limit)).fetchall()

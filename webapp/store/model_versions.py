@@ -41,11 +41,17 @@ CREATE TABLE IF NOT EXISTS model_versions (
     UNIQUE (run_id, kind, path)
 );
 CREATE INDEX IF NOT EXISTS model_versions_model ON model_versions(config_name, id);
+-- the list's other orders (ORDERS): a page reads its rows, never sorts every version
+CREATE INDEX IF NOT EXISTS model_versions_loss ON model_versions(loss IS NULL, loss, id DESC);
+CREATE INDEX IF NOT EXISTS model_versions_step ON model_versions(COALESCE(global_step, -1), id);
+CREATE INDEX IF NOT EXISTS model_versions_base ON model_versions(base_model);
+CREATE INDEX IF NOT EXISTS model_versions_method ON model_versions(method, id);
 CREATE TABLE IF NOT EXISTS model_tags (
     version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
     tag TEXT NOT NULL,
     PRIMARY KEY (version_id, tag)
 );
+CREATE INDEX IF NOT EXISTS model_tags_tag ON model_tags(tag);
 CREATE TABLE IF NOT EXISTS run_datasets (
     run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
     fingerprint_json TEXT NOT NULL,
@@ -146,10 +152,17 @@ def backfill(conn) -> int:
 
 # -- reading ----------------------------------------------------------------------------------
 
-ORDERS = {"newest": "v.id DESC", "loss": "v.loss IS NULL, v.loss ASC, v.id DESC", "step": "v.global_step DESC, v.id DESC"}
+ORDERS = {"newest": "v.id DESC", "loss": "v.loss IS NULL, v.loss ASC, v.id DESC",
+          "step": "COALESCE(v.global_step, -1) DESC, v.id DESC"}
+# each order's sort key as a row value, "greater" meaning "later in the list": a keyset page goes
+# on after the cursor version's key (looked up by its id)
+ORDER_KEYS = {"loss": "({t}.loss IS NULL, COALESCE({t}.loss, 0), -{t}.id)",
+              "step": "(-COALESCE({t}.global_step, -1), -{t}.id)"}
 
 
-def list_versions(conn, filters: dict | None = None, order: str = "newest", limit: int = 500) -> list[dict]:
+def list_versions(conn, filters: dict | None = None, order: str = "newest", limit: int = 500,
+                  before: int | None = None) -> list[dict]:
+    """``before``: a version id (the last of the previous page, in this order) for the next page."""
     filters = {k: v for k, v in (filters or {}).items() if v not in (None, "")}
     where, params = [], []
     for column, key in (("v.config_name", "model"), ("v.base_model", "base_model"), ("v.method", "method"),
@@ -162,6 +175,13 @@ def list_versions(conn, filters: dict | None = None, order: str = "newest", limi
         params.append(filters["tag"])
     if filters.get("picked"):
         where.append("v.picked = 1")
+    if before is not None and order == "newest":  # by id alone: a deleted cursor version still pages on
+        where.append("v.id < ?")
+        params.append(before)
+    elif before is not None:
+        key = ORDER_KEYS[order]
+        where.append(f"{key.format(t='v')} > (SELECT {key.format(t='c')[1:-1]} FROM model_versions c WHERE c.id = ?)")
+        params.append(before)
     query = ("SELECT v.*, r.state AS run_state FROM model_versions v JOIN runs r ON r.id = v.run_id"
              + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {ORDERS[order]} LIMIT ?")
     versions = [dict(row) for row in conn.execute(query, (*params, limit))]
@@ -193,13 +213,11 @@ def _attach_tags(conn, versions: list[dict]) -> None:
 
 def choices(conn) -> dict:
     """The values each filter can take, for the page's selects."""
-    def values(sql):
-        return [r[0] for r in conn.execute(sql) if r[0]]
-    return {"model": values("SELECT DISTINCT config_name FROM model_versions ORDER BY 1"),
-            "base_model": values("SELECT DISTINCT base_model FROM model_versions ORDER BY 1"),
-            "method": values("SELECT DISTINCT method FROM model_versions ORDER BY 1"),
-            "tag": values("SELECT DISTINCT tag FROM model_tags ORDER BY 1"),
-            "kind": list(KINDS)}
+    from .db import distinct  # each by an index: one seek per value, not a read of every version
+    def values(table, column):
+        return [value for value in distinct(conn, table, column) if value]
+    return {"model": values("model_versions", "config_name"), "base_model": values("model_versions", "base_model"),
+            "method": values("model_versions", "method"), "tag": values("model_tags", "tag"), "kind": list(KINDS)}
 
 
 def samples_near(conn, run_id: int, step: int | None, limit: int = 4) -> list[dict]:

@@ -8,27 +8,27 @@ from __future__ import annotations
 import json
 import time
 
-from ..protocol import PLAYGROUND_MARKER, RunState
+from ..protocol import RunState
+from .db import distinct
+from .run_columns import FILTERS, PLAYGROUND, STARTER, TRAINING, filter_clause, values_for
 
+MAX_CURSOR = 2**63 - 1  # above every id: the first page
 QUEUE_ORDER = "COALESCE(queue_position, id), id"
 PAUSED_KEY = "queue_paused"
-HISTORY_FILTERS = {  # name: SQL (one ? each)
-    "state": "state = ?",
-    "config": "config_name LIKE '%' || ? || '%'",
-    "model_type": "json_extract(config_json, '$.model_type') = ?",
-    "method": "json_extract(config_json, '$.training_method') = ?",
-    "started_by": "COALESCE(started_by, 'local') = ?",
-}
+HISTORY_FILTERS = {k: v for k, v in FILTERS.items() if k != "kind"}  # what the history page offers
 # a playground session is a job in the queue, not a training: lists of runs leave it out, and the
-# playground page lists the sessions (playground_sessions)
-NOT_PLAYGROUND = f"json_extract(config_json, '$.{PLAYGROUND_MARKER}') IS NULL"
+# playground page lists the sessions (playground_sessions); the kind is a column written at creation
+NOT_PLAYGROUND = f"kind = '{TRAINING}'"
 
 
 def create_run(conn, config_name: str, config: dict, gpus: int = 1) -> int:
     """``gpus``: how many devices the run needs (a worker with fewer does not take it)."""
+    columns = values_for(config)
     cur = conn.execute(
-        "INSERT INTO runs (config_name, config_json, state, created_at, gpus) VALUES (?, ?, ?, ?, ?)",
-        (config_name, json.dumps(config), RunState.QUEUED.value, time.time(), max(1, int(gpus))))
+        "INSERT INTO runs (config_name, config_json, state, created_at, gpus, kind, model_type, method)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (config_name, json.dumps(config), RunState.QUEUED.value, time.time(), max(1, int(gpus)),
+         columns["kind"], columns["model_type"], columns["method"]))
     return cur.lastrowid
 
 
@@ -40,15 +40,17 @@ def get_run(conn, run_id: int) -> dict | None:
 def latest_run(conn) -> dict | None:
     """The run a dashboard shows: the running one, else the next queued, else the newest (a
     playground session is not a training: it has its own page)."""
-    row = conn.execute(
-        f"SELECT * FROM runs WHERE {NOT_PLAYGROUND} ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END,"
-        " CASE state WHEN 'queued' THEN COALESCE(queue_position, id) ELSE -id END LIMIT 1").fetchone()
+    # three indexed looks, each one row, rather than one order over every run
+    row = (conn.execute(f"SELECT * FROM runs WHERE state = 'running' AND {NOT_PLAYGROUND} ORDER BY id DESC LIMIT 1").fetchone()
+           or conn.execute(f"SELECT * FROM runs WHERE state = 'queued' AND {NOT_PLAYGROUND} ORDER BY {QUEUE_ORDER} LIMIT 1").fetchone()
+           or conn.execute(f"SELECT * FROM runs WHERE {NOT_PLAYGROUND} ORDER BY id DESC LIMIT 1").fetchone())
     return run_dict(row) if row else None
 
 
 def active_runs(conn) -> list[dict]:
     return [run_dict(r) for r in conn.execute(
-        "SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id")]
+        # the state index even where statistics (ANALYZE) call the states few: the queue is short, history long
+        "SELECT * FROM runs INDEXED BY runs_state WHERE state IN ('queued', 'running') ORDER BY id")]
 
 
 def requeue_for_resume(conn, run_id: int) -> bool:
@@ -145,13 +147,15 @@ def set_queue_paused(conn, paused: bool) -> None:
 
 # -- history --------------------------------------------------------------------------------
 
-def history(conn, filters: dict, limit: int = 100, offset: int = 0) -> list[dict]:
-    where = [HISTORY_FILTERS[k] for k, v in filters.items() if k in HISTORY_FILTERS and v not in (None, "")]
-    params = [v for k, v in filters.items() if k in HISTORY_FILTERS and v not in (None, "")]
-    where.append(NOT_PLAYGROUND)
-    sql = ("SELECT *, json_extract(config_json, '$.model_type') AS model_type,"
-           " json_extract(config_json, '$.training_method') AS training_method FROM runs"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ? OFFSET ?")
+def history(conn, filters: dict, limit: int = 100, offset: int = 0, before: int | None = None) -> list[dict]:
+    """Trainings matching ``filters``, newest first; ``before``: a run id, for the next (older)
+    page (a keyset page: runs created meanwhile never shift it)."""
+    where, params = filter_clause(filters)
+    if before is not None:
+        where += " AND id < ?"
+        params.append(before)
+    sql = (f"SELECT *, method AS training_method FROM runs WHERE {where}"
+           " ORDER BY id DESC LIMIT ? OFFSET ?")
     return [run_dict(r) for r in conn.execute(sql, (*params, limit, offset))]
 
 
@@ -165,28 +169,27 @@ def newest_ended_by(conn, who: str, after_id: int, since: float) -> dict | None:
     """The newest training this person started that ended after ``since``, above run ``after_id``
     (the last one they dismissed): what the "your run finished" banner shows."""
     row = conn.execute(
-        "SELECT * FROM runs WHERE id > ? AND COALESCE(started_by, 'local') = ? AND finished_at >= ?"
+        f"SELECT * FROM runs WHERE id > ? AND {STARTER} = ? AND finished_at >= ?"
         f" AND state NOT IN ('queued', 'running') AND {NOT_PLAYGROUND} ORDER BY finished_at DESC LIMIT 1",
         (after_id, who, since)).fetchone()
     return run_dict(row) if row else None
 
 
-def playground_sessions(conn, limit: int = 20) -> list[dict]:
-    """Past and open playground sessions, newest first, each with how many images it made."""
+def playground_sessions(conn, limit: int = 20, before: int | None = None) -> list[dict]:
+    """Past and open playground sessions, newest first, each with how many images it made;
+    ``before``: a session's run id, for the next (older) page."""
     rows = conn.execute(
         "SELECT runs.*, (SELECT COUNT(*) FROM samples WHERE samples.run_id = runs.id) AS images FROM runs"
-        f" WHERE NOT ({NOT_PLAYGROUND}) ORDER BY id DESC LIMIT ?", (limit,))
+        " WHERE kind = ? AND id < ? ORDER BY id DESC LIMIT ?", (PLAYGROUND, MAX_CURSOR if before is None else before, limit))
     return [{**run_dict(r), "images": r["images"]} for r in rows]
 
 
 def distinct_values(conn) -> dict:
-    """The choices the history filters offer."""
-    def column(sql):
-        return [r[0] for r in conn.execute(sql) if r[0] is not None]
-    return {"state": [s.value for s in RunState],
-            "model_type": column("SELECT DISTINCT json_extract(config_json, '$.model_type') FROM runs ORDER BY 1"),
-            "method": column("SELECT DISTINCT json_extract(config_json, '$.training_method') FROM runs ORDER BY 1"),
-            "started_by": column("SELECT DISTINCT COALESCE(started_by, 'local') FROM runs ORDER BY 1")}
+    """The choices the history filters offer (each read from its index)."""
+    def column(expression):
+        return distinct(conn, "runs", expression, NOT_PLAYGROUND)
+    return {"state": [s.value for s in RunState], "model_type": column("model_type"),
+            "method": column("method"), "started_by": column(STARTER)}
 
 
 def timeline(conn, run_id: int, limit: int = 500) -> list[dict]:
@@ -215,8 +218,8 @@ def delete_run_rows(conn, run_id: int) -> bool:
 def open_playground(conn) -> dict | None:
     """The newest queued or running playground session (a run whose config holds the marker)."""
     row = conn.execute(
-        "SELECT * FROM runs WHERE state IN ('queued', 'running') AND json_extract(config_json, ?) IS NOT NULL"
-        " ORDER BY id DESC LIMIT 1", (f"$.{PLAYGROUND_MARKER}",)).fetchone()
+        "SELECT * FROM runs WHERE state IN ('queued', 'running') AND kind = ? ORDER BY id DESC LIMIT 1",
+        (PLAYGROUND,)).fetchone()
     return run_dict(row) if row else None
 
 

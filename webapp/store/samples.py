@@ -14,9 +14,13 @@ from ..protocol import PLAYGROUND_MARKER
 
 
 def list_for_run(conn, run_id: int, prompt: str | None = None, kind: str | None = None,
-                 limit: int = 500) -> list[dict]:
-    """Newest first; ``prompt`` matches a part of the prompt (case-insensitive)."""
+                 limit: int = 500, before: int | None = None) -> list[dict]:
+    """Newest first; ``prompt`` matches a part of the prompt (case-insensitive); ``before``: a
+    sample id, for the next (older) page."""
     query, params = "SELECT * FROM samples WHERE run_id = ?", [run_id]
+    if before is not None:
+        query += " AND id < ?"
+        params.append(before)
     if prompt:
         query += " AND instr(lower(prompt), lower(?)) > 0"
         params.append(prompt)
@@ -27,7 +31,7 @@ def list_for_run(conn, run_id: int, prompt: str | None = None, kind: str | None 
     return [sample_dict(r) for r in rows]
 
 
-GALLERY_SOURCES = {"training": "IS NULL", "playground": "IS NOT NULL"}
+GALLERY_SOURCES = ("training", "playground")  # a run's kind (store.run_columns)
 
 
 def across_runs(conn, prompt: str | None = None, source: str | None = None, run_id: int | None = None,
@@ -35,14 +39,15 @@ def across_runs(conn, prompt: str | None = None, source: str | None = None, run_
     """The gallery of every run's samples, newest first, each with its run's config name and
     whether a playground made it; ``before``: a sample id, for the next (older) page."""
     query = ("SELECT samples.*, runs.config_name AS config_name,"
-             f" json_extract(runs.config_json, '$.{PLAYGROUND_MARKER}') IS NOT NULL AS playground"
+             " runs.kind = 'playground' AS playground"
              " FROM samples JOIN runs ON runs.id = samples.run_id WHERE 1 = 1")
     params: list = []
     if prompt:
         query += " AND instr(lower(samples.prompt), lower(?)) > 0"
         params.append(prompt)
     if source in GALLERY_SOURCES:
-        query += f" AND json_extract(runs.config_json, '$.{PLAYGROUND_MARKER}') {GALLERY_SOURCES[source]}"
+        query += " AND runs.kind = ?"
+        params.append(source)
     if run_id is not None:
         query += " AND samples.run_id = ?"
         params.append(run_id)
@@ -96,14 +101,11 @@ def lora_sources(conn, workspace: Path, run_dir) -> list[dict]:
     (trained.safetensors: no LoRA file layout). Each has a stable key ("<run id>:<n>"), so a
     request names a key, never a path."""
     sources = []
-    rows = conn.execute("SELECT id, config_name, config_json, output_path, state FROM runs"
-                        " WHERE state IN ('completed', 'stopped', 'failed', 'interrupted') ORDER BY id DESC LIMIT 200")
+    # LoRA trainings only, by the columns written at creation; a config is read only for a run
+    # with files to open (a history of thousands of runs is mostly files long deleted)
+    rows = conn.execute("SELECT id, config_name, output_path FROM runs WHERE kind = 'training' AND method = 'LORA'"
+                        " AND state IN ('completed', 'stopped', 'failed', 'interrupted') ORDER BY id DESC LIMIT 200")
     for row in rows:
-        config = json.loads(row["config_json"])
-        if PLAYGROUND_MARKER in config or not config.get("base_model_name"):
-            continue
-        if config.get("training_method", "FINE_TUNE") != "LORA":  # OneTrainer's default method
-            continue
         files = []
         if row["output_path"] and Path(row["output_path"]).is_file():
             files.append(Path(row["output_path"]))
@@ -111,6 +113,10 @@ def lora_sources(conn, workspace: Path, run_dir) -> list[dict]:
         if folder.is_dir():
             files += sorted(p for p in folder.rglob("*.safetensors")
                             if p not in files and p.name != "trained.safetensors")
+        config = json.loads(conn.execute("SELECT config_json FROM runs WHERE id = ?", (row["id"],)).fetchone()[0]) \
+            if files else {}
+        if not config.get("base_model_name"):
+            continue
         for index, path in enumerate(files):
             label = path.relative_to(folder).as_posix() if folder in path.parents else path.name
             sources.append({"key": f"{row['id']}:{index}", "run_id": row["id"], "label": label,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import loss_summary, assignments, compaction, dataset_manifests, disk_use, model_versions, notifications, uploads
+from . import loss_summary, assignments, compaction, dataset_manifests, disk_use, model_versions, notifications, run_columns, uploads
 from .db import setting
 
 SCHEMA = """
@@ -73,6 +73,7 @@ def init_schema(conn: sqlite3.Connection) -> None:
         if name not in columns:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     assignments.init_fleet_schema(conn, columns)
+    run_columns.init(conn, columns)  # the lists' filter columns and indexes (filled once for older runs)
     # which attempt (assignment) of a resumed run a loss row came from; rows a later attempt redid
     metric_columns = {row["name"] for row in conn.execute("PRAGMA table_info(metrics)")}
     for name in ("attempt", "superseded"):

@@ -66,3 +66,20 @@ def int_arg(name: str, default: int | None = None, required: bool = False,
     if not minimum <= value <= maximum:
         raise ApiError(400, "invalid parameter", [{"field": name, "message": f"must be between {minimum} and {maximum}"}])
     return value
+
+
+def before_arg() -> int | None:
+    """A list's keyset cursor, ``before=<id>``: the rows older than that id (the last page's
+    ``next_before``); rows added meanwhile never shift a page. None: the first page."""
+    raw = request.args.get("before", "")
+    if raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID):
+        raise ApiError(400, "invalid cursor",
+                       [{"field": "before", "message": "a cursor is a whole number: the last page's next_before"}])
+    return int(raw)
+
+
+def page_of(rows: list, limit: int, key: str = "id") -> tuple[list, int | None]:
+    """(a page's rows, the next page's cursor, None on the last page), from ``limit + 1`` rows read."""
+    return rows[:limit], (rows[limit - 1][key] if len(rows) > limit else None)

@@ -37,12 +37,17 @@ def plain(value) -> Markup:
     """The label, with the raw name as its title (one hover away) when they differ."""
     label = value_label(value)
     if isinstance(value, str) and label != value:
-        return Markup('<span class="raw-name" title="{}">{}</span>').format(value, label)
+        return _raw_name(value, label)
     return Markup(escape(label))
 
 
 def plain_field(path: str) -> Markup:
-    return Markup('<span class="raw-name" title="{}">{}</span>').format(path, field_label(path))
+    return _raw_name(path, field_label(path))
+
+
+def _raw_name(name, label) -> Markup:
+    # f-string and escape, not Markup.format: its escaping formatter cost ~0.3 ms a call, three a list row
+    return Markup(f'<span class="raw-name" title="{escape(name)}">{escape(label)}</span>')
 
 
 def epoch_number(epoch) -> str:
@@ -73,7 +78,7 @@ def when(timestamp) -> Markup:
         return Markup("–")
     iso = datetime.datetime.fromtimestamp(float(timestamp), datetime.timezone.utc).isoformat()
     local = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(timestamp)))
-    return Markup('<time datetime="{}" title="{}" data-relative>{}</time>').format(iso, local, ago(timestamp))
+    return Markup(f'<time datetime="{escape(iso)}" title="{escape(local)}" data-relative>{escape(ago(timestamp))}</time>')
 
 
 def init_app(app) -> None:

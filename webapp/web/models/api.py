@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 
 from webapp import store
 from webapp.web.models import views as model_views
-from webapp.web.api_input import int_arg, json_body
+from webapp.web.api_input import before_arg, int_arg, json_body, page_of
 from webapp.web.extensions import get_db
 from webapp.web.models.files import download as download_file
 
@@ -17,8 +17,10 @@ bp = Blueprint("models_api", __name__, url_prefix="/api/models")
 def list_models():
     filters, order = model_views.filters_from(request.args)
     limit = int_arg("limit", default=100, minimum=1, maximum=500)
-    versions = store.model_versions.list_versions(get_db(), filters, order=order, limit=limit)
-    return jsonify(versions=[model_views.version_view(v) for v in versions], order=order, limit=limit)
+    versions, next_before = page_of(store.model_versions.list_versions(
+        get_db(), filters, order=order, limit=limit + 1, before=before_arg()), limit)
+    return jsonify(versions=[model_views.version_view(v) for v in versions], order=order, limit=limit,
+                   next_before=next_before)
 
 
 @bp.get("/<int:version_id>")

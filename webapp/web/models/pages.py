@@ -7,11 +7,13 @@ from flask import Blueprint, redirect, render_template, request, url_for
 
 from webapp import store
 from webapp.web.models import views as model_views
+from webapp.web.api_input import before_arg, page_of
 from webapp.web.errors import ApiError, flash
 from webapp.web.errors import _answer as error_answer
 from webapp.web.extensions import get_db
 
 bp = Blueprint("models", __name__)
+MODELS_PAGE = 20  # versions a page shows (each stats its file); "Older versions" pages on in the page's order
 
 
 @bp.errorhandler(ApiError)
@@ -28,11 +30,13 @@ def refused(exc: ApiError):
 @bp.get("/models")
 def index():
     filters, order = model_views.filters_from(request.args)
-    versions = store.model_versions.list_versions(get_db(), filters, order=order)
+    versions, next_before = page_of(store.model_versions.list_versions(
+        get_db(), filters, order=order, limit=MODELS_PAGE + 1, before=before_arg()), MODELS_PAGE)
     models = model_views.grouped([model_views.version_view(v) for v in versions])
     template = "models/_list.html" if request.headers.get("HX-Request") else "models/index.html"
-    return render_template(template, models=models, filters=filters, order=order,
-                           choices=store.model_versions.choices(get_db()))
+    query = {key: value for key, value in request.args.items() if key != "before" and value}
+    return render_template(template, models=models, filters=filters, order=order, next_before=next_before,
+                           query=query, paged="before" in request.args, choices=store.model_versions.choices(get_db()))
 
 
 @bp.get("/models/<int:version_id>")

@@ -59,6 +59,9 @@ def op(summary: str, tag: str, *, ok=None, status: int = 200, body: dict | None 
 ID = between(1, MAX_ID)
 NOTIFY_SUB = obj(id=INT, events=array(STR), scope=STR, config_name=nullable(STR), channel=STR, url=nullable(STR),
                  format=STR, paused=BOOL, paused_reason=nullable(STR), signed=BOOL, deliveries=array(obj()))
+# keyset paging: every list takes the last page's next_before (null on the last page)
+BEFORE = q("before", ID, "the next (older) page: the last page's `next_before`; a cursor that is no whole number answers 400")
+NEXT = nullable(INT)
 QUEUE_ERRORS = [409, 429, 503, 507]  # a start: state, caps per user, the queue or Redis, disk space
 COMMAND = obj(run_id=INT, command=STR, accepted=BOOL)
 SAMPLE_REQUEST = obj(prompt=text(MAX_TEXT), negative_prompt=text(MAX_TEXT), seed=INT, random_seed=BOOL, steps=INT, cfg_scale=NUM,
@@ -75,7 +78,7 @@ VERSIONS_QUERY = [q("model", STR, "a model: the config name"), q("tag", STR, "ve
                   q("kind", {"enum": ["output", "save", "backup"]}, "what saved it"), q("run", ID, "a run id"),
                   q("picked", {"enum": ["1", "true"]}, "only each model's current pick"),
                   q("order", {"enum": ["newest", "loss", "step"]}, "newest first (default), lowest smoothed loss, highest step"),
-                  q("limit", between(1, 500), "at most this many (default 100)")]
+                  q("limit", between(1, 500), "at most this many (default 100)"), BEFORE]
 
 CLEANUP_QUERY = [q("older_than_days", {"type": "number", "minimum": 0}, "runs that ended more than this many days ago"),
                  q("state", {"enum": list(ENDED_STATES)}, "runs that ended in this state"),
@@ -106,15 +109,19 @@ OPERATIONS = {
                              description="Each frame: `id: <seq>`, `event: <name>`, `data: {seq, run_id, event, data, time}`."),
     "events.stats": op("SSE broker statistics of this web process", "events", ok=obj()),
     # runs and the queue
-    "runs_api.list_runs": op("Run history", "runs", ok=obj(runs=array(ref("Run")), limit=INT, offset=INT),
+    "runs_api.list_runs": op("Run history, newest first, a page at a time", "runs",
+                             ok=obj(runs=array(ref("Run")), limit=INT, offset=INT, before=NEXT, next_before=NEXT),
                              query=[q("state", STR, "a run state"), q("config", STR, "config name contains"),
                                     q("model_type", STR, "model type"), q("method", STR, "training method"),
                                     q("started_by", STR, "who started it"), q("limit", between(1, 500), "at most this many (default 50)"),
-                                    q("offset", between(0, 10**9), "skip this many")]),
+                                    q("offset", between(0, 10**9), "skip this many (prefer before: a keyset page)"), BEFORE]),
     "runs_api.get_run": op("One run and its config as it ran", "runs", ok=obj(run=ref("Run"), config=ref("TrainConfig"))),
     "runs_api.delete_run": op("Delete an ended run and its files (admin)", "runs", ok=obj(run_id=INT, deleted=BOOL), errors=[409]),
-    "runs_api.run_events": op("A run's recorded events", "runs", ok=obj(run_id=INT, events=array(ref("Event")), last_seq=INT),
-                              query=[q("after", between(0, 2**62), "after this sequence number"),
+    "runs_api.run_events": op("A run's recorded events", "runs",
+                              ok=obj(run_id=INT, events=array(ref("Event")), last_seq=INT, next_before=NEXT),
+                              description="Forward from `after`; or back from `before` (a sequence number): the events "
+                                          "just before it, oldest first, and `next_before` for the page before those.",
+                              query=[q("after", between(0, 2**62), "after this sequence number"), BEFORE,
                                      q("limit", between(1, 5000), "at most this many (default 1000)")]),
     "runs_api.run_loss": op("A run's downsampled loss curve and its markers", "runs",
                             ok=obj(run_id=INT, max_points=INT, total=INT, points=array(obj()), markers=array(obj())),
@@ -189,10 +196,11 @@ OPERATIONS = {
                                       ok=COMMAND, errors=[409]),
     "samples_api.samples_custom": op("A custom sample", "samples", status=202, body=SAMPLE_REQUEST,
                                      ok=obj(run_id=INT, command=STR, sample=obj(), accepted=BOOL), errors=[409]),
-    "samples_api.samples_list": op("A run's samples", "samples", ok=obj(run_id=INT, samples=array(ref("Sample"))),
+    "samples_api.samples_list": op("A run's samples, newest first", "samples",
+                                   ok=obj(run_id=INT, samples=array(ref("Sample")), next_before=NEXT),
                                    query=[q("run", ID, "the run", required=True), q("prompt", STR, "prompt contains"),
                                           q("kind", {"enum": ["default", "custom"]}, "scheduled or custom"),
-                                          q("limit", between(1, 5000), "at most this many (default 500)")],
+                                          q("limit", between(1, 5000), "at most this many (default 500)"), BEFORE],
                                    errors=[404]),
     "samples_api.samples_latest": op("The newest samples", "samples", ok=obj(samples=array(ref("Sample"))),
                                      query=[q("count", between(1, 200), "how many (default 12)")]),
@@ -202,13 +210,16 @@ OPERATIONS = {
                                        ok={"type": "string", "format": "binary"},
                                        query=[q("size", {"type": "integer", "enum": [128, 256]}, "pixels a side (default 128)")]),
     "playground.state": op("The playground session and the LoRA files it can open", "playground",
-                           ok=obj(session=nullable(obj()), sources=array(obj(key=STR, run_id=INT, label=STR, config_name=STR)))),
+                           query=[BEFORE],
+                           ok=obj(session=nullable(obj()), sources=array(obj(key=STR, run_id=INT, label=STR, config_name=STR)),
+                                  sessions=array(obj(id=INT, state=STR, source=nullable(STR), source_run=nullable(INT), images=INT, created_at=NUM)),
+                                  next_before=NEXT)),
     "playground.api_open": op("Open a playground session", "playground", status=202, body=obj(("source",), source=STR, idle_s=INT),
                               ok=obj(run_id=INT, state=STR), errors=[409]),
     "playground.api_close": op("Close the playground session", "playground", status=202, ok=obj(run_id=INT, closing=BOOL), errors=[409]),
     # model versions
     "models_api.list_models": op("Model versions, filtered and ordered", "models", query=VERSIONS_QUERY,
-                                 ok=obj(versions=array(ref("ModelVersion")), order=STR, limit=INT),
+                                 ok=obj(versions=array(ref("ModelVersion")), order=STR, limit=INT, next_before=NEXT),
                                  description="The best version of a model: `?model=<config>&picked=1`, or `&order=loss&limit=1`."),
     "models_api.get_model": op("One model version with its lineage (config as it ran, dataset fingerprint, sha256)", "models",
                                ok=obj(version=ref("ModelVersionDetail"))),

@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, render_template, request, url_for
 from webapp import store
 from webapp.config.builtin.train_settings import SAMPLE_SCHEDULERS
 from webapp.protocol import PLAYGROUND_MARKER as MARKER, Command
-from webapp.web.api_input import json_body
+from webapp.web.api_input import before_arg, json_body, page_of
 from webapp.web.extensions import get_db
 from webapp.web.playground.sessions import (close_session, current, idle_arg, open_session, past_session,
                                             require_open, sources)
@@ -15,6 +15,7 @@ from webapp.web.runs import actions as run_actions
 from webapp.web.samples.sample_requests import default_prompt, parse_sample_request
 
 bp = Blueprint("playground", __name__)
+SESSIONS_PAGE = 20  # earlier sessions a page lists
 
 
 # -- pages and form actions --
@@ -25,10 +26,16 @@ def page():
     samples = store.samples.list_for_run(get_db(), session["id"], limit=60) if session else []
     spec = store.run_config(store.get_run(get_db(), session["id"]))[MARKER] if session else None
     prompt = default_prompt(store.get_run(get_db(), spec["source_run"])) if spec and spec.get("source_run") else ""
+    past, older = past_sessions(session)
     return render_template("samples/playground.html", session=session, spec=spec, sources=sources(), prompt=prompt,
                            samples=samples, schedulers=SAMPLE_SCHEDULERS, last_seq=store.last_seq(get_db()),
-                           past=[past_session(r) for r in store.playground_sessions(get_db())
-                                 if not session or r["id"] != session["id"]])
+                           past=past, older=older, paged="before" in request.args)
+
+
+def past_sessions(session: dict | None) -> tuple[list[dict], int | None]:
+    """A page of the earlier sessions (``before=<id>``: older ones) and the next page's cursor."""
+    rows, older = page_of(store.playground_sessions(get_db(), SESSIONS_PAGE + 1, before_arg()), SESSIONS_PAGE)
+    return [past_session(r) for r in rows if not session or r["id"] != session["id"]], older
 
 
 @bp.post("/playground/open")
@@ -65,5 +72,8 @@ def sample_form():
 @bp.get("/api/playground")
 def state():
     session = current()
+    past, older = past_sessions(session)
     return jsonify(session=session, sources=[{k: s[k] for k in ("key", "run_id", "label", "config_name")}
-                                             for s in sources()])
+                                             for s in sources()],
+                   sessions=[{k: s[k] for k in ("id", "state", "source", "source_run", "images", "created_at")}
+                             for s in past], next_before=older)

@@ -9,7 +9,7 @@ from webapp.web.runs import actions as run_actions
 from webapp.web.runs import charts as run_charts
 from webapp.web.runs import views as run_views
 from webapp.web.auth.identity import can, error_text, redacted_data
-from webapp.web.api_input import int_arg, json_body
+from webapp.web.api_input import before_arg, int_arg, json_body, page_of
 from webapp.web.charts import loss_series
 from webapp.web.errors import ApiError
 
@@ -33,8 +33,10 @@ def _public_event(event: dict) -> dict:
 def list_runs():
     filters = {key: request.args.get(key, "") for key in store.HISTORY_FILTERS}
     limit, offset = int_arg("limit", default=50, minimum=1, maximum=500), int_arg("offset", default=0, minimum=0, maximum=10**9)
-    rows = store.history(get_db(), filters, limit=limit, offset=offset)
-    return jsonify(runs=[_public(run_views.summarize(r)) for r in rows], limit=limit, offset=offset)
+    before = before_arg()
+    rows, next_before = page_of(store.history(get_db(), filters, limit=limit + 1, offset=offset, before=before), limit)
+    return jsonify(runs=[_public(run_views.summarize(r)) for r in rows], limit=limit, offset=offset, before=before,
+                   next_before=next_before)
 
 
 @bp.get("/runs/<int:run_id>")
@@ -54,9 +56,14 @@ def delete_run(run_id: int):
 def run_events(run_id: int):
     run_views.get_run_view(run_id)
     after, limit = int_arg("after", default=0, minimum=0, maximum=2**62), int_arg("limit", default=1000, minimum=1, maximum=5000)
-    events = store.events_since(get_db(), after, run_id, limit=limit)
+    before = before_arg()
+    if before is None:
+        events, next_before = store.events_since(get_db(), after, run_id, limit=limit), None
+    else:  # going back: the page just before ``before`` (one more read says whether there are older ones)
+        events = store.events.events_before(get_db(), run_id, before, limit + 1)
+        events, next_before = events[-limit:], (events[1]["seq"] if len(events) > limit else None)
     return jsonify(run_id=run_id, events=[_public_event(e) for e in events],
-                   last_seq=events[-1]["seq"] if events else after)
+                   last_seq=events[-1]["seq"] if events else after, next_before=next_before)
 
 
 @bp.get("/runs/<int:run_id>/loss")

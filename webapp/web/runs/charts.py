@@ -55,16 +55,22 @@ def cached_chart(run_id: int) -> str:
     """The run's chart, drawn again only when what it shows changed (store.chart_version): a
     finished run's chart never changes, and at 100 page views a second drawing each one (~5 ms)
     saturated the process (run page p99 408 ms in benchmarks/bench_pages.py)."""
-    cache = current_app.extensions.setdefault("run_page_chart_cache", {})
+    return by_chart_version("run_page_chart_cache", run_id, render_chart, CHART_CACHE_RUNS)
+
+
+def by_chart_version(name: str, run_id: int, draw, keep: int):
+    """``draw(run_id)``, kept per process in the cache ``name`` (``keep`` runs) while the run's
+    store.chart_version is the same: three index lookups instead of a drawing."""
+    cache = current_app.extensions.setdefault(name, {})
     version = store.chart_version(get_db(), run_id)
     hit = cache.get(run_id)
     if hit is not None and hit[0] == version:
         return hit[1]
-    html = render_chart(run_id)
-    if len(cache) >= CHART_CACHE_RUNS and run_id not in cache:
+    drawn = draw(run_id)
+    if len(cache) >= keep and run_id not in cache:
         cache.pop(next(iter(cache)))  # the oldest drawn
-    cache[run_id] = (version, html)
-    return html
+    cache[run_id] = (version, drawn)
+    return drawn
 
 
 def live_chart(run_id: int) -> str:

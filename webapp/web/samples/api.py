@@ -16,7 +16,7 @@ from webapp.protocol import Command
 from webapp.web.playground import sessions as playground
 from webapp.web.runs import actions as run_actions
 from webapp.web.samples.sample_requests import parse_sample_request
-from webapp.web.api_input import int_arg, json_body, optional_run_id
+from webapp.web.api_input import before_arg, int_arg, json_body, optional_run_id, page_of
 from webapp.web.errors import ApiError
 from webapp.web.samples.sample_requests import sample_or_404
 
@@ -56,8 +56,9 @@ def samples_list():
     if kind not in (None, "default", "custom"):
         raise ApiError(400, "invalid parameter", [{"field": "kind", "message": "must be default or custom"}])
     limit = int_arg("limit", default=500, minimum=1, maximum=5000)
-    samples = store.samples.list_for_run(get_db(), run_id, request.args.get("prompt"), kind, limit)
-    return jsonify(run_id=run_id, samples=[describe(s) for s in samples])
+    samples, next_before = page_of(store.samples.list_for_run(get_db(), run_id, request.args.get("prompt"), kind,
+                                                              limit + 1, before_arg()), limit)
+    return jsonify(run_id=run_id, samples=[describe(s) for s in samples], next_before=next_before)
 
 
 @bp.get("/latest")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from webapp import store
+from webapp.web.api_input import before_arg, page_of
 from webapp.web.extensions import get_db
 from webapp.web.errors import ApiError
 from webapp.web.samples.sample_requests import sample_or_404
@@ -22,14 +23,13 @@ GALLERY_PAGE = 60
 def index():
     prompt = request.args.get("prompt", "").strip()
     source = request.args.get("source", "")
-    run, before = request.args.get("run", ""), request.args.get("before", "")
+    run = request.args.get("run", "")
     if source not in ("", *store.samples.GALLERY_SOURCES):
         raise ApiError(400, "invalid parameter", [{"field": "source", "message": "training or playground"}])
-    samples = store.samples.across_runs(get_db(), prompt or None, source or None,
-                                        int(run) if run.isdigit() else None,
-                                        int(before) if before.isdigit() else None, GALLERY_PAGE + 1)
-    older = samples[GALLERY_PAGE]["id"] + 1 if len(samples) > GALLERY_PAGE else None  # ids below this one
-    return render_template("samples/index.html", samples=samples[:GALLERY_PAGE], prompt=prompt, source=source,
+    samples, older = page_of(store.samples.across_runs(get_db(), prompt or None, source or None,
+                                                       int(run) if run.isdigit() else None, before_arg(),
+                                                       GALLERY_PAGE + 1), GALLERY_PAGE)
+    return render_template("samples/index.html", samples=samples, prompt=prompt, source=source,
                            run=run if run.isdigit() else "", older=older)
 
 
