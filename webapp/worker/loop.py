@@ -18,10 +18,13 @@ import redis
 
 from webapp.config import paths
 from webapp.protocol import Event, Reason, RunState, dumps, make_event
-from webapp.settings import (CONFIG_NAME, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, restart_cause, upload_max_bytes, assign_key, commands_key, drain_key,
+from webapp.settings import (CONFIG_NAME, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, restart_cause, upload_max_bytes, assign_key,
+                             finish_wait_s, owed_max_days, commands_key, drain_key,
                              heartbeat_key, joined_key, taken_key, worker_stream, worker_user)
 from webapp.worker.backup_receive import CarryError, receive_backup
 from webapp.worker.heartbeat import GpuProbe, beat
+from webapp.worker.owed import OwedJournal
+from webapp.worker.owing import Owing
 from webapp.worker.stream_sink import StreamSink
 from webapp.worker.supervisor import TrainerHost
 from webapp.worker.usage import rank_usage
@@ -57,6 +60,8 @@ class Worker:
         self.host: TrainerHost | None = None
         self.draining = False
         self.warm: WarmTrainer | None = None
+        self.journal = OwedJournal(settings.worker_owed_dir, owed_max_days())
+        self.owing = Owing(self.sink, self.journal, upload_max_bytes())
 
     def serve_forever(self) -> None:
         self._install_signal_handlers()
@@ -67,6 +72,7 @@ class Worker:
                  self.settings.worker_dir)
         try:
             self._recover()
+            self.owing.resume()  # files an earlier worker left unsent: in threads of their own
             self._keep_warm()
             while not self.stopping.is_set():
                 assignment = self._take()
@@ -98,7 +104,9 @@ class Worker:
         if received is None:
             return RunState.FAILED
         _write_atomic(run_dir / CONFIG_NAME, json.dumps(config, indent=2))
-        uploads = FolderSync(self.sink, run_id, run_dir, upload_max_bytes())
+        self.owing.settle(run_id)  # an earlier assignment's files still sending: this one sends them
+        uploads = FolderSync(self.sink, run_id, run_dir, upload_max_bytes(), finish_wait_s(),
+                             journal=self.journal, assignment=assignment["id"])
         uploads.already_there(received)  # the web sent them: no need to send them back
         uploads.start()
         warm, self.warm = self.warm, None
@@ -119,6 +127,8 @@ class Worker:
             state = self.host.run_to_end()
         finally:
             self.host = None
+            if uploads.following():
+                self.owing.keep(uploads)  # its last files follow its end (the heartbeat says how many)
             self._keep_warm()
         log.info("run %s ended: %s", run_id, state.value)
         return state
@@ -240,7 +250,7 @@ class Worker:
                            self.gpus.gpus(), self.draining)
             # the devices this worker owns (a run needing more waits) and the usage of each rank
             payload.update(devices=list(self.settings.worker_gpus),
-                           ranks=rank_usage(self.host.pids) if self.host else [])
+                           ranks=rank_usage(self.host.pids) if self.host else [], owed=self.owing.backlog())
             try:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(key, dumps(payload), px=int(HEARTBEAT_TTL_S * 1000))
