@@ -1,7 +1,7 @@
 """The worker's journal of files it still owes the web (issue 33, "nothing lost"), on a real Redis:
 written atomically while a run's files are uploaded, kept when its last files could not be sent
 by its end, resumed by the next worker process (the rest only, under a source of its own), removed
-once sent; dropped when too old or when its run folder is gone."""
+once sent; dropped when too old or when its run folder is gone. The run page says what is still owed."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,10 @@ import time
 
 import redis
 
+from webapp import store
 from webapp.eventlog import ENTRY_FILE, decode_entry, sha256_of
-from webapp.settings import worker_stream
+from webapp.protocol import Event, make_event
+from webapp.settings import heartbeat_key, worker_stream
 from webapp.worker.owed import Owed, OwedJournal
 from webapp.worker.owing import Owing
 from webapp.worker.stream_sink import FILE_BACKLOG, StreamSink
@@ -77,7 +79,6 @@ def test_a_run_whose_last_files_were_not_sent_when_its_worker_exited_sends_the_r
     assert journal.pending()[0].sent.keys() == {"models/early.bin"}
     (folder / "models" / "final.bin").write_bytes(b"f" * 3000)
     filler = [client.xadd(STREAM, {"x": "1"}) for _ in range(FILE_BACKLOG)]  # no room: nobody records
-    uploads.room = 0  # the room it counted went to the run's other entries (its losses, its progress)
     finishing = threading.Thread(target=uploads.finish)
     finishing.start()
     finishing.join(timeout=15)
@@ -116,3 +117,20 @@ def test_a_run_started_again_here_takes_over_what_was_still_owed(redis_url, redi
         assert journal.pending() == [] and owing.backlog() == []
     finally:
         client.xdel(STREAM, *filler)
+
+
+def test_the_run_page_says_what_its_worker_still_owes(app, client, redis_url):
+    conn = store.connect(app.config["DATABASE"])
+    run_id = store.create_run(conn, "demo", {"a": 1})
+    assert store.assignments.assign(conn, run_id, "gpu-1", f"as{run_id}")
+    store.append_event(conn, run_id, make_event(Event.RUN, state="running"))
+    store.append_event(conn, run_id, make_event(Event.RUN, state="completed"))
+    client_redis = redis.Redis.from_url(redis_url, decode_responses=True)
+    beat = {"name": "gpu-1", "run_id": None, "owed": [{"run_id": run_id, "files": 2, "bytes": 210_000_000}]}
+    client_redis.set(heartbeat_key("gpu-1"), json.dumps(beat), ex=30)
+    said = "2 files (210 MB) still on worker gpu-1, being sent"
+    assert client.get(f"/api/runs/{run_id}").json["run"]["files_owed"] == said
+    assert said in client.get(f"/runs/{run_id}").text
+    client_redis.set(heartbeat_key("gpu-1"), json.dumps({**beat, "owed": []}), ex=30)  # all sent
+    assert client.get(f"/api/runs/{run_id}").json["run"]["files_owed"] is None
+    assert "still on worker" not in client.get(f"/runs/{run_id}").text

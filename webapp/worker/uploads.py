@@ -157,6 +157,7 @@ class FolderSync:
 
     def sync(self) -> None:
         with self.lock:
+            self.room = 0  # what it counted last pass is stale: the run's events fill the stream too
             offset = self.log_offset
             self._sync_log()
             if self.log_offset != offset:
