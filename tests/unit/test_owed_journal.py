@@ -105,13 +105,14 @@ def test_a_run_started_again_here_takes_over_what_was_still_owed(redis_url, redi
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     journal = OwedJournal(tmp_path / "owed", max_age_days=7)
     (tmp_path / "run").mkdir()
+    journal.write(Owed(9, "as8", str(tmp_path / "run"), since=time.time() - 60))  # its earlier assignment
     journal.write(Owed(9, "as9", str(tmp_path / "run")))
     filler = [client.xadd(STREAM, {"x": "1"}) for _ in range(FILE_BACKLOG)]
     try:
         (tmp_path / "run" / "out.bin").write_bytes(b"o" * 100)
         owing = Owing(StreamSink(client, tmp_path / "spool", STREAM), journal, 10**9)
         owing.resume()
-        assert json.loads((tmp_path / "owed" / "9-as9.json").read_text())["run_id"] == 9
+        assert [p.name for p in (tmp_path / "owed").iterdir()] == ["9-as9.json"]  # the newest sends the folder
         assert owing.backlog() == [{"run_id": 9, "files": 1, "bytes": 100}]
         owing.settle(9)  # resumed here: its new upload sends the folder
         assert journal.pending() == [] and owing.backlog() == []

@@ -23,7 +23,12 @@ class Owing:
         """What each journal entry owes: the files not sent (or changed since), through the same
         stream, under a source of their own (the recorder numbers entries per source: this start's
         must not be taken for the ones an earlier worker sent)."""
-        for owed in self.journal.pending():
+        pending = self.journal.pending()
+        newest = {owed.run_id: owed for owed in pending}  # oldest first: the newest stays
+        for owed in pending:
+            if newest[owed.run_id] is not owed:  # the run started again here since: that upload sends the folder
+                self.journal.remove(owed)
+                continue
             source = f"{owed.assignment}:owed-{uuid.uuid4().hex[:8]}"
             self.sink.bind(owed.run_id, source, owed.run_dir)
             sync = FolderSync.resumed(self.sink, owed, self.journal, self.max_bytes)
