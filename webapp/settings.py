@@ -41,6 +41,17 @@ def upload_max_bytes(env=None) -> int:
     return int(float(env_text("OTWEB_UPLOAD_MAX_MB", "4096", env)) * 1e6)
 
 
+def finish_wait_s(env=None) -> float:
+    """OTWEB_FINISH_WAIT_S: how long a run's last files wait for room in the event stream before its
+    end is reported without them (they follow it, noted in the worker's owed/ journal)."""
+    return float(env_text("OTWEB_FINISH_WAIT_S", "30", env))
+
+
+def owed_max_days(env=None) -> float:
+    """OTWEB_OWED_MAX_DAYS: files a worker still owes the web are given up after this long."""
+    return float(env_text("OTWEB_OWED_MAX_DAYS", "14", env))
+
+
 def warm_trainer_enabled(env=None) -> bool:
     """OTWEB_WARM_TRAINER (default on): a worker keeps a trainer process with torch imported ready."""
     return env_flag("OTWEB_WARM_TRAINER", True, env)
@@ -235,6 +246,11 @@ class Settings:
         """One empty file per assignment whose final state the worker has sent (or spooled), until it
         is out of the worker's taken list: one left there at start has ended, not been interrupted."""
         return self.worker_dir / "ended"
+
+    @property
+    def worker_owed_dir(self) -> Path:
+        """One JSON file per run folder whose files are not all sent to the web yet (worker/owed.py)."""
+        return self.worker_dir / "owed"
 
     def export_env(self) -> dict:
         """The environment a child process (worker, gunicorn) needs to see the same settings."""

@@ -18,12 +18,15 @@ import redis
 
 from webapp.config import paths
 from webapp.protocol import Event, Reason, RunState, dumps, make_event
-from webapp.settings import (CONFIG_NAME, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, restart_cause, upload_max_bytes, assign_key, commands_key, drain_key,
-                             dataset_cache_bytes, heartbeat_key, joined_key, taken_key, worker_stream, worker_user)
+from webapp.settings import (CONFIG_NAME, HEARTBEAT_TTL_S, WORKERS_KEY, Settings, restart_cause, upload_max_bytes, assign_key,
+                             finish_wait_s, owed_max_days, commands_key, drain_key, dataset_cache_bytes,
+                             heartbeat_key, joined_key, taken_key, worker_stream, worker_user)
 from webapp.worker.backup_receive import CarryError, receive_backup
 from webapp.worker.dataset_cache import DatasetCache
 from webapp.worker.dataset_receive import DatasetReceiver, DeliveryError
 from webapp.worker.heartbeat import GpuProbe, beat
+from webapp.worker.owed import OwedJournal
+from webapp.worker.owing import Owing
 from webapp.worker.stream_sink import StreamSink
 from webapp.worker.supervisor import TrainerHost
 from webapp.worker.usage import rank_usage
@@ -60,6 +63,8 @@ class Worker:
         self.draining = False
         self.warm: WarmTrainer | None = None
         self.datasets = DatasetCache(settings.worker_dir / "dataset-cache", dataset_cache_bytes())
+        self.journal = OwedJournal(settings.worker_owed_dir, owed_max_days())
+        self.owing = Owing(self.sink, self.journal, upload_max_bytes())
 
     def serve_forever(self) -> None:
         self._install_signal_handlers()
@@ -70,6 +75,7 @@ class Worker:
                  self.settings.worker_dir)
         try:
             self._recover()
+            self.owing.resume()  # files an earlier worker left unsent: in threads of their own
             self._keep_warm()
             while not self.stopping.is_set():
                 assignment = self._take()
@@ -111,7 +117,9 @@ class Worker:
         # the config as the web sent it (a clone of the run reads the dataset where the web has it)
         _write_atomic(run_dir / CONFIG_NAME, json.dumps(config, indent=2))
         config = given
-        uploads = FolderSync(self.sink, run_id, run_dir, upload_max_bytes())
+        self.owing.settle(run_id)  # an earlier assignment's files still sending: this one sends them
+        uploads = FolderSync(self.sink, run_id, run_dir, upload_max_bytes(), finish_wait_s(),
+                             journal=self.journal, assignment=assignment["id"])
         uploads.already_there(received)  # the web sent them: no need to send them back
         uploads.start()
         warm, self.warm = self.warm, None
@@ -132,6 +140,8 @@ class Worker:
             state = self.host.run_to_end()
         finally:
             self.host = None
+            if uploads.following():
+                self.owing.keep(uploads)  # its last files follow its end (the heartbeat says how many)
             self._keep_warm()
         log.info("run %s ended: %s", run_id, state.value)
         return state
@@ -269,7 +279,7 @@ class Worker:
                            self.gpus.gpus(), self.draining)
             # the devices this worker owns (a run needing more waits) and the usage of each rank
             payload.update(devices=list(self.settings.worker_gpus),
-                           ranks=rank_usage(self.host.pids) if self.host else [])
+                           ranks=rank_usage(self.host.pids) if self.host else [], owed=self.owing.backlog())
             try:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(key, dumps(payload), px=int(HEARTBEAT_TTL_S * 1000))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from webapp.protocol import BACKUP_COMPLETE_FILE, Event, make_event
 from webapp.settings import LOG_NAME
+from webapp.worker.owed import Owed, OwedJournal
 from webapp.worker.stream_sink import FILE_BACKLOG
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,10 @@ class NoRoom(Exception):
 
 
 class FolderSync:
-    def __init__(self, sink, run_id: int, run_dir: Path, max_bytes: int, finish_wait_s: float = FINISH_WAIT_S):
+    def __init__(self, sink, run_id: int, run_dir: Path, max_bytes: int, finish_wait_s: float = FINISH_WAIT_S,
+                 journal: OwedJournal | None = None, assignment: str = ""):
+        """journal: where what the folder still owes the web is kept while it does (owed.py), so
+        that a worker that exits before it is all sent sends the rest at its next start."""
         self.sink, self.run_id, self.run_dir, self.max_bytes = sink, run_id, Path(run_dir), max_bytes
         self.finish_wait_s, self.deadline = finish_wait_s, None
         self.room = 0  # chunks the stream had room for when last asked
@@ -42,11 +46,52 @@ class FolderSync:
         self.kept_here: set[str] = set()
         self.log_offset = 0
         self.stopping = threading.Event()
+        self.cancelled = threading.Event()
+        self.follower: threading.Thread | None = None
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._loop, name=f"upload-{run_id}", daemon=True)
+        self.journal = journal
+        self.owed = Owed(run_id, assignment, str(self.run_dir)) if journal else None
+
+    @classmethod
+    def resumed(cls, sink, owed: Owed, journal: OwedJournal, max_bytes: int) -> "FolderSync":
+        """The rest of what a journal entry owes, sent by a thread of its own (``follow``)."""
+        sync = cls(sink, owed.run_id, Path(owed.run_dir), max_bytes, journal=journal)
+        sync.owed = owed
+        sync.sent = {relative: tuple(stat) for relative, stat in owed.sent.items()}
+        sync.kept_here, sync.log_offset = set(owed.kept_here), owed.log_offset
+        return sync
 
     def start(self) -> None:
+        self._journal()
         self.thread.start()
+
+    def follow(self) -> None:
+        self.follower = threading.Thread(target=self._follow, name=f"upload-rest-{self.run_id}", daemon=True)
+        self.follower.start()
+
+    def following(self) -> bool:
+        return self.follower is not None and self.follower.is_alive()
+
+    def cancel(self) -> None:
+        """The run starts again on this worker: its new upload sends the folder; this one stops."""
+        self.cancelled.set()
+        if self.journal:
+            with self.lock:  # not while it notes a file sent (it stops waiting for room at once)
+                self.journal.remove(self.owed)
+
+    def left(self) -> tuple[int, int]:
+        """(files, bytes) the folder holds that are not sent yet (its heartbeat says so)."""
+        files = size = 0
+        for path in self._files():
+            relative = path.relative_to(self.run_dir).as_posix()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            if self.sent.get(relative) != (stat.st_size, stat.st_mtime_ns) and relative not in self.kept_here:
+                files, size = files + 1, size + stat.st_size
+        return files, size
 
     def already_there(self, relatives: list[str]) -> None:
         """Files the control plane has already (a backup it sent): not uploaded again unless changed."""
@@ -67,17 +112,37 @@ class FolderSync:
             log.warning("run %s: no room in the event stream for %.0f s: its last files follow its end",
                         self.run_id, self.finish_wait_s)
             self.deadline = None
-            self.follower = threading.Thread(target=self._follow, name=f"upload-rest-{self.run_id}", daemon=True)
-            self.follower.start()
+            self.follow()
+            return
+        self._settled()
 
     def _follow(self) -> None:
-        while True:
+        while not self.cancelled.is_set():
             try:
                 self.sync()
+                self._settled()
+                log.info("run %s: its last files are sent", self.run_id)
                 return
+            except NoRoom:
+                return  # cancelled
             except Exception:  # Redis went away meanwhile: try again
                 log.exception("run %s: uploading its last files failed; trying again", self.run_id)
                 time.sleep(SCAN_EVERY_S)
+
+    def _settled(self) -> None:
+        """Everything is sent (or spooled, which survives the worker): nothing is owed."""
+        if self.journal and not self.cancelled.is_set():
+            self.journal.remove(self.owed)
+
+    def _journal(self) -> None:
+        if not self.journal or self.cancelled.is_set():
+            return
+        self.owed.sent = {relative: list(stat) for relative, stat in self.sent.items()}
+        self.owed.kept_here, self.owed.log_offset = sorted(self.kept_here), self.log_offset
+        try:
+            self.journal.write(self.owed)
+        except OSError as exc:  # a full disk here too: the upload goes on, unremembered
+            log.warning("run %s: could not note what it still owes the web: %s", self.run_id, exc)
 
     def _loop(self) -> None:
         while not self.stopping.wait(SCAN_EVERY_S):
@@ -92,7 +157,11 @@ class FolderSync:
 
     def sync(self) -> None:
         with self.lock:
+            self.room = 0  # what it counted last pass is stale: the run's events fill the stream too
+            offset = self.log_offset
             self._sync_log()
+            if self.log_offset != offset:
+                self._journal()
             current = {}
             for path in self._files():
                 relative = path.relative_to(self.run_dir).as_posix()
@@ -101,6 +170,7 @@ class FolderSync:
                 if self.sent.get(relative) != current[relative] and relative not in self.kept_here:
                     self._send(path, relative, stat.st_size)
                     self.sent[relative] = current[relative]
+                    self._journal()  # one sent: a worker killed now does not send it again
             for relative in [r for r in self.sent if r not in current]:
                 if relative in self.kept_here:  # pruned here: the run page stops listing it
                     self.kept_here.discard(relative)
@@ -110,6 +180,7 @@ class FolderSync:
                 else:
                     self.sink.remove(self.run_id, relative)
                 del self.sent[relative]
+                self._journal()
 
     def _files(self):
         # a folder's completion mark goes after its other files: the web sees a backup as whole
@@ -154,6 +225,6 @@ class FolderSync:
             if backlog < FILE_BACKLOG:
                 self.room = FILE_BACKLOG - backlog - 1
                 return
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            if self.deadline is not None and time.monotonic() > self.deadline or self.cancelled.is_set():
                 raise NoRoom
             time.sleep(BACKLOG_WAIT_S)

@@ -71,7 +71,22 @@ def get_run_view(run_id: int) -> dict:
         raise ApiError(404, "unknown run", f"no run with id {run_id}")
     view = summarize(run)
     view["record_blocked"] = record_blocked(view)
+    view["files_owed"] = files_owed(view)
     return view
+
+
+def files_owed(view: dict) -> str | None:
+    """Files of an ended run still on its worker, being sent (its last files found no room in the
+    event stream, or its worker restarted before they were sent): the worker's heartbeat says."""
+    if not view.get("worker") or view["state"] in (RunState.QUEUED.value, RunState.RUNNING.value):
+        return None
+    alive, beat = heartbeats.run_beat(get_redis(), view["worker"])
+    owed = [o for o in (beat or {}).get("owed") or () if isinstance(o, dict) and o.get("run_id") == view["id"]]
+    if not alive or not owed:
+        return None
+    files, size = int(owed[0].get("files") or 0), float(owed[0].get("bytes") or 0)
+    return (f"{files} file{'s' if files != 1 else ''} ({size / 1e6:.0f} MB) still on worker {view['worker']}, "
+            "being sent") if files else None
 
 
 def record_blocked(view: dict) -> str | None:
