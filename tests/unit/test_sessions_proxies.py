@@ -159,10 +159,10 @@ def test_buttons_a_role_cannot_use_are_not_shown(auth_app):
                        for url in ("/", f"/runs/{run_id}", "/configs/", "/configs/presets/demo/edit")}
     viewer, operator, admin = pages["vera"], pages["otto"], pages["ada"]
     assert 'id="start-form"' not in viewer["/"] and 'id="queue-form"' not in viewer["/"]
-    assert 'data-command="stop"' not in viewer["/"]
+    assert 'data-command="resume"' not in viewer["/"]  # an ended run's dashboard: Resume, no greyed steering
     assert 'data-action="resume"' not in viewer[f"/runs/{run_id}"] and 'data-action="delete"' not in viewer[f"/runs/{run_id}"]
     assert 'data-action="start"' not in viewer["/configs/presets/demo/edit"] and "Import a OneTrainer" not in viewer["/configs/"]
-    assert 'id="start-form"' in operator["/"] and 'data-command="stop"' in operator["/"]
+    assert 'id="start-form"' in operator["/"] and 'data-command="resume"' in operator["/"]
     assert 'data-action="resume"' in operator[f"/runs/{run_id}"] and 'data-action="delete"' not in operator[f"/runs/{run_id}"]
     assert 'data-action="start"' in operator["/configs/presets/demo/edit"]
     assert 'data-action="delete"' in admin[f"/runs/{run_id}"]

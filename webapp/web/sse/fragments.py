@@ -29,15 +29,17 @@ def render_event_fragments(event: dict, replayed: bool = False) -> list[tuple[st
         return frames
     if name in STATE_EVENTS:
         run = run_views.current_run()
-        frames = [("state", render_template("dashboard/_state.html", run=run)),
-                  ("controls", render_template("dashboard/_controls.html", run=run))]
+        frames = []
+        if name == Event.RUN and event["data"].get("state") == RunState.RUNNING.value:
+            # a new run begins: the gallery and the log start empty, before its state says "running"
+            # (a page that shows the new state must not show the previous run's samples beside it)
+            frames += [("samples_reset", render_template("dashboard/_samples.html", samples=[], run=run)),
+                       ("log_reset", render_template("dashboard/_log.html", log_events=[]))]
+        frames += [("state", render_template("dashboard/_state.html", run=run)),
+                   ("controls", render_template("dashboard/_controls.html", run=run))]
         if run is not None and not run.get("progress"):
             # a run that has not stepped yet: the previous run's progress must not stay beside it
             frames.append(("progress", render_progress(run["id"], None)))
-        if name == Event.RUN and event["data"].get("state") == RunState.RUNNING.value:
-            # a new run begins: the gallery and the log start empty
-            frames += [("samples_reset", render_template("dashboard/_samples.html", samples=[], run=run)),
-                       ("log_reset", render_template("dashboard/_log.html", log_events=[]))]
         return frames
     if name in SAMPLE_EVENTS:
         sample = store.get_sample(get_db(), event["data"].get("sample_id", -1))
