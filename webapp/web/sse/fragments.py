@@ -30,11 +30,13 @@ def render_event_fragments(event: dict, replayed: bool = False) -> list[tuple[st
     if name in STATE_EVENTS:
         run = run_views.current_run()
         frames = []
-        if name == Event.RUN and event["data"].get("state") == RunState.RUNNING.value:
-            # a new run begins: the gallery and the log start empty, before its state says "running"
-            # (a page that shows the new state must not show the previous run's samples beside it)
-            frames += [("samples_reset", render_template("dashboard/_samples.html", samples=[], run=run)),
-                       ("log_reset", render_template("dashboard/_log.html", log_events=[]))]
+        starts = name == Event.RUN and event["data"].get("state") == RunState.RUNNING.value
+        if run is not None and (starts or not store.list_samples(get_db(), run["id"], limit=1)):
+            # the run shown has no samples yet (it was assigned, its dataset is on its way, it begins):
+            # its gallery is empty before its state shows, never the previous run's samples beside it
+            frames.append(("samples_reset", render_template("dashboard/_samples.html", samples=[], run=run)))
+        if starts:  # its log starts empty too (a run's lines may come before its first sample)
+            frames.append(("log_reset", render_template("dashboard/_log.html", log_events=[])))
         frames += [("state", render_template("dashboard/_state.html", run=run)),
                    ("controls", render_template("dashboard/_controls.html", run=run))]
         if run is not None and not run.get("progress"):
