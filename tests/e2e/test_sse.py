@@ -93,9 +93,10 @@ def test_html_stream_sends_fragments_with_id_on_the_last_frame(web, worker):
         log = worker("log", text="<b>escaped?</b>")
         frames = reader.frames_until_id(log["seq"])
         status_frames = frames[:-1]
-        # a run with no progress yet also clears the progress box (the last run's must not stay)
-        assert [f["event"] for f in status_frames] == ["state", "controls", "progress"]
-        assert [f.get("id") for f in status_frames] == [None, None, str(status["seq"])]
+        # a run with no samples yet empties the gallery first, and with no progress yet clears the
+        # progress box (the last run's must not stay beside it)
+        assert [f["event"] for f in status_frames] == ["samples_reset", "state", "controls", "progress"]
+        assert [f.get("id") for f in status_frames] == [None, None, None, str(status["seq"])]
         assert frames[-1]["event"] == "log" and "&lt;b&gt;" in frames[-1]["data"]
     finally:
         reader.close()
