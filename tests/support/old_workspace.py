@@ -6,7 +6,14 @@ import json
 import sqlite3
 from pathlib import Path
 
-SCHEMA = Path(__file__).with_name("workspace_a4c8b64.sql")
+# a dump made by that commit's code (tests/unit/test_run_columns.py loads it whole); here only its schema
+DUMP = Path(__file__).with_name("old_workspaces") / "a4c8b64.sql"
+
+
+def old_schema() -> str:
+    """The dump's tables and indexes without its rows."""
+    return "\n".join(line for line in DUMP.read_text().splitlines()
+                     if not line.startswith(("INSERT INTO", "DELETE FROM")))
 
 
 def make_old_workspace(workspace: Path, progress_events: int = 300) -> Path:
@@ -15,7 +22,7 @@ def make_old_workspace(workspace: Path, progress_events: int = 300) -> Path:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")  # as the old store.connect: before any table
-        conn.executescript(SCHEMA.read_text())
+        conn.executescript(old_schema())
         conn.execute("INSERT INTO runs (id, config_name, config_json, state, created_at, started_at, finished_at)"
                      " VALUES (1, 'demo', '{}', 'completed', 1000, 1001, 1400)")
         events = [("run", {"state": "running"}, 1001.0)]
